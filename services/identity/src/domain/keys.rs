@@ -1,0 +1,209 @@
+//! Signing keys: Ed25519 key pairs, their private halves encrypted at rest under a key-encryption key,
+//! access-token signing (EdDSA JWTs) and the public JWKS.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+use assist_runtime::auth::{Claims, PublicKey};
+use assist_runtime::{Error, Result};
+
+/// The 32-byte key that encrypts signing keys at rest.
+#[derive(Clone)]
+pub struct KeyEncryptionKey([u8; 32]);
+
+impl KeyEncryptionKey {
+    /// From base64 (standard alphabet) of exactly 32 bytes.
+    pub fn from_base64(value: &str) -> Option<Self> {
+        let bytes = STANDARD.decode(value.trim()).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+
+    /// A fresh random key, as base64.
+    pub fn generate_base64() -> Result<String> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| Error::internal(anyhow::anyhow!("rng: {e}")))?;
+        Ok(STANDARD.encode(bytes))
+    }
+
+    /// Encrypts `plaintext`, binding it to `kid`: base64 of nonce || ciphertext.
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String> {
+        let cipher = XChaCha20Poly1305::new(&self.0.into());
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|e| Error::internal(anyhow::anyhow!("rng: {e}")))?;
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| Error::internal(anyhow::anyhow!("sealing a signing key failed")))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(STANDARD.encode(out))
+    }
+
+    fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>> {
+        let wrong = || {
+            Error::internal(anyhow::anyhow!(
+                "signing key {kid} cannot be decrypted: wrong key-encryption key or damaged row"
+            ))
+        };
+        let bytes = STANDARD.decode(sealed).map_err(|_| wrong())?;
+        if bytes.len() < 24 {
+            return Err(wrong());
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        XChaCha20Poly1305::new(&self.0.into())
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| wrong())
+    }
+}
+
+/// A signing key as stored: its private half sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub sealed_private_key: String,
+    /// base64url of the 32-byte public key (the JWK `x`).
+    pub public_key: String,
+    pub created_at_us: i64,
+    pub retired_at_us: Option<i64>,
+    /// After this time the public key leaves the JWKS; `None` while the key is active.
+    pub publish_until_us: Option<i64>,
+}
+
+/// A key that can sign.
+pub struct ActiveKey {
+    pub kid: String,
+    encoding: EncodingKey,
+    header: Header,
+}
+
+impl ActiveKey {
+    /// Signs claims into a compact JWS.
+    pub fn sign(&self, claims: &Claims) -> Result<String> {
+        jsonwebtoken::encode(&self.header, claims, &self.encoding).map_err(Error::internal)
+    }
+}
+
+/// A new key pair, sealed for storage, and the same key ready to sign.
+pub fn generate(kek: &KeyEncryptionKey, now_us: i64) -> Result<(StoredKey, ActiveKey)> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Error::internal(anyhow::anyhow!("rng: {e}")))?;
+    let signing = SigningKey::from_bytes(&seed);
+    let kid = uuid::Uuid::now_v7().to_string();
+    let stored = StoredKey {
+        sealed_private_key: kek.seal(&kid, &seed)?,
+        public_key: URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes()),
+        kid: kid.clone(),
+        created_at_us: now_us,
+        retired_at_us: None,
+        publish_until_us: None,
+    };
+    let active = active_from_seed(kid, &seed)?;
+    Ok((stored, active))
+}
+
+/// Opens a stored key for signing.
+pub fn open(kek: &KeyEncryptionKey, stored: &StoredKey) -> Result<ActiveKey> {
+    let seed = kek.open(&stored.kid, &stored.sealed_private_key)?;
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| Error::internal(anyhow::anyhow!("signing key {} is malformed", stored.kid)))?;
+    active_from_seed(stored.kid.clone(), &seed)
+}
+
+fn active_from_seed(kid: String, seed: &[u8; 32]) -> Result<ActiveKey> {
+    let der = SigningKey::from_bytes(seed)
+        .to_pkcs8_der()
+        .map_err(|e| Error::internal(anyhow::anyhow!("pkcs8: {e}")))?;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.clone());
+    Ok(ActiveKey {
+        kid,
+        encoding: EncodingKey::from_ed_der(der.as_bytes()),
+        header,
+    })
+}
+
+/// The public part, as a verifier needs it.
+pub fn public(stored: &StoredKey) -> PublicKey {
+    PublicKey {
+        kid: stored.kid.clone(),
+        x: stored.public_key.clone(),
+    }
+}
+
+/// The JWKS JSON document (RFC 7517, Ed25519 keys per RFC 8037).
+pub fn jwks_json(keys: &[PublicKey]) -> String {
+    let keys: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": k.kid, "x": k.x,
+            })
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assist_runtime::auth::Realm;
+
+    #[test]
+    fn sealed_keys_open_only_with_their_kek_and_kid() {
+        let kek = KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
+        let (stored, _) = generate(&kek, 1).unwrap();
+        assert!(open(&kek, &stored).is_ok());
+        let other = KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
+        assert!(open(&other, &stored).is_err());
+        let mut moved = stored.clone();
+        moved.kid = "another".into();
+        assert!(open(&kek, &moved).is_err(), "a sealed key is bound to its kid");
+    }
+
+    #[test]
+    fn signed_tokens_carry_the_kid() {
+        let kek = KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
+        let (stored, active) = generate(&kek, 1).unwrap();
+        let claims = Claims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: "a".into(),
+            exp: 2,
+            iat: 1,
+            nbf: 1,
+            jti: "j".into(),
+            realm: Realm::Customer,
+            scope: "customer".into(),
+            act: None,
+            sid: None,
+        };
+        let token = active.sign(&claims).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(stored.kid.as_str()));
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert!(jwks_json(&[public(&stored)]).contains(&stored.public_key));
+    }
+
+    #[test]
+    fn kek_must_be_32_bytes() {
+        assert!(KeyEncryptionKey::from_base64("c2hvcnQ=").is_none());
+        assert!(KeyEncryptionKey::from_base64("not base64!").is_none());
+    }
+}

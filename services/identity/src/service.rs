@@ -1,0 +1,835 @@
+//! The identity use cases: each one validates, applies the domain rules and calls the store. Shared by
+//! the gRPC API and the operator's `assist admin` commands.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use assist_runtime::auth::{Claims, PublicKey, Realm};
+use assist_runtime::time::{now_us, us};
+use assist_runtime::validate::{self, Page};
+use assist_runtime::{Error, Result};
+use tokio::sync::Semaphore;
+
+use crate::domain::keys::{self, ActiveKey, KeyEncryptionKey};
+use crate::domain::principal::{scope_for, valid_scope};
+use crate::domain::throttle::{ThrottlePolicy, account_key, address_key};
+use crate::domain::{
+    MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status, password, search,
+    secret,
+};
+use crate::store::{OneTimeToken, OutboxMessage, Paged, Rotation, SearchQuery, Store, ThrottleState};
+
+/// Lifetimes, limits and names that shape tokens and mail.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub service_token_ttl: Duration,
+    pub invitation_ttl: Duration,
+    pub password_reset_ttl: Duration,
+    /// Where the set-password and reset pages live; links in mail start here.
+    pub public_url: String,
+    pub account_throttle: ThrottlePolicy,
+    pub address_throttle: ThrottlePolicy,
+    pub customer_reference_prefix: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            issuer: "assist-identity".into(),
+            audience: "agent-assist".into(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            service_token_ttl: Duration::from_secs(10 * 60),
+            invitation_ttl: Duration::from_secs(7 * 24 * 3600),
+            password_reset_ttl: Duration::from_secs(3600),
+            public_url: "http://127.0.0.1:8080".into(),
+            account_throttle: ThrottlePolicy::default(),
+            address_throttle: ThrottlePolicy::default(),
+            customer_reference_prefix: "DE--".into(),
+        }
+    }
+}
+
+/// Who asks: a caller with a verified token, or the operator at the machine (`assist admin`).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    Operator,
+    Token(&'a Claims),
+}
+
+impl Actor<'_> {
+    fn is_admin(&self) -> bool {
+        match self {
+            Actor::Operator => true,
+            Actor::Token(claims) => claims.is_admin_or_service(),
+        }
+    }
+
+    fn require_admin(&self) -> Result<()> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::denied("administrator or service token required"))
+        }
+    }
+
+    /// Admin, or the principal itself acting in its own name.
+    fn require_self_or_admin(&self, principal_id: &str) -> Result<()> {
+        match self {
+            Actor::Token(claims) if !claims.is_delegated() && claims.sub == principal_id => Ok(()),
+            _ => self.require_admin(),
+        }
+    }
+
+    /// Back-office users and services may search; customers, merchant users and impersonation tokens
+    /// may not.
+    fn require_back_office(&self) -> Result<()> {
+        match self {
+            Actor::Operator => Ok(()),
+            Actor::Token(claims)
+                if !claims.is_delegated()
+                    && matches!(claims.realm, Realm::BackOffice | Realm::Service) =>
+            {
+                Ok(())
+            }
+            Actor::Token(_) => Err(Error::denied("back-office or service token required")),
+        }
+    }
+}
+
+/// An access token and a refresh token.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub access_expires_at_us: i64,
+    pub refresh_token: String,
+    pub refresh_expires_at_us: i64,
+    pub principal_id: String,
+}
+
+/// Fields of a new principal, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct PrincipalInput {
+    pub email: String,
+    pub full_name: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub customer_reference: String,
+    pub merchant_id: String,
+    pub merchant_name: String,
+    pub merchant_approval: Option<MerchantApproval>,
+    pub password: String,
+    pub scopes: Vec<String>,
+    pub send_invitation: bool,
+}
+
+/// Changes to a principal; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PrincipalUpdate {
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub merchant_name: Option<String>,
+    pub merchant_approval: Option<MerchantApproval>,
+    pub scopes: Option<Vec<String>>,
+}
+
+const NAME_MAX: usize = 100;
+const REFERENCE_MAX: usize = 64;
+const CLIENT_ID_MAX: usize = 64;
+const QUERY_MAX: usize = 100;
+const MAX_SCOPES: usize = 16;
+
+/// The keys this replica signs with and publishes, reloaded from the store.
+struct KeyRing {
+    active: Arc<ActiveKey>,
+    published: Vec<PublicKey>,
+}
+
+pub struct Identity {
+    store: Store,
+    settings: Settings,
+    kek: KeyEncryptionKey,
+    keys: RwLock<KeyRing>,
+    /// Argon2 takes 19 MiB and ~15 ms of a core; bound how many run at once.
+    hashing: Semaphore,
+}
+
+impl Identity {
+    /// Loads (or on first start creates) the signing key.
+    pub async fn new(store: Store, settings: Settings, kek: KeyEncryptionKey) -> Result<Self> {
+        let ring = load_keys(&store, &kek).await?;
+        let permits = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        Ok(Self {
+            store,
+            settings,
+            kek,
+            keys: RwLock::new(ring),
+            hashing: Semaphore::new(permits),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Re-reads the keys (another replica may have rotated them).
+    pub async fn reload_keys(&self) -> Result<()> {
+        let ring = load_keys(&self.store, &self.kek).await?;
+        *self.keys.write().expect("key ring poisoned") = ring;
+        Ok(())
+    }
+
+    /// The public keys that verify tokens: the active one and retired ones still published.
+    pub fn jwks(&self) -> Vec<PublicKey> {
+        self.keys.read().expect("key ring poisoned").published.clone()
+    }
+
+    /// Makes a new key active; the previous one stays published until its last token has expired.
+    pub async fn rotate_signing_key(&self, actor: Actor<'_>) -> Result<String> {
+        actor.require_admin()?;
+        let now = now_us();
+        let (stored, _) = keys::generate(&self.kek, now)?;
+        // Other replicas pick up the new key within KEY_RELOAD; until then they still sign with the old
+        // one, so it stays published for that long past the tokens' lifetime.
+        let publish_until =
+            now + us(self.settings.access_token_ttl.max(self.settings.service_token_ttl))
+                + us(KEY_RELOAD) * 2;
+        self.store.rotate_signing_key(&stored, now, publish_until).await?;
+        self.reload_keys().await?;
+        tracing::info!(kid = %stored.kid, "signing key rotated");
+        Ok(stored.kid)
+    }
+
+    /// Housekeeping: drops expired tokens and keys no longer published; reloads keys.
+    pub async fn housekeeping(&self) -> Result<()> {
+        let now = now_us();
+        self.store.delete_expired(now).await?;
+        self.store.delete_unpublished_keys(now).await?;
+        self.reload_keys().await
+    }
+
+    fn sign(&self, principal: &Principal, ttl: Duration) -> Result<(String, i64)> {
+        let now = now_us();
+        let issued = now / 1_000_000;
+        let exp = issued + ttl.as_secs() as i64;
+        let claims = Claims {
+            iss: self.settings.issuer.clone(),
+            sub: principal.id.clone(),
+            aud: self.settings.audience.clone(),
+            exp,
+            iat: issued,
+            nbf: issued,
+            jti: uuid::Uuid::now_v7().to_string(),
+            realm: principal.realm(),
+            scope: principal.scope.clone(),
+            act: None,
+            sid: None,
+        };
+        let key = self.keys.read().expect("key ring poisoned").active.clone();
+        Ok((key.sign(&claims)?, exp * 1_000_000))
+    }
+
+    async fn issue_pair(&self, principal: &Principal) -> Result<TokenPair> {
+        let (access_token, access_expires_at_us) = self.sign(principal, self.settings.access_token_ttl)?;
+        let refresh_token = secret::generate()?;
+        let now = now_us();
+        let refresh_expires_at_us = now + us(self.settings.refresh_token_ttl);
+        // A sign-in starts a new family; rotations keep it (see `refresh`).
+        self.store
+            .insert_refresh_token(
+                &secret::hash(&refresh_token),
+                &uuid::Uuid::now_v7().to_string(),
+                &principal.id,
+                now,
+                refresh_expires_at_us,
+            )
+            .await?;
+        Ok(TokenPair {
+            access_token,
+            access_expires_at_us,
+            refresh_token,
+            refresh_expires_at_us,
+            principal_id: principal.id.clone(),
+        })
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String> {
+        let _permit = self.hashing.acquire().await.map_err(Error::internal)?;
+        tokio::task::spawn_blocking(move || password::hash(&password))
+            .await
+            .map_err(Error::internal)?
+    }
+
+    async fn verify_password(&self, password: String, stored: Option<String>) -> Result<bool> {
+        let _permit = self.hashing.acquire().await.map_err(Error::internal)?;
+        tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
+            .await
+            .map_err(Error::internal)
+    }
+
+    // ---- sign-in and tokens ----
+
+    /// Signs in. Every failure answers the same; failures are throttled per account and per address.
+    pub async fn login(
+        &self,
+        realm: Realm,
+        email: &str,
+        password: &str,
+        client_address: &str,
+    ) -> Result<TokenPair> {
+        if realm == Realm::Service {
+            return Err(Error::invalid("realm", "service accounts use IssueServiceToken"));
+        }
+        let email = validate::required("email", email, 254)?.to_lowercase();
+        if password.is_empty() {
+            return Err(Error::invalid("password", "must not be empty"));
+        }
+        if password.chars().count() > password::MAX_LENGTH {
+            return Err(Error::unauthenticated("invalid credentials"));
+        }
+        let account = account_key(realm.as_str(), &email);
+        let address = address_key(client_address);
+        let now = now_us();
+        if let ThrottleState::BlockedUntil(until) = self.store.throttle_state([&account, &address], now).await? {
+            let seconds = (until - now + 999_999) / 1_000_000;
+            return Err(Error::ResourceExhausted(format!(
+                "too many failed sign-ins, try again in {seconds} seconds"
+            )));
+        }
+        let found = self.store.find_login(realm, &email).await?;
+        let (principal, hash) = match found {
+            Some((principal, hash)) => (Some(principal), hash),
+            None => (None, None),
+        };
+        let password_ok = self.verify_password(password.to_owned(), hash).await?;
+        let principal = match principal {
+            Some(p) if password_ok && p.status == Status::Active => p,
+            _ => {
+                let now = now_us();
+                self.store
+                    .record_failure(&account, &self.settings.account_throttle, now)
+                    .await?;
+                self.store
+                    .record_failure(&address, &self.settings.address_throttle, now)
+                    .await?;
+                tracing::info!(realm = realm.as_str(), "sign-in refused");
+                return Err(Error::unauthenticated("invalid credentials"));
+            }
+        };
+        self.store.clear_failures(&account).await?;
+        tracing::info!(principal_id = %principal.id, realm = realm.as_str(), "signed in");
+        self.issue_pair(&principal).await
+    }
+
+    /// Spends a refresh token for a new pair. A spent token presented again revokes its family.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair> {
+        let refused = || Error::unauthenticated("invalid refresh token");
+        if refresh_token.is_empty() {
+            return Err(Error::invalid("refresh_token", "must not be empty"));
+        }
+        if refresh_token.len() > secret::MAX_PRESENTED_LENGTH {
+            return Err(refused());
+        }
+        let new_token = secret::generate()?;
+        let now = now_us();
+        let expires = now + us(self.settings.refresh_token_ttl);
+        match self
+            .store
+            .rotate_refresh_token(&secret::hash(refresh_token), &secret::hash(&new_token), now, expires)
+            .await?
+        {
+            Rotation::Rotated { principal } => {
+                let (access_token, access_expires_at_us) =
+                    self.sign(&principal, self.settings.access_token_ttl)?;
+                Ok(TokenPair {
+                    access_token,
+                    access_expires_at_us,
+                    refresh_token: new_token,
+                    refresh_expires_at_us: expires,
+                    principal_id: principal.id,
+                })
+            }
+            Rotation::Reused => {
+                tracing::warn!("spent refresh token presented again; its family is revoked");
+                Err(refused())
+            }
+            Rotation::Invalid => Err(refused()),
+        }
+    }
+
+    /// Revokes a refresh token's family. Holding the token is the authority; unknown tokens are fine.
+    pub async fn revoke_refresh_token(&self, refresh_token: &str) -> Result<()> {
+        if refresh_token.is_empty() {
+            return Err(Error::invalid("refresh_token", "must not be empty"));
+        }
+        if refresh_token.len() <= secret::MAX_PRESENTED_LENGTH {
+            self.store
+                .revoke_refresh_family(&secret::hash(refresh_token), now_us())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Logs a principal out everywhere.
+    pub async fn revoke_all_refresh_tokens(&self, actor: Actor<'_>, principal_id: &str) -> Result<u64> {
+        let id = validate::id("principal_id", principal_id)?.to_string();
+        actor.require_self_or_admin(&id)?;
+        self.store.revoke_all_refresh_tokens(&id, now_us()).await
+    }
+
+    /// A short-lived token for a service account.
+    pub async fn issue_service_token(&self, client_id: &str, client_secret: &str) -> Result<(String, i64)> {
+        let refused = || Error::unauthenticated("invalid client credentials");
+        let client_id = validate::required("client_id", client_id, CLIENT_ID_MAX)?;
+        if client_secret.is_empty() {
+            return Err(Error::invalid("client_secret", "must not be empty"));
+        }
+        if client_secret.len() > secret::MAX_PRESENTED_LENGTH {
+            return Err(refused());
+        }
+        let Some((principal, Some(stored))) = self.store.find_service_account(&client_id).await? else {
+            return Err(refused());
+        };
+        let presented = secret::hash(client_secret);
+        if !constant_time_eq(presented.as_bytes(), stored.as_bytes()) || principal.status != Status::Active {
+            return Err(refused());
+        }
+        self.sign(&principal, self.settings.service_token_ttl)
+    }
+
+    // ---- principals ----
+
+    pub async fn create_back_office_user(&self, actor: Actor<'_>, input: PrincipalInput) -> Result<Principal> {
+        actor.require_admin()?;
+        let email = validate::email("email", &input.email)?;
+        let full_name = validate::required("full_name", &input.full_name, NAME_MAX)?;
+        let scopes = validate_scopes(&input.scopes)?;
+        let invited = input.password.is_empty();
+        if !invited && input.send_invitation {
+            return Err(Error::invalid("password", "must be empty when sending an invitation"));
+        }
+        let kind = PrincipalKind::BackOfficeUser { full_name };
+        let principal = self
+            .create(kind, email, &scopes, &input.password, if invited { Status::Invited } else { Status::Active })
+            .await?;
+        if input.send_invitation {
+            self.issue_one_time_token(actor, &principal.id, Purpose::Invitation).await?;
+        }
+        Ok(principal)
+    }
+
+    pub async fn create_customer(&self, actor: Actor<'_>, input: PrincipalInput) -> Result<Principal> {
+        actor.require_admin()?;
+        let email = validate::email("email", &input.email)?;
+        let first_name = validate::required("first_name", &input.first_name, NAME_MAX)?;
+        let last_name = validate::required("last_name", &input.last_name, NAME_MAX)?;
+        let customer_reference = match validate::optional("customer_reference", &input.customer_reference, REFERENCE_MAX)? {
+            reference if reference.is_empty() => self.next_customer_reference().await?,
+            reference => normalize_reference(&reference)?,
+        };
+        let kind = PrincipalKind::Customer {
+            customer_reference,
+            first_name,
+            last_name,
+        };
+        self.create(kind, email, &[], &input.password, Status::Active).await
+    }
+
+    pub async fn create_merchant_user(&self, actor: Actor<'_>, input: PrincipalInput) -> Result<Principal> {
+        actor.require_admin()?;
+        let email = validate::email("email", &input.email)?;
+        let kind = PrincipalKind::MerchantUser {
+            merchant_id: validate::required("merchant_id", &input.merchant_id, REFERENCE_MAX)?,
+            merchant_name: validate::required("merchant_name", &input.merchant_name, NAME_MAX)?,
+            merchant_approval: input.merchant_approval.unwrap_or(MerchantApproval::Approved),
+            first_name: validate::required("first_name", &input.first_name, NAME_MAX)?,
+            last_name: validate::required("last_name", &input.last_name, NAME_MAX)?,
+        };
+        self.create(kind, email, &[], &input.password, Status::Active).await
+    }
+
+    /// Creates a service account; its secret is returned once.
+    pub async fn create_service_account(
+        &self,
+        actor: Actor<'_>,
+        client_id: &str,
+        scopes: &[String],
+    ) -> Result<(Principal, String)> {
+        actor.require_admin()?;
+        let client_id = validate::required("client_id", client_id, CLIENT_ID_MAX)?;
+        if !valid_scope(&client_id) {
+            return Err(Error::invalid("client_id", "must be lowercase letters, digits, '.', '_', ':' or '-'"));
+        }
+        let scopes = validate_scopes(scopes)?;
+        let client_secret = secret::generate()?;
+        let now = now_us();
+        let principal = Principal {
+            id: uuid::Uuid::now_v7().to_string(),
+            status: Status::Active,
+            email: String::new(),
+            scope: scope_for(Realm::Service, &scopes),
+            kind: PrincipalKind::ServiceAccount { client_id },
+            created_at_us: now,
+            updated_at_us: now,
+        };
+        let new = NewPrincipal {
+            principal,
+            password_hash: Some(secret::hash(&client_secret)),
+        };
+        self.store.create_principal(&new, &[]).await?;
+        Ok((new.principal, client_secret))
+    }
+
+    async fn create(
+        &self,
+        kind: PrincipalKind,
+        email: String,
+        scopes: &[String],
+        password: &str,
+        status: Status,
+    ) -> Result<Principal> {
+        let password_hash = if password.is_empty() {
+            if status == Status::Active {
+                return Err(Error::invalid("password", "must not be empty"));
+            }
+            None
+        } else {
+            password::check_policy("password", password)?;
+            Some(self.hash_password(password.to_owned()).await?)
+        };
+        let now = now_us();
+        let realm = kind.realm();
+        let principal = Principal {
+            id: uuid::Uuid::now_v7().to_string(),
+            status,
+            email,
+            scope: scope_for(realm, scopes),
+            kind,
+            created_at_us: now,
+            updated_at_us: now,
+        };
+        let terms = terms_of(&principal);
+        let new = NewPrincipal {
+            principal,
+            password_hash,
+        };
+        self.store.create_principal(&new, &terms).await?;
+        tracing::info!(principal_id = %new.principal.id, realm = realm.as_str(), "principal created");
+        Ok(new.principal)
+    }
+
+    /// The next generated customer reference, such as `DE--42`.
+    pub async fn next_customer_reference(&self) -> Result<String> {
+        let n = self.store.next_sequence("customer_reference").await?;
+        Ok(format!("{}{n}", self.settings.customer_reference_prefix))
+    }
+
+    pub async fn update_principal(&self, actor: Actor<'_>, id: &str, update: PrincipalUpdate) -> Result<Principal> {
+        actor.require_admin()?;
+        let mut principal = self.get(id).await?;
+        let mut revoke = false;
+        if let Some(email) = &update.email {
+            if principal.realm() == Realm::Service {
+                return Err(Error::invalid("email", "service accounts have no email"));
+            }
+            principal.email = validate::email("email", email)?;
+        }
+        match &mut principal.kind {
+            PrincipalKind::BackOfficeUser { full_name } => {
+                if let Some(name) = &update.full_name {
+                    *full_name = validate::required("full_name", name, NAME_MAX)?;
+                }
+            }
+            PrincipalKind::Customer { first_name, last_name, .. } => {
+                set_name(first_name, "first_name", &update.first_name)?;
+                set_name(last_name, "last_name", &update.last_name)?;
+            }
+            PrincipalKind::MerchantUser { first_name, last_name, merchant_name, merchant_approval, .. } => {
+                set_name(first_name, "first_name", &update.first_name)?;
+                set_name(last_name, "last_name", &update.last_name)?;
+                set_name(merchant_name, "merchant_name", &update.merchant_name)?;
+                if let Some(approval) = update.merchant_approval {
+                    *merchant_approval = approval;
+                }
+            }
+            PrincipalKind::ServiceAccount { .. } => {}
+        }
+        if let Some(scopes) = &update.scopes {
+            if !matches!(principal.realm(), Realm::BackOffice | Realm::Service) {
+                return Err(Error::invalid("scopes", "only back-office users and service accounts have scopes"));
+            }
+            let scope = scope_for(principal.realm(), &validate_scopes(scopes)?);
+            // New scopes must not ride on old refresh tokens' sessions: sign in again.
+            revoke = scope != principal.scope;
+            principal.scope = scope;
+        }
+        let now = now_us();
+        principal.updated_at_us = now;
+        let terms = terms_of(&principal);
+        self.store.update_principal(&principal, &terms, revoke, now).await?;
+        Ok(principal)
+    }
+
+    pub async fn get_principal(&self, actor: Actor<'_>, id: &str) -> Result<Principal> {
+        let id = validate::id("id", id)?.to_string();
+        actor.require_self_or_admin(&id)?;
+        self.get(&id).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Principal> {
+        let id = validate::id("id", id)?.to_string();
+        self.store.get_principal(&id).await?.ok_or(Error::NotFound("principal"))
+    }
+
+    pub async fn list_principals(
+        &self,
+        actor: Actor<'_>,
+        realm: Realm,
+        status: Option<Status>,
+        page: Page,
+    ) -> Result<Paged<Principal>> {
+        actor.require_admin()?;
+        self.store.list_principals(realm, status, page).await
+    }
+
+    /// Blocks, unblocks, deactivates or deletes. Any status but `active` revokes refresh tokens.
+    pub async fn set_status(&self, actor: Actor<'_>, id: &str, status: Status) -> Result<Principal> {
+        actor.require_admin()?;
+        let principal = self.get(id).await?;
+        if !status.allowed_for(principal.realm()) {
+            return Err(Error::invalid("status", format!("not allowed for {}", principal.realm().as_str())));
+        }
+        if principal.status == Status::Invited && status == Status::Active {
+            return Err(Error::FailedPrecondition("an invited principal becomes active by redeeming its invitation".into()));
+        }
+        self.store.set_status(&principal.id, status, now_us()).await?;
+        tracing::info!(principal_id = %principal.id, status = status.as_str(), "status changed");
+        self.get(&principal.id).await
+    }
+
+    /// Sets a password directly; every refresh token of the principal is revoked.
+    pub async fn set_password(&self, actor: Actor<'_>, id: &str, new_password: &str) -> Result<()> {
+        actor.require_admin()?;
+        let principal = self.get(id).await?;
+        if principal.realm() == Realm::Service {
+            return Err(Error::invalid("id", "service accounts have a secret, not a password"));
+        }
+        password::check_policy("password", new_password)?;
+        let hash = self.hash_password(new_password.to_owned()).await?;
+        self.store.set_password(&principal.id, &hash, now_us()).await
+    }
+
+    // ---- one-time tokens ----
+
+    /// Creates an invitation or reset token and writes its mail to the outbox (sent over SMTP when
+    /// configured). Only the mail carries the token; the store keeps its hash.
+    pub async fn issue_one_time_token(
+        &self,
+        actor: Actor<'_>,
+        principal_id: &str,
+        purpose: Purpose,
+    ) -> Result<(String, i64)> {
+        actor.require_admin()?;
+        let principal = self.get(principal_id).await?;
+        match (purpose, principal.status) {
+            (_, _) if principal.realm() == Realm::Service => {
+                return Err(Error::invalid("principal_id", "service accounts cannot receive mail"));
+            }
+            (Purpose::Invitation, Status::Invited) | (Purpose::PasswordReset, Status::Active) => {}
+            (Purpose::Invitation, _) => {
+                return Err(Error::FailedPrecondition("only invited principals can be sent an invitation".into()));
+            }
+            (Purpose::PasswordReset, _) => {
+                return Err(Error::FailedPrecondition("only active principals can reset a password".into()));
+            }
+        }
+        let token = secret::generate()?;
+        let now = now_us();
+        let (ttl, subject, path) = match purpose {
+            Purpose::Invitation => (self.settings.invitation_ttl, "You are invited to Agent Assist", "set-password"),
+            Purpose::PasswordReset => (self.settings.password_reset_ttl, "Reset your Agent Assist password", "reset-password"),
+        };
+        let expires_at = now + us(ttl);
+        let link = format!("{}/{path}?token={token}", self.settings.public_url.trim_end_matches('/'));
+        let hours = ttl.as_secs().div_ceil(3600);
+        let body = format!(
+            "Hello {name},\n\nOpen this link to set your password:\n\n{link}\n\nThe link works once and \
+             expires in {hours} hour(s). If you did not expect this mail, ignore it.\n",
+            name = principal.display_name(),
+        );
+        let mail = OutboxMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            recipient: principal.email.clone(),
+            subject: subject.into(),
+            body,
+            created_at: now,
+            sent_at: None,
+        };
+        let record = OneTimeToken {
+            token_hash: &secret::hash(&token),
+            principal_id: &principal.id,
+            purpose,
+            now,
+            expires_at,
+        };
+        self.store.issue_one_time_token(&record, &mail).await?;
+        tracing::info!(principal_id = %principal.id, purpose = purpose.as_str(), outbox_id = %mail.id, "mail queued");
+        Ok((mail.id, expires_at))
+    }
+
+    /// Redeems a one-time token by setting a password. Unknown, spent and expired tokens answer alike.
+    pub async fn redeem_one_time_token(&self, token: &str, new_password: &str) -> Result<(String, Purpose)> {
+        if token.is_empty() {
+            return Err(Error::invalid("token", "must not be empty"));
+        }
+        password::check_policy("new_password", new_password)?;
+        let refused = || Error::FailedPrecondition("the link is invalid or has expired".into());
+        if token.len() > secret::MAX_PRESENTED_LENGTH {
+            return Err(refused());
+        }
+        let hash = self.hash_password(new_password.to_owned()).await?;
+        self.store
+            .redeem_one_time_token(&secret::hash(token), &hash, now_us())
+            .await?
+            .ok_or_else(refused)
+    }
+
+    pub async fn list_outbox(&self, actor: Actor<'_>, recipient: &str, page: Page) -> Result<Paged<OutboxMessage>> {
+        actor.require_admin()?;
+        let recipient = match recipient.trim() {
+            "" => None,
+            r => Some(validate::email("recipient", r)?),
+        };
+        self.store.list_outbox(recipient.as_deref(), page).await
+    }
+
+    // ---- search ----
+
+    /// Customers whose email, first name, last name or "first last" starts with the query
+    /// (case-insensitive), and the customer whose reference is exactly the query, first.
+    pub async fn search_customers(&self, actor: Actor<'_>, query: &str, page: Page) -> Result<Paged<Principal>> {
+        actor.require_back_office()?;
+        let query = validate::optional("query", query, QUERY_MAX)?;
+        let prefix = search::normalize(&query);
+        let reference = normalize_reference(&query).ok();
+        self.store
+            .search(
+                Realm::Customer,
+                &SearchQuery {
+                    prefix: &prefix,
+                    reference: reference.as_deref().filter(|r| !r.is_empty()),
+                    status: None,
+                    page,
+                },
+            )
+            .await
+    }
+
+    /// Merchant users by merchant name, first name, last name or email prefix, optionally one status.
+    pub async fn search_merchant_users(
+        &self,
+        actor: Actor<'_>,
+        query: &str,
+        status: Option<Status>,
+        page: Page,
+    ) -> Result<Paged<Principal>> {
+        actor.require_back_office()?;
+        let query = validate::optional("query", query, QUERY_MAX)?;
+        let prefix = search::normalize(&query);
+        self.store
+            .search(
+                Realm::MerchantUser,
+                &SearchQuery {
+                    prefix: &prefix,
+                    reference: None,
+                    status,
+                    page,
+                },
+            )
+            .await
+    }
+}
+
+/// How often replicas re-read signing keys.
+pub const KEY_RELOAD: Duration = Duration::from_secs(10);
+
+async fn load_keys(store: &Store, kek: &KeyEncryptionKey) -> Result<KeyRing> {
+    let now = now_us();
+    let mut stored = store.signing_keys().await?;
+    if !stored.iter().any(|k| k.retired_at_us.is_none()) {
+        let (first, _) = keys::generate(kek, now)?;
+        if store.insert_first_signing_key(&first).await? {
+            tracing::info!(kid = %first.kid, "first signing key created");
+        }
+        stored = store.signing_keys().await?;
+    }
+    let active = stored
+        .iter()
+        .find(|k| k.retired_at_us.is_none())
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("no active signing key")))?;
+    let active = Arc::new(keys::open(kek, active)?);
+    let published = stored
+        .iter()
+        .filter(|k| k.publish_until_us.is_none_or(|until| until > now))
+        .map(keys::public)
+        .collect();
+    Ok(KeyRing { active, published })
+}
+
+/// The search terms of a principal, per its kind.
+pub fn terms_of(principal: &Principal) -> Vec<String> {
+    match &principal.kind {
+        PrincipalKind::Customer { first_name, last_name, .. } => {
+            search::person_terms(&principal.email, first_name, last_name)
+        }
+        PrincipalKind::MerchantUser { first_name, last_name, merchant_name, .. } => {
+            search::merchant_user_terms(&principal.email, first_name, last_name, merchant_name)
+        }
+        PrincipalKind::BackOfficeUser { .. } | PrincipalKind::ServiceAccount { .. } => Vec::new(),
+    }
+}
+
+/// Customer references are case-insensitive identifiers, stored uppercase: letters, digits and '-'.
+fn normalize_reference(reference: &str) -> Result<String> {
+    let reference = reference.trim().to_uppercase();
+    if reference.is_empty()
+        || reference.len() > REFERENCE_MAX
+        || !reference.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::invalid("customer_reference", "must be letters, digits, '-' or '_'"));
+    }
+    Ok(reference)
+}
+
+fn validate_scopes(scopes: &[String]) -> Result<Vec<String>> {
+    if scopes.len() > MAX_SCOPES {
+        return Err(Error::invalid("scopes", format!("at most {MAX_SCOPES}")));
+    }
+    for scope in scopes {
+        if !valid_scope(scope) {
+            return Err(Error::invalid("scopes", format!("{scope:?} is not a valid scope")));
+        }
+    }
+    Ok(scopes.to_vec())
+}
+
+fn set_name(target: &mut String, field: &'static str, value: &Option<String>) -> Result<()> {
+    if let Some(value) = value {
+        *target = validate::required(field, value, NAME_MAX)?;
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,949 @@
+//! The identity store: SQL only, no business rules. One implementation in SQL that PostgreSQL and SQLite
+//! both accept (see `assist_runtime::db`); the conformance suite in `tests/store.rs` runs it on both.
+
+use assist_runtime::auth::Realm;
+use assist_runtime::db::Database;
+use assist_runtime::error::is_unique_violation;
+use assist_runtime::validate::Page;
+use assist_runtime::{Error, Result};
+use sqlx::{Any, Transaction};
+
+use crate::domain::keys::StoredKey;
+use crate::domain::search::{COUNT_CAP, MAX_TERMS_PER_PRINCIPAL, prefix_end};
+use crate::domain::throttle::ThrottlePolicy;
+use crate::domain::{MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status};
+
+mod rows;
+
+pub use rows::OutboxMessage;
+use rows::{KeyRow, PrincipalRow};
+
+pub static MIGRATIONS: assist_runtime::db::Migrations = assist_runtime::db::Migrations {
+    postgres: &sqlx::migrate!("migrations/postgres"),
+    sqlite: &sqlx::migrate!("migrations/sqlite"),
+};
+
+/// A page of results and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    /// False when counting stopped at the cap and `total` is a lower bound.
+    pub total_exact: bool,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was live; it is now spent and `new_hash` replaces it in the same family.
+    Rotated { principal: Box<Principal> },
+    /// The token had already been spent: its family is now revoked.
+    Reused,
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// What a login attempt may do, as the throttle sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleState {
+    Open,
+    BlockedUntil(i64),
+}
+
+/// Search query already normalised by the domain.
+pub struct SearchQuery<'a> {
+    pub prefix: &'a str,
+    /// An exact customer reference to put first, when the query is one.
+    pub reference: Option<&'a str>,
+    pub status: Option<Status>,
+    pub page: Page,
+}
+
+const PRINCIPAL_COLUMNS: &str = "id, realm, status, email, scope, full_name, first_name, last_name, \
+    customer_reference, merchant_id, merchant_name, merchant_approval, client_id, created_at, updated_at";
+
+#[derive(Clone)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    // ---- principals ----
+
+    /// Inserts a principal and its search terms in one transaction.
+    pub async fn create_principal(&self, new: &NewPrincipal, terms: &[String]) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        insert_principal(&mut tx, new).await?;
+        replace_terms(&mut tx, &new.principal, terms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts many principals (seeding) in one transaction.
+    pub async fn create_principals(&self, batch: &[(NewPrincipal, Vec<String>)]) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        for (new, terms) in batch {
+            insert_principal(&mut tx, new).await?;
+            replace_terms(&mut tx, &new.principal, terms).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a principal's profile fields and terms; revokes its refresh tokens when asked (scope
+    /// changes). The caller read `principal` and changed it.
+    pub async fn update_principal(
+        &self,
+        principal: &Principal,
+        terms: &[String],
+        revoke_tokens: bool,
+        now: i64,
+    ) -> Result<()> {
+        let row = PrincipalRow::from_principal(principal);
+        let mut tx = self.db.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE principals SET email = $2, scope = $3, full_name = $4, first_name = $5, \
+             last_name = $6, merchant_name = $7, merchant_approval = $8, updated_at = $9 WHERE id = $1",
+        )
+        .bind(&row.id)
+        .bind(&row.email)
+        .bind(&row.scope)
+        .bind(&row.full_name)
+        .bind(&row.first_name)
+        .bind(&row.last_name)
+        .bind(&row.merchant_name)
+        .bind(&row.merchant_approval)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict("email is already in use"))?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::NotFound("principal"));
+        }
+        replace_terms(&mut tx, principal, terms).await?;
+        if revoke_tokens {
+            revoke_all(&mut tx, &principal.id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_principal(&self, id: &str) -> Result<Option<Principal>> {
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = $1");
+        let row: Option<PrincipalRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(PrincipalRow::into_principal).transpose()
+    }
+
+    /// A principal and its password hash, by realm and (lowercased) email.
+    pub async fn find_login(
+        &self,
+        realm: Realm,
+        email: &str,
+    ) -> Result<Option<(Principal, Option<String>)>> {
+        let sql = format!(
+            "SELECT {PRINCIPAL_COLUMNS}, password_hash FROM principals WHERE realm = $1 AND email = $2"
+        );
+        let row: Option<rows::LoginRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(realm.as_str())
+            .bind(email)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| Ok((r.principal.into_principal()?, r.password_hash)))
+            .transpose()
+    }
+
+    /// A service account and its secret hash, by client id.
+    pub async fn find_service_account(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(Principal, Option<String>)>> {
+        let sql = format!(
+            "SELECT {PRINCIPAL_COLUMNS}, password_hash FROM principals WHERE client_id = $1"
+        );
+        let row: Option<rows::LoginRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(client_id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| Ok((r.principal.into_principal()?, r.password_hash)))
+            .transpose()
+    }
+
+    /// Principals of one realm, newest first.
+    pub async fn list_principals(
+        &self,
+        realm: Realm,
+        status: Option<Status>,
+        page: Page,
+    ) -> Result<Paged<Principal>> {
+        let status = status.map(Status::as_str);
+        let sql = format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE realm = $1 AND ($2 IS NULL OR status = $2) \
+             ORDER BY id DESC LIMIT $3 OFFSET $4"
+        );
+        let rows: Vec<PrincipalRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(realm.as_str())
+            .bind(status)
+            .bind(i64::from(page.limit))
+            .bind(page.offset as i64)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let counted: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM principals WHERE realm = $1 \
+             AND ($2 IS NULL OR status = $2) LIMIT $3) capped",
+        )
+        .bind(realm.as_str())
+        .bind(status)
+        .bind(COUNT_CAP as i64 + 1)
+        .fetch_one(&self.db.pool)
+        .await?;
+        paged(rows, counted as u64)
+    }
+
+    /// Sets a principal's status; leaving `active` revokes its refresh tokens in the same transaction.
+    pub async fn set_status(&self, id: &str, status: Status, now: i64) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        let updated = sqlx::query("UPDATE principals SET status = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::NotFound("principal"));
+        }
+        if status != Status::Active {
+            revoke_all(&mut tx, id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets the password hash and, optionally, the status; revokes every refresh token.
+    pub async fn set_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        let updated =
+            sqlx::query("UPDATE principals SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(password_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::NotFound("principal"));
+        }
+        revoke_all(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The next number of a named counter, starting at 1.
+    pub async fn next_sequence(&self, name: &str) -> Result<i64> {
+        let mut tx = self.db.begin_write().await?;
+        let value: Option<i64> =
+            sqlx::query_scalar("UPDATE sequences SET value = value + 1 WHERE name = $1 RETURNING value")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let value = match value {
+            Some(value) => value,
+            None => {
+                sqlx::query("INSERT INTO sequences (name, value) VALUES ($1, 1)")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                1
+            }
+        };
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Reserves `count` numbers of a named counter; returns the first.
+    pub async fn reserve_sequence(&self, name: &str, count: i64) -> Result<i64> {
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE sequences SET value = value + $2 WHERE name = $1 RETURNING value",
+        )
+        .bind(name)
+        .bind(count)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(last - count + 1)
+    }
+
+    // ---- search ----
+
+    /// Principals of `realm` with a term starting with the prefix, ordered by the first matching term
+    /// and then id (stable), an exact reference hit first. An empty prefix lists all, by id.
+    pub async fn search(&self, realm: Realm, query: &SearchQuery<'_>) -> Result<Paged<Principal>> {
+        let status = query.status.map(Status::as_str);
+        let page = query.page;
+        let ids: Vec<String>;
+        let total: u64;
+        let reference_hit = match query.reference {
+            Some(reference) => sqlx::query_scalar::<_, String>(
+                "SELECT id FROM principals WHERE customer_reference = $1 AND realm = $2 \
+                 AND ($3 IS NULL OR status = $3)",
+            )
+            .bind(reference)
+            .bind(realm.as_str())
+            .bind(status)
+            .fetch_optional(&self.db.pool)
+            .await?,
+            None => None,
+        };
+        if query.prefix.is_empty() {
+            ids = sqlx::query_scalar(
+                "SELECT id FROM principals WHERE realm = $1 AND ($2 IS NULL OR status = $2) \
+                 ORDER BY id LIMIT $3 OFFSET $4",
+            )
+            .bind(realm.as_str())
+            .bind(status)
+            .bind(i64::from(page.limit))
+            .bind(page.offset as i64)
+            .fetch_all(&self.db.pool)
+            .await?;
+            let counted: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM principals WHERE realm = $1 \
+                 AND ($2 IS NULL OR status = $2) LIMIT $3) capped",
+            )
+            .bind(realm.as_str())
+            .bind(status)
+            .bind(COUNT_CAP as i64 + 1)
+            .fetch_one(&self.db.pool)
+            .await?;
+            total = counted as u64;
+        } else {
+            let end = prefix_end(query.prefix);
+            // Each principal has at most MAX_TERMS_PER_PRINCIPAL terms, so this many term rows always
+            // hold the wanted page of distinct principals.
+            let wanted = page.offset + u64::from(page.limit) + 1;
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT t.principal_id FROM search_terms t \
+                 WHERE t.realm = $1 AND t.term >= $2 AND t.term < $3 AND ($4 IS NULL OR EXISTS \
+                 (SELECT 1 FROM principals p WHERE p.id = t.principal_id AND p.status = $4)) \
+                 ORDER BY t.term, t.principal_id LIMIT $5",
+            )
+            .bind(realm.as_str())
+            .bind(query.prefix)
+            .bind(&end)
+            .bind(status)
+            .bind((wanted * MAX_TERMS_PER_PRINCIPAL) as i64)
+            .fetch_all(&self.db.pool)
+            .await?;
+            // The reference hit counts once more unless one of its own terms matched the prefix too.
+            let hit_in_terms = reference_hit.as_ref().is_some_and(|hit| rows.contains(hit));
+            let reference_extra = u64::from(reference_hit.is_some() && !hit_in_terms);
+            let mut seen = std::collections::HashSet::new();
+            let mut ordered = Vec::with_capacity(rows.len() + 1);
+            // A reference hit takes the first slot of the first page.
+            for id in reference_hit.iter().cloned().chain(rows) {
+                if seen.insert(id.clone()) {
+                    ordered.push(id);
+                }
+            }
+            ids = ordered
+                .into_iter()
+                .skip(page.offset as usize)
+                .take(page.limit as usize)
+                .collect();
+            let counted: i64 = sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT principal_id) FROM (SELECT t.principal_id FROM search_terms t \
+                 WHERE t.realm = $1 AND t.term >= $2 AND t.term < $3 AND ($4 IS NULL OR EXISTS \
+                 (SELECT 1 FROM principals p WHERE p.id = t.principal_id AND p.status = $4)) \
+                 LIMIT $5) capped",
+            )
+            .bind(realm.as_str())
+            .bind(query.prefix)
+            .bind(&end)
+            .bind(status)
+            .bind((COUNT_CAP * MAX_TERMS_PER_PRINCIPAL) as i64)
+            .fetch_one(&self.db.pool)
+            .await?;
+            total = counted as u64 + reference_extra;
+        }
+        let principals = self.get_many(&ids).await?;
+        Ok(Paged {
+            total_exact: total <= COUNT_CAP,
+            total: total.min(COUNT_CAP),
+            items: principals,
+        })
+    }
+
+    /// Principals by id, in the order given.
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Principal>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, PrincipalRow>(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
+        let mut by_id: std::collections::HashMap<String, Principal> = rows
+            .into_iter()
+            .map(|r| r.into_principal().map(|p| (p.id.clone(), p)))
+            .collect::<Result<_>>()?;
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    // ---- refresh tokens ----
+
+    pub async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        family_id: &str,
+        principal_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, principal_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(family_id)
+        .bind(principal_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Spends `old_hash` and stores `new_hash` in its family, in one transaction; detects reuse.
+    pub async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Rotation> {
+        let mut tx = self.db.begin_write().await?;
+        let spent: Option<(String, String)> = sqlx::query_as(
+            "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > $2 RETURNING family_id, principal_id",
+        )
+        .bind(old_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((family_id, principal_id)) = spent else {
+            let reused: Option<String> = sqlx::query_scalar(
+                "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL",
+            )
+            .bind(old_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let outcome = match reused {
+                Some(family_id) => {
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 \
+                         AND revoked_at IS NULL",
+                    )
+                    .bind(&family_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    Rotation::Reused
+                }
+                None => Rotation::Invalid,
+            };
+            tx.commit().await?;
+            return Ok(outcome);
+        };
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = $1");
+        let principal: PrincipalRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&principal_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let principal = principal.into_principal()?;
+        if principal.status != Status::Active {
+            // Leaving `active` revokes tokens, so this only happens in a race with a block; refuse.
+            tx.rollback().await?;
+            return Ok(Rotation::Invalid);
+        }
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, principal_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(new_hash)
+        .bind(&family_id)
+        .bind(&principal_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated {
+            principal: Box::new(principal),
+        })
+    }
+
+    /// Revokes the family of a token; true when the token was known.
+    pub async fn revoke_refresh_family(&self, token_hash: &str, now: i64) -> Result<bool> {
+        let mut tx = self.db.begin_write().await?;
+        let family: Option<String> =
+            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(family) = &family {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(family)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(family.is_some())
+    }
+
+    /// Revokes every live refresh token of a principal; returns how many.
+    pub async fn revoke_all_refresh_tokens(&self, principal_id: &str, now: i64) -> Result<u64> {
+        let mut tx = self.db.begin_write().await?;
+        let revoked = revoke_all(&mut tx, principal_id, now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// The principal a refresh token belongs to, if the token is known (any state).
+    pub async fn refresh_token_owner(&self, token_hash: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT principal_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.db.pool)
+                .await?,
+        )
+    }
+
+    /// Deletes refresh tokens, one-time tokens and throttle rows that can no longer matter.
+    pub async fn delete_expired(&self, now: i64) -> Result<u64> {
+        let mut deleted = 0;
+        for sql in [
+            "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            "DELETE FROM one_time_tokens WHERE expires_at < $1",
+            "DELETE FROM login_throttle WHERE blocked_until < $1 AND window_start < $1 - 86400000000",
+        ] {
+            deleted += sqlx::query(sql)
+                .bind(now)
+                .execute(&self.db.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    // ---- login throttling ----
+
+    /// The latest block of any of `keys`.
+    pub async fn throttle_state(&self, keys: [&str; 2], now: i64) -> Result<ThrottleState> {
+        let until: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(blocked_until) FROM login_throttle WHERE key IN ($1, $2)",
+        )
+        .bind(keys[0])
+        .bind(keys[1])
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(match until {
+            Some(until) if until > now => ThrottleState::BlockedUntil(until),
+            _ => ThrottleState::Open,
+        })
+    }
+
+    /// Counts one failure against `key` under `policy`; the run that reaches the limit starts a block
+    /// and a new count.
+    pub async fn record_failure(&self, key: &str, policy: &ThrottlePolicy, now: i64) -> Result<()> {
+        let window = assist_runtime::time::us(policy.window);
+        let block = assist_runtime::time::us(policy.block);
+        sqlx::query(
+            "INSERT INTO login_throttle (key, failures, window_start, blocked_until) \
+             VALUES ($1, 1, $2, CASE WHEN 1 >= $3 THEN $2 + $5 ELSE 0 END) \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN login_throttle.window_start <= $2 - $4 THEN 1 \
+                   WHEN login_throttle.failures + 1 >= $3 THEN 0 \
+                   ELSE login_throttle.failures + 1 END, \
+               window_start = CASE WHEN login_throttle.window_start <= $2 - $4 \
+                   OR login_throttle.failures + 1 >= $3 THEN $2 ELSE login_throttle.window_start END, \
+               blocked_until = CASE WHEN login_throttle.window_start > $2 - $4 \
+                   AND login_throttle.failures + 1 >= $3 THEN $2 + $5 \
+                   ELSE login_throttle.blocked_until END",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(i64::from(policy.max_failures))
+        .bind(window)
+        .bind(block)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the failures of `key` (a successful login of that account).
+    pub async fn clear_failures(&self, key: &str) -> Result<()> {
+        // A blocked key never reaches a successful login, so deleting cannot lift a block.
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(key)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- signing keys ----
+
+    pub async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT kid, private_key, public_key, created_at, retired_at, publish_until \
+             FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        Ok(rows.into_iter().map(KeyRow::into_key).collect())
+    }
+
+    /// Retires the active keys (published until `publish_until`) and makes `key` the active one.
+    pub async fn rotate_signing_key(
+        &self,
+        key: &StoredKey,
+        now: i64,
+        publish_until: i64,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
+        )
+        .bind(now)
+        .bind(publish_until)
+        .execute(&mut *tx)
+        .await?;
+        insert_key(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores `key` as the active key only if there is none yet (first start, possibly racing replicas).
+    pub async fn insert_first_signing_key(&self, key: &StoredKey) -> Result<bool> {
+        let mut tx = self.db.begin_write().await?;
+        let active: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")
+                .fetch_one(&mut *tx)
+                .await?;
+        if active > 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_key(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes retired keys that are no longer published.
+    pub async fn delete_unpublished_keys(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM signing_keys WHERE publish_until IS NOT NULL AND publish_until < $1")
+            .bind(now)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected())
+    }
+
+    // ---- one-time tokens and mail ----
+
+    /// Stores a one-time token (voiding earlier unused ones of the same purpose) and its mail, in one
+    /// transaction.
+    pub async fn issue_one_time_token(
+        &self,
+        token: &OneTimeToken<'_>,
+        mail: &OutboxMessage,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "UPDATE one_time_tokens SET used_at = $3 WHERE principal_id = $1 AND purpose = $2 \
+             AND used_at IS NULL",
+        )
+        .bind(token.principal_id)
+        .bind(token.purpose.as_str())
+        .bind(token.now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO one_time_tokens (token_hash, principal_id, purpose, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token.token_hash)
+        .bind(token.principal_id)
+        .bind(token.purpose.as_str())
+        .bind(token.now)
+        .bind(token.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_mail(&mut tx, mail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Spends a live one-time token and sets the password (activating an invited principal), in one
+    /// transaction. Returns the principal and purpose, or `None` when the token is not live.
+    pub async fn redeem_one_time_token(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<(String, Purpose)>> {
+        let mut tx = self.db.begin_write().await?;
+        let spent: Option<(String, String)> = sqlx::query_as(
+            "UPDATE one_time_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
+             AND expires_at > $2 RETURNING principal_id, purpose",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((principal_id, purpose)) = spent else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let purpose = Purpose::parse(&purpose)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("unknown purpose {purpose}")))?;
+        // Invitations activate; resets keep the status but only for principals that may sign in.
+        let updated = sqlx::query(
+            "UPDATE principals SET password_hash = $2, updated_at = $3, \
+             status = CASE WHEN status = 'invited' THEN 'active' ELSE status END \
+             WHERE id = $1 AND status IN ('active', 'invited')",
+        )
+        .bind(&principal_id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        revoke_all(&mut tx, &principal_id, now).await?;
+        tx.commit().await?;
+        Ok(Some((principal_id, purpose)))
+    }
+
+    pub async fn list_outbox(
+        &self,
+        recipient: Option<&str>,
+        page: Page,
+    ) -> Result<Paged<OutboxMessage>> {
+        let items: Vec<OutboxMessage> = sqlx::query_as(
+            "SELECT id, recipient, subject, body, created_at, sent_at FROM outbox \
+             WHERE ($1 IS NULL OR recipient = $1) ORDER BY id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(recipient)
+        .bind(i64::from(page.limit))
+        .bind(page.offset as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let counted: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE ($1 IS NULL OR recipient = $1) \
+             LIMIT $2) capped",
+        )
+        .bind(recipient)
+        .bind(COUNT_CAP as i64 + 1)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(Paged {
+            items,
+            total: (counted as u64).min(COUNT_CAP),
+            total_exact: counted as u64 <= COUNT_CAP,
+        })
+    }
+
+    /// Mail not yet delivered, oldest first.
+    pub async fn pending_mail(&self, limit: i64, max_attempts: i64) -> Result<Vec<OutboxMessage>> {
+        Ok(sqlx::query_as(
+            "SELECT id, recipient, subject, body, created_at, sent_at FROM outbox \
+             WHERE sent_at IS NULL AND attempts < $2 ORDER BY created_at LIMIT $1",
+        )
+        .bind(limit)
+        .bind(max_attempts)
+        .fetch_all(&self.db.pool)
+        .await?)
+    }
+
+    /// Marks mail delivered and removes the link from the stored body: the secret no longer needs to
+    /// sit in the database once the recipient has it.
+    pub async fn mark_mail_sent(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL, \
+             body = '(delivered over SMTP; the link is not kept)' WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_mail_failed(&self, id: &str, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+            .bind(id)
+            .bind(error)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A one-time token to store.
+pub struct OneTimeToken<'a> {
+    pub token_hash: &'a str,
+    pub principal_id: &'a str,
+    pub purpose: Purpose,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+fn conflict(message: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |error| {
+        if is_unique_violation(&error) {
+            Error::AlreadyExists(message.into())
+        } else {
+            error.into()
+        }
+    }
+}
+
+fn paged(rows: Vec<PrincipalRow>, counted: u64) -> Result<Paged<Principal>> {
+    Ok(Paged {
+        items: rows
+            .into_iter()
+            .map(PrincipalRow::into_principal)
+            .collect::<Result<_>>()?,
+        total: counted.min(COUNT_CAP),
+        total_exact: counted <= COUNT_CAP,
+    })
+}
+
+async fn insert_principal(tx: &mut Transaction<'static, Any>, new: &NewPrincipal) -> Result<()> {
+    let row = PrincipalRow::from_principal(&new.principal);
+    let message = match new.principal.kind {
+        PrincipalKind::Customer { .. } => "email or customer reference is already in use",
+        PrincipalKind::ServiceAccount { .. } => "client id is already in use",
+        _ => "email is already in use",
+    };
+    sqlx::query(
+        "INSERT INTO principals (id, realm, status, email, password_hash, scope, full_name, first_name, \
+         last_name, customer_reference, merchant_id, merchant_name, merchant_approval, client_id, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(&row.id)
+    .bind(&row.realm)
+    .bind(&row.status)
+    .bind(&row.email)
+    .bind(&new.password_hash)
+    .bind(&row.scope)
+    .bind(&row.full_name)
+    .bind(&row.first_name)
+    .bind(&row.last_name)
+    .bind(&row.customer_reference)
+    .bind(&row.merchant_id)
+    .bind(&row.merchant_name)
+    .bind(&row.merchant_approval)
+    .bind(&row.client_id)
+    .bind(row.created_at)
+    .bind(row.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict(message))?;
+    Ok(())
+}
+
+async fn replace_terms(
+    tx: &mut Transaction<'static, Any>,
+    principal: &Principal,
+    terms: &[String],
+) -> Result<()> {
+    sqlx::query("DELETE FROM search_terms WHERE principal_id = $1")
+        .bind(&principal.id)
+        .execute(&mut **tx)
+        .await?;
+    for term in terms {
+        sqlx::query("INSERT INTO search_terms (realm, term, principal_id) VALUES ($1, $2, $3)")
+            .bind(principal.realm().as_str())
+            .bind(term)
+            .bind(&principal.id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn revoke_all(tx: &mut Transaction<'static, Any>, principal_id: &str, now: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE principal_id = $1 AND revoked_at IS NULL \
+         AND used_at IS NULL",
+    )
+    .bind(principal_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+async fn insert_key(tx: &mut Transaction<'static, Any>, key: &StoredKey) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, private_key, public_key, created_at, retired_at, publish_until) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.kid)
+    .bind(&key.sealed_private_key)
+    .bind(&key.public_key)
+    .bind(key.created_at_us)
+    .bind(key.retired_at_us)
+    .bind(key.publish_until_us)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_mail(tx: &mut Transaction<'static, Any>, mail: &OutboxMessage) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&mail.id)
+    .bind(&mail.recipient)
+    .bind(&mail.subject)
+    .bind(&mail.body)
+    .bind(mail.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl MerchantApproval {
+    fn from_column(value: Option<&str>) -> Result<Option<Self>> {
+        value
+            .map(|v| {
+                Self::parse(v).ok_or_else(|| Error::internal(anyhow::anyhow!("bad approval {v}")))
+            })
+            .transpose()
+    }
+}

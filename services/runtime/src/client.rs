@@ -1,0 +1,133 @@
+//! The client side of service-to-service calls: channels with a timeout, an interceptor that attaches the
+//! service token and the trace context, and retries on `UNAVAILABLE` for idempotent calls only.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use assist_proto::identity::v1::identity_client::IdentityClient;
+use assist_proto::identity::v1::IssueServiceTokenRequest;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::error::{Error, Result};
+
+/// A lazily connected channel to `url` (`http://host:port`) whose calls time out after `timeout`.
+pub fn channel(url: &str, timeout: Duration) -> Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|_| Error::invalid("url", "must be an http:// address"))?
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+/// Calls `call` again (up to 3 attempts, short backoff) while it answers `UNAVAILABLE`. Only for calls
+/// that are safe to repeat.
+pub async fn retry_idempotent<T, F, Fut>(mut call: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..2 {
+        match call().await {
+            Err(status) if status.code() == Code::Unavailable => {
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+            other => return other,
+        }
+    }
+    call().await
+}
+
+/// A service account's token, fetched from identity and renewed before it expires.
+#[derive(Clone)]
+pub struct ServiceToken {
+    current: Arc<RwLock<String>>,
+}
+
+impl ServiceToken {
+    /// Fetches the first token (failing if identity refuses the credentials) and keeps renewing it in
+    /// the background at two thirds of its lifetime, until the process ends.
+    pub async fn start(
+        identity: IdentityClient<Channel>,
+        client_id: String,
+        client_secret: String,
+    ) -> Result<Self> {
+        let request = IssueServiceTokenRequest {
+            client_id,
+            client_secret,
+        };
+        let first = fetch(&identity, &request).await?;
+        let token = Self {
+            current: Arc::new(RwLock::new(first.0)),
+        };
+        let current = Arc::downgrade(&token.current);
+        tokio::spawn(async move {
+            let mut renew_in = first.1;
+            loop {
+                tokio::time::sleep(renew_in).await;
+                let Some(current) = current.upgrade() else {
+                    return;
+                };
+                match fetch(&identity, &request).await {
+                    Ok((token, lifetime)) => {
+                        *current.write().expect("service token poisoned") = token;
+                        renew_in = lifetime;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "renewing the service token failed");
+                        renew_in = Duration::from_secs(1);
+                    }
+                }
+            }
+        });
+        Ok(token)
+    }
+
+    /// The token to send now.
+    pub fn get(&self) -> String {
+        self.current.read().expect("service token poisoned").clone()
+    }
+}
+
+/// One token and the time after which to renew it.
+async fn fetch(
+    identity: &IdentityClient<Channel>,
+    request: &IssueServiceTokenRequest,
+) -> Result<(String, Duration)> {
+    let reply = retry_idempotent(|| {
+        let mut identity = identity.clone();
+        let request = request.clone();
+        async move { identity.issue_service_token(request).await }
+    })
+    .await
+    .map_err(|status| match status.code() {
+        Code::Unauthenticated => Error::unauthenticated("service credentials refused"),
+        _ => Error::Unavailable(format!("identity: {}", status.message())),
+    })?
+    .into_inner();
+    let lifetime_us = (reply.expires_at_us - crate::time::now_us()).max(3_000_000);
+    Ok((reply.token, Duration::from_micros(lifetime_us as u64 * 2 / 3)))
+}
+
+/// Attaches the trace context and, when given, the service token to every outgoing call.
+#[derive(Clone, Default)]
+pub struct Outgoing {
+    pub token: Option<ServiceToken>,
+}
+
+impl tonic::service::Interceptor for Outgoing {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        crate::telemetry::inject_current_metadata(request.metadata_mut());
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {}", token.get())
+                .parse()
+                .map_err(|_| Status::internal("service token is not a valid header"))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+}

@@ -1,0 +1,103 @@
+//! Typed configuration from flags and `ASSIST_<SERVICE>_<NAME>` variables. A bad value stops the program
+//! with exit code 64 and a message that names the variable.
+
+use clap::Parser;
+
+/// A configuration value that parsed but does not make sense.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            variable,
+            message: message.into(),
+        }
+    }
+}
+
+/// Exit code for bad configuration (EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// Parses `C` from the process arguments and environment, or explains which variable is wrong.
+pub fn parse<C: Parser>() -> Result<C, String> {
+    parse_from::<C>(std::env::args_os())
+}
+
+/// Parses `C` from `args` and the environment.
+pub fn parse_from<C: Parser>(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<C, String> {
+    let command = <C as clap::CommandFactory>::command();
+    let matches = command.clone().try_get_matches_from(args);
+    let matches = match matches {
+        Ok(matches) => matches,
+        Err(error) => return Err(explain(&command, error)),
+    };
+    <C as clap::FromArgMatches>::from_arg_matches(&matches).map_err(|error| explain(&command, error))
+}
+
+/// Adds the variable behind the failing argument to clap's message.
+fn explain(command: &clap::Command, error: clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return error.to_string();
+    }
+    let failing = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => Some(arg.clone()),
+        _ => None,
+    };
+    let variable = failing.as_deref().and_then(|arg| {
+        command.get_arguments().find_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let named = long.as_deref().is_some_and(|l| arg.starts_with(l));
+            if named {
+                a.get_env().map(|env| env.to_string_lossy().into_owned())
+            } else {
+                None
+            }
+        })
+    });
+    match variable {
+        Some(variable) => format!("invalid configuration {variable}: {}", error.render()),
+        None => error.render().to_string(),
+    }
+}
+
+/// Parses the configuration or exits with [`EXIT_CONFIG`] and the message on stderr.
+pub fn parse_or_exit<C: Parser>() -> C {
+    match parse::<C>() {
+        Ok(config) => config,
+        Err(message) => exit(&message),
+    }
+}
+
+/// Prints `message` and exits with [`EXIT_CONFIG`].
+pub fn exit(message: &str) -> ! {
+    eprintln!("{}", message.trim_end());
+    std::process::exit(EXIT_CONFIG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Sample {
+        #[arg(long, env = "ASSIST_SAMPLE_PORT", default_value_t = 1)]
+        port: u16,
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let message = parse_from::<Sample>(["x".into(), "--port".into(), "seventy".into()])
+            .unwrap_err();
+        assert!(message.contains("ASSIST_SAMPLE_PORT"), "{message}");
+        let ok = parse_from::<Sample>(["x".into(), "--port".into(), "70".into()]).unwrap();
+        assert_eq!(ok.port, 70);
+    }
+}

@@ -1,0 +1,171 @@
+//! Database access for every service: one pool over PostgreSQL or SQLite, chosen by URL, and embedded
+//! migrations per backend run at start.
+//!
+//! Stores are written once, in SQL that both backends accept (`$1` placeholders, `RETURNING`,
+//! `ON CONFLICT`, BIGINT microsecond times, TEXT ids), over sqlx's `Any` driver. The conformance suite of
+//! each store runs on both backends; that is what proves the SQL. Where the dialects differ, the store
+//! asks [`Backend`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+use crate::error::{Error, Result};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// The migrations of one service, one set per backend.
+pub struct Migrations {
+    pub postgres: &'static Migrator,
+    pub sqlite: &'static Migrator,
+}
+
+/// A connection pool and the backend behind it.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// How many connections a pool keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize(pub u32);
+
+impl Database {
+    /// Connects to `postgres://…` or `sqlite://…`. A SQLite file is created if missing and opened in WAL
+    /// mode with a busy timeout, so readers never wait for the writer.
+    pub async fn connect(url: &str, size: PoolSize) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)
+            .ok_or_else(|| Error::invalid("database_url", "must start with postgres:// or sqlite:"))?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(Error::internal)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(size.0)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|error| {
+                tracing::warn!(error = %error, "cannot connect to the database");
+                Error::Unavailable("database unavailable".into())
+            })?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Runs this backend's migrations. On PostgreSQL sqlx holds an advisory lock meanwhile, so replicas
+    /// that start together migrate once.
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Postgres => migrations.postgres,
+            Backend::Sqlite => migrations.sqlite,
+        };
+        migrator.run(&self.pool).await.map_err(Error::internal)
+    }
+
+    /// Begins a transaction that writes. SQLite takes the write lock at once (`BEGIN IMMEDIATE`), so two
+    /// writers queue on the busy timeout instead of failing to upgrade a read lock.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        })
+    }
+
+    /// Connects and migrates, retrying with backoff until it works or `shutdown` resolves.
+    pub async fn connect_and_migrate(
+        url: &str,
+        size: PoolSize,
+        migrations: &Migrations,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Self> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let attempt = async {
+                let db = Self::connect(url, size).await?;
+                db.migrate(migrations).await?;
+                Ok::<_, Error>(db)
+            }
+            .await;
+            match attempt {
+                Ok(db) => return Ok(db),
+                Err(error) if *shutdown.borrow() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "database not ready");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// The SQL `LIKE`-free prefix range: rows whose `column >= prefix AND column < upper` start with `prefix`.
+/// Works with a plain b-tree index on both backends (the column must compare bytewise: `COLLATE "C"` on
+/// PostgreSQL, the default on SQLite). `None` when no upper bound exists.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds() {
+        assert_eq!(prefix_upper_bound("ann").as_deref(), Some("ano"));
+        assert_eq!(prefix_upper_bound("a").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound(""), None);
+    }
+
+    #[test]
+    fn backend_of_url() {
+        assert_eq!(Backend::of_url("postgres://x/y"), Some(Backend::Postgres));
+        assert_eq!(Backend::of_url("sqlite://data/x.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of_url("mysql://x"), None);
+    }
+}

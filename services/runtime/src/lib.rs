@@ -1,0 +1,16 @@
+//! What every Agent Assist service links: configuration, telemetry, the gRPC server and client sides,
+//! token verification, database access and the one error type. Free of any one service's rules.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod time;
+pub mod validate;
+
+pub use error::{Error, Result};
