@@ -10,7 +10,9 @@ use assist_runtime::{Error, Result};
 use tokio::sync::OnceCell;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{MerchantApproval, Principal, PrincipalKind, Purpose, Status as PrincipalStatus};
+use crate::domain::{
+    MerchantApproval, Principal, PrincipalKind, Purpose, Status as PrincipalStatus,
+};
 use crate::service::{Actor, Identity, PrincipalInput, PrincipalUpdate, TokenPair};
 use crate::store::{OutboxMessage, Paged};
 
@@ -122,7 +124,10 @@ fn purpose_of(value: i32) -> Result<Purpose> {
     match pb::OneTimeTokenPurpose::try_from(value) {
         Ok(pb::OneTimeTokenPurpose::Invitation) => Ok(Purpose::Invitation),
         Ok(pb::OneTimeTokenPurpose::PasswordReset) => Ok(Purpose::PasswordReset),
-        _ => Err(Error::invalid("purpose", "must be invitation or password_reset")),
+        _ => Err(Error::invalid(
+            "purpose",
+            "must be invitation or password_reset",
+        )),
     }
 }
 
@@ -139,18 +144,28 @@ fn principal_to_pb(p: Principal) -> pb::Principal {
         PrincipalKind::BackOfficeUser { full_name } => {
             pb::principal::Kind::BackOfficeUser(pb::BackOfficeUser { full_name })
         }
-        PrincipalKind::Customer { customer_reference, first_name, last_name } => {
-            pb::principal::Kind::Customer(pb::Customer { customer_reference, first_name, last_name })
-        }
-        PrincipalKind::MerchantUser { merchant_id, merchant_name, merchant_approval, first_name, last_name } => {
-            pb::principal::Kind::MerchantUser(pb::MerchantUser {
-                merchant_id,
-                merchant_name,
-                merchant_approval: approval_to_pb(merchant_approval) as i32,
-                first_name,
-                last_name,
-            })
-        }
+        PrincipalKind::Customer {
+            customer_reference,
+            first_name,
+            last_name,
+        } => pb::principal::Kind::Customer(pb::Customer {
+            customer_reference,
+            first_name,
+            last_name,
+        }),
+        PrincipalKind::MerchantUser {
+            merchant_id,
+            merchant_name,
+            merchant_approval,
+            first_name,
+            last_name,
+        } => pb::principal::Kind::MerchantUser(pb::MerchantUser {
+            merchant_id,
+            merchant_name,
+            merchant_approval: approval_to_pb(merchant_approval) as i32,
+            first_name,
+            last_name,
+        }),
         PrincipalKind::ServiceAccount { client_id } => {
             pb::principal::Kind::ServiceAccount(pb::ServiceAccount { client_id })
         }
@@ -203,8 +218,12 @@ fn mail_to_pb(m: OutboxMessage) -> pb::OutboxMessage {
 #[tonic::async_trait]
 impl pb::identity_server::Identity for Api {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::TokenPair> {
-        let peer = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-        let trusted = optional_caller(&request).is_some_and(|c| c.realm == Realm::Service && !c.is_delegated());
+        let peer = request
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let trusted = optional_caller(&request)
+            .is_some_and(|c| c.realm == Realm::Service && !c.is_delegated());
         let req = request.into_inner();
         // Only a service (the gateway) may say whose address a sign-in comes from; anyone else could
         // otherwise dodge the per-address throttle by naming a new address on every try.
@@ -214,12 +233,18 @@ impl pb::identity_server::Identity for Api {
             peer
         };
         let realm = realm_of(req.realm, "realm")?;
-        let pair = self.identity()?.login(realm, &req.email, &req.password, &address).await?;
+        let pair = self
+            .identity()?
+            .login(realm, &req.email, &req.password, &address)
+            .await?;
         ok(pair_to_pb(pair))
     }
 
     async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Reply<pb::TokenPair> {
-        let pair = self.identity()?.refresh(&request.into_inner().refresh_token).await?;
+        let pair = self
+            .identity()?
+            .refresh(&request.into_inner().refresh_token)
+            .await?;
         ok(pair_to_pb(pair))
     }
 
@@ -227,7 +252,9 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::RevokeRefreshTokenRequest>,
     ) -> Reply<pb::RevokeRefreshTokenResponse> {
-        self.identity()?.revoke_refresh_token(&request.into_inner().refresh_token).await?;
+        self.identity()?
+            .revoke_refresh_token(&request.into_inner().refresh_token)
+            .await?;
         ok(pb::RevokeRefreshTokenResponse {})
     }
 
@@ -248,9 +275,15 @@ impl pb::identity_server::Identity for Api {
         request: Request<pb::IssueServiceTokenRequest>,
     ) -> Reply<pb::AccessToken> {
         let req = request.into_inner();
-        let (token, expires_at_us) =
-            self.identity()?.issue_service_token(&req.client_id, &req.client_secret).await?;
-        ok(pb::AccessToken { token, expires_at_us, token_type: "Bearer".into() })
+        let (token, expires_at_us) = self
+            .identity()?
+            .issue_service_token(&req.client_id, &req.client_secret)
+            .await?;
+        ok(pb::AccessToken {
+            token,
+            expires_at_us,
+            token_type: "Bearer".into(),
+        })
     }
 
     async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Reply<pb::Jwks> {
@@ -295,11 +328,17 @@ impl pb::identity_server::Identity for Api {
             send_invitation: req.send_invitation,
             ..Default::default()
         };
-        let principal = self.identity()?.create_back_office_user(actor(&claims), input).await?;
+        let principal = self
+            .identity()?
+            .create_back_office_user(actor(&claims), input)
+            .await?;
         ok(principal_to_pb(principal))
     }
 
-    async fn create_customer(&self, request: Request<pb::CreateCustomerRequest>) -> Reply<pb::Principal> {
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> Reply<pb::Principal> {
         let claims = caller(&request)?;
         let req = request.into_inner();
         let input = PrincipalInput {
@@ -310,7 +349,10 @@ impl pb::identity_server::Identity for Api {
             password: req.password,
             ..Default::default()
         };
-        let principal = self.identity()?.create_customer(actor(&claims), input).await?;
+        let principal = self
+            .identity()?
+            .create_customer(actor(&claims), input)
+            .await?;
         ok(principal_to_pb(principal))
     }
 
@@ -330,7 +372,10 @@ impl pb::identity_server::Identity for Api {
             password: req.password,
             ..Default::default()
         };
-        let principal = self.identity()?.create_merchant_user(actor(&claims), input).await?;
+        let principal = self
+            .identity()?
+            .create_merchant_user(actor(&claims), input)
+            .await?;
         ok(principal_to_pb(principal))
     }
 
@@ -344,10 +389,16 @@ impl pb::identity_server::Identity for Api {
             .identity()?
             .create_service_account(actor(&claims), &req.client_id, &req.scopes)
             .await?;
-        ok(pb::CreateServiceAccountResponse { principal: Some(principal_to_pb(principal)), client_secret })
+        ok(pb::CreateServiceAccountResponse {
+            principal: Some(principal_to_pb(principal)),
+            client_secret,
+        })
     }
 
-    async fn update_principal(&self, request: Request<pb::UpdatePrincipalRequest>) -> Reply<pb::Principal> {
+    async fn update_principal(
+        &self,
+        request: Request<pb::UpdatePrincipalRequest>,
+    ) -> Reply<pb::Principal> {
         let claims = caller(&request)?;
         let req = request.into_inner();
         let update = PrincipalUpdate {
@@ -359,13 +410,22 @@ impl pb::identity_server::Identity for Api {
             merchant_approval: approval_of(req.merchant_approval)?,
             scopes: req.scopes.map(|s| s.scopes),
         };
-        let principal = self.identity()?.update_principal(actor(&claims), &req.id, update).await?;
+        let principal = self
+            .identity()?
+            .update_principal(actor(&claims), &req.id, update)
+            .await?;
         ok(principal_to_pb(principal))
     }
 
-    async fn get_principal(&self, request: Request<pb::GetPrincipalRequest>) -> Reply<pb::Principal> {
+    async fn get_principal(
+        &self,
+        request: Request<pb::GetPrincipalRequest>,
+    ) -> Reply<pb::Principal> {
         let claims = caller(&request)?;
-        let principal = self.identity()?.get_principal(actor(&claims), &request.into_inner().id).await?;
+        let principal = self
+            .identity()?
+            .get_principal(actor(&claims), &request.into_inner().id)
+            .await?;
         ok(principal_to_pb(principal))
     }
 
@@ -378,7 +438,10 @@ impl pb::identity_server::Identity for Api {
         let realm = realm_of(req.realm, "realm")?;
         let status = status_of(req.status, "status")?;
         let page = page(req.page)?;
-        let paged = self.identity()?.list_principals(actor(&claims), realm, status, page).await?;
+        let paged = self
+            .identity()?
+            .list_principals(actor(&claims), realm, status, page)
+            .await?;
         ok(pb::ListPrincipalsResponse {
             page: Some(page_info(&paged, page)),
             principals: paged.items.into_iter().map(principal_to_pb).collect(),
@@ -391,15 +454,24 @@ impl pb::identity_server::Identity for Api {
     ) -> Reply<pb::Principal> {
         let claims = caller(&request)?;
         let req = request.into_inner();
-        let status = status_of(req.status, "status")?.ok_or_else(|| Error::invalid("status", "must be set"))?;
-        let principal = self.identity()?.set_status(actor(&claims), &req.id, status).await?;
+        let status = status_of(req.status, "status")?
+            .ok_or_else(|| Error::invalid("status", "must be set"))?;
+        let principal = self
+            .identity()?
+            .set_status(actor(&claims), &req.id, status)
+            .await?;
         ok(principal_to_pb(principal))
     }
 
-    async fn set_password(&self, request: Request<pb::SetPasswordRequest>) -> Reply<pb::SetPasswordResponse> {
+    async fn set_password(
+        &self,
+        request: Request<pb::SetPasswordRequest>,
+    ) -> Reply<pb::SetPasswordResponse> {
         let claims = caller(&request)?;
         let req = request.into_inner();
-        self.identity()?.set_password(actor(&claims), &req.id, &req.password).await?;
+        self.identity()?
+            .set_password(actor(&claims), &req.id, &req.password)
+            .await?;
         ok(pb::SetPasswordResponse {})
     }
 
@@ -410,9 +482,14 @@ impl pb::identity_server::Identity for Api {
         let claims = caller(&request)?;
         let req = request.into_inner();
         let purpose = purpose_of(req.purpose)?;
-        let (outbox_id, expires_at_us) =
-            self.identity()?.issue_one_time_token(actor(&claims), &req.principal_id, purpose).await?;
-        ok(pb::IssueOneTimeTokenResponse { outbox_id, expires_at_us })
+        let (outbox_id, expires_at_us) = self
+            .identity()?
+            .issue_one_time_token(actor(&claims), &req.principal_id, purpose)
+            .await?;
+        ok(pb::IssueOneTimeTokenResponse {
+            outbox_id,
+            expires_at_us,
+        })
     }
 
     async fn redeem_one_time_token(
@@ -420,16 +497,27 @@ impl pb::identity_server::Identity for Api {
         request: Request<pb::RedeemOneTimeTokenRequest>,
     ) -> Reply<pb::RedeemOneTimeTokenResponse> {
         let req = request.into_inner();
-        let (principal_id, purpose) =
-            self.identity()?.redeem_one_time_token(&req.token, &req.new_password).await?;
-        ok(pb::RedeemOneTimeTokenResponse { principal_id, purpose: purpose_to_pb(purpose) as i32 })
+        let (principal_id, purpose) = self
+            .identity()?
+            .redeem_one_time_token(&req.token, &req.new_password)
+            .await?;
+        ok(pb::RedeemOneTimeTokenResponse {
+            principal_id,
+            purpose: purpose_to_pb(purpose) as i32,
+        })
     }
 
-    async fn list_outbox(&self, request: Request<pb::ListOutboxRequest>) -> Reply<pb::ListOutboxResponse> {
+    async fn list_outbox(
+        &self,
+        request: Request<pb::ListOutboxRequest>,
+    ) -> Reply<pb::ListOutboxResponse> {
         let claims = caller(&request)?;
         let req = request.into_inner();
         let page = page(req.page)?;
-        let paged = self.identity()?.list_outbox(actor(&claims), &req.recipient, page).await?;
+        let paged = self
+            .identity()?
+            .list_outbox(actor(&claims), &req.recipient, page)
+            .await?;
         ok(pb::ListOutboxResponse {
             page: Some(page_info(&paged, page)),
             messages: paged.items.into_iter().map(mail_to_pb).collect(),
@@ -443,13 +531,20 @@ impl pb::identity_server::Identity for Api {
         let claims = caller(&request)?;
         let req = request.into_inner();
         let page = page(req.page)?;
-        let paged = self.identity()?.search_customers(actor(&claims), &req.query, page).await?;
+        let paged = self
+            .identity()?
+            .search_customers(actor(&claims), &req.query, page)
+            .await?;
         let info = page_info(&paged, page);
         let customers = paged
             .items
             .into_iter()
             .filter_map(|p| match p.kind {
-                PrincipalKind::Customer { customer_reference, first_name, last_name } => Some(pb::CustomerSummary {
+                PrincipalKind::Customer {
+                    customer_reference,
+                    first_name,
+                    last_name,
+                } => Some(pb::CustomerSummary {
                     id: p.id,
                     customer_reference,
                     email: p.email,
@@ -460,7 +555,10 @@ impl pb::identity_server::Identity for Api {
                 _ => None,
             })
             .collect();
-        ok(pb::SearchCustomersResponse { customers, page: Some(info) })
+        ok(pb::SearchCustomersResponse {
+            customers,
+            page: Some(info),
+        })
     }
 
     async fn search_merchant_users(
@@ -471,27 +569,37 @@ impl pb::identity_server::Identity for Api {
         let req = request.into_inner();
         let page = page(req.page)?;
         let status = status_of(req.status, "status")?;
-        let paged = self.identity()?.search_merchant_users(actor(&claims), &req.query, status, page).await?;
+        let paged = self
+            .identity()?
+            .search_merchant_users(actor(&claims), &req.query, status, page)
+            .await?;
         let info = page_info(&paged, page);
         let merchant_users = paged
             .items
             .into_iter()
             .filter_map(|p| match p.kind {
-                PrincipalKind::MerchantUser { merchant_id, merchant_name, merchant_approval, first_name, last_name } => {
-                    Some(pb::MerchantUserSummary {
-                        id: p.id,
-                        merchant_id,
-                        merchant_name,
-                        merchant_approval: approval_to_pb(merchant_approval) as i32,
-                        email: p.email,
-                        first_name,
-                        last_name,
-                        status: status_to_pb(p.status) as i32,
-                    })
-                }
+                PrincipalKind::MerchantUser {
+                    merchant_id,
+                    merchant_name,
+                    merchant_approval,
+                    first_name,
+                    last_name,
+                } => Some(pb::MerchantUserSummary {
+                    id: p.id,
+                    merchant_id,
+                    merchant_name,
+                    merchant_approval: approval_to_pb(merchant_approval) as i32,
+                    email: p.email,
+                    first_name,
+                    last_name,
+                    status: status_to_pb(p.status) as i32,
+                }),
                 _ => None,
             })
             .collect();
-        ok(pb::SearchMerchantUsersResponse { merchant_users, page: Some(info) })
+        ok(pb::SearchMerchantUsersResponse {
+            merchant_users,
+            page: Some(info),
+        })
     }
 }

@@ -31,7 +31,11 @@ use crate::store::Store;
 #[command(name = "assist-identity", about = "Agent Assist identity service")]
 pub struct Config {
     /// gRPC listen address.
-    #[arg(long, env = "ASSIST_IDENTITY_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: SocketAddr,
     /// Prometheus `/metrics` listen address; none when unset.
     #[arg(long, env = "ASSIST_IDENTITY_METRICS_LISTEN")]
@@ -42,44 +46,88 @@ pub struct Config {
     #[arg(long, env = "ASSIST_IDENTITY_DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: u32,
     /// base64 of 32 random bytes; encrypts signing keys at rest. `openssl rand -base64 32` makes one.
-    #[arg(long, env = "ASSIST_IDENTITY_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
     pub key_encryption_key: String,
-    #[arg(long, env = "ASSIST_IDENTITY_ISSUER", default_value = "assist-identity")]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_ISSUER",
+        default_value = "assist-identity"
+    )]
     pub issuer: String,
     #[arg(long, env = "ASSIST_IDENTITY_AUDIENCE", default_value = "agent-assist")]
     pub audience: String,
-    #[arg(long, env = "ASSIST_IDENTITY_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_ACCESS_TOKEN_TTL_SECS",
+        default_value_t = 900
+    )]
     pub access_token_ttl_secs: u64,
     #[arg(long, env = "ASSIST_IDENTITY_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl_secs: u64,
-    #[arg(long, env = "ASSIST_IDENTITY_SERVICE_TOKEN_TTL_SECS", default_value_t = 600)]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_SERVICE_TOKEN_TTL_SECS",
+        default_value_t = 600
+    )]
     pub service_token_ttl_secs: u64,
     /// Failed sign-ins per account within the window that start a block.
     #[arg(long, env = "ASSIST_IDENTITY_LOGIN_MAX_FAILURES", default_value_t = 9)]
     pub login_max_failures: u32,
     /// Failed sign-ins per client address within the window that start a block.
-    #[arg(long, env = "ASSIST_IDENTITY_LOGIN_ADDRESS_MAX_FAILURES", default_value_t = 9)]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_LOGIN_ADDRESS_MAX_FAILURES",
+        default_value_t = 9
+    )]
     pub login_address_max_failures: u32,
     #[arg(long, env = "ASSIST_IDENTITY_LOGIN_WINDOW_SECS", default_value_t = 15 * 60)]
     pub login_window_secs: u64,
     #[arg(long, env = "ASSIST_IDENTITY_LOGIN_BLOCK_SECS", default_value_t = 6 * 60)]
     pub login_block_secs: u64,
     /// Base URL of the pages that mail links point to.
-    #[arg(long, env = "ASSIST_IDENTITY_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub public_url: String,
-    #[arg(long, env = "ASSIST_IDENTITY_CUSTOMER_REFERENCE_PREFIX", default_value = "DE--")]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_CUSTOMER_REFERENCE_PREFIX",
+        default_value = "DE--"
+    )]
     pub customer_reference_prefix: String,
     /// SMTP server for outgoing mail (`smtp://host:25`, `smtps://user:pass@host`); without it mail
     /// stays in the outbox, readable with ListOutbox.
     #[arg(long, env = "ASSIST_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
-    #[arg(long, env = "ASSIST_SMTP_FROM", default_value = "Agent Assist <no-reply@agent-assist.invalid>")]
+    #[arg(
+        long,
+        env = "ASSIST_SMTP_FROM",
+        default_value = "Agent Assist <no-reply@agent-assist.invalid>"
+    )]
     pub smtp_from: String,
-    #[arg(long, env = "ASSIST_IDENTITY_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_REQUEST_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub request_timeout_secs: u64,
-    #[arg(long, env = "ASSIST_IDENTITY_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
     pub max_concurrent_requests: usize,
-    #[arg(long, env = "ASSIST_IDENTITY_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10
+    )]
     pub shutdown_grace_secs: u64,
 }
 
@@ -94,7 +142,10 @@ impl Config {
     /// Checks values clap cannot: key sizes, URLs, positive durations.
     pub fn check(&self) -> Result<Checked, ConfigError> {
         let kek = KeyEncryptionKey::from_base64(&self.key_encryption_key).ok_or_else(|| {
-            ConfigError::new("ASSIST_IDENTITY_KEY_ENCRYPTION_KEY", "must be base64 of exactly 32 bytes")
+            ConfigError::new(
+                "ASSIST_IDENTITY_KEY_ENCRYPTION_KEY",
+                "must be base64 of exactly 32 bytes",
+            )
         })?;
         if assist_runtime::db::Backend::of_url(&self.database_url).is_none() {
             return Err(ConfigError::new(
@@ -110,39 +161,72 @@ impl Config {
             }
         };
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
-            return Err(ConfigError::new("ASSIST_IDENTITY_PUBLIC_URL", "must be an http(s) URL"));
+            return Err(ConfigError::new(
+                "ASSIST_IDENTITY_PUBLIC_URL",
+                "must be an http(s) URL",
+            ));
         }
         if let Some(url) = &self.smtp_url {
             mail::Mailer::from_url(url, &self.smtp_from)
                 .map_err(|message| ConfigError::new("ASSIST_SMTP_URL", message))?;
         }
         if self.login_max_failures == 0 || self.login_address_max_failures == 0 {
-            return Err(ConfigError::new("ASSIST_IDENTITY_LOGIN_MAX_FAILURES", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "ASSIST_IDENTITY_LOGIN_MAX_FAILURES",
+                "must be greater than 0",
+            ));
         }
         if self.database_pool_size == 0 {
-            return Err(ConfigError::new("ASSIST_IDENTITY_DATABASE_POOL_SIZE", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "ASSIST_IDENTITY_DATABASE_POOL_SIZE",
+                "must be greater than 0",
+            ));
         }
         let window = positive(self.login_window_secs, "ASSIST_IDENTITY_LOGIN_WINDOW_SECS")?;
         let block = positive(self.login_block_secs, "ASSIST_IDENTITY_LOGIN_BLOCK_SECS")?;
         let settings = Settings {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
-            access_token_ttl: positive(self.access_token_ttl_secs, "ASSIST_IDENTITY_ACCESS_TOKEN_TTL_SECS")?,
-            refresh_token_ttl: positive(self.refresh_token_ttl_secs, "ASSIST_IDENTITY_REFRESH_TOKEN_TTL_SECS")?,
-            service_token_ttl: positive(self.service_token_ttl_secs, "ASSIST_IDENTITY_SERVICE_TOKEN_TTL_SECS")?,
+            access_token_ttl: positive(
+                self.access_token_ttl_secs,
+                "ASSIST_IDENTITY_ACCESS_TOKEN_TTL_SECS",
+            )?,
+            refresh_token_ttl: positive(
+                self.refresh_token_ttl_secs,
+                "ASSIST_IDENTITY_REFRESH_TOKEN_TTL_SECS",
+            )?,
+            service_token_ttl: positive(
+                self.service_token_ttl_secs,
+                "ASSIST_IDENTITY_SERVICE_TOKEN_TTL_SECS",
+            )?,
             public_url: self.public_url.clone(),
-            account_throttle: ThrottlePolicy { max_failures: self.login_max_failures, window, block },
-            address_throttle: ThrottlePolicy { max_failures: self.login_address_max_failures, window, block },
+            account_throttle: ThrottlePolicy {
+                max_failures: self.login_max_failures,
+                window,
+                block,
+            },
+            address_throttle: ThrottlePolicy {
+                max_failures: self.login_address_max_failures,
+                window,
+                block,
+            },
             customer_reference_prefix: self.customer_reference_prefix.clone(),
             ..Settings::default()
         };
         let server = ServerSettings {
             metrics_listen: self.metrics_listen,
-            request_timeout: positive(self.request_timeout_secs, "ASSIST_IDENTITY_REQUEST_TIMEOUT_SECS")?,
+            request_timeout: positive(
+                self.request_timeout_secs,
+                "ASSIST_IDENTITY_REQUEST_TIMEOUT_SECS",
+            )?,
             max_concurrent_requests: self.max_concurrent_requests.max(1),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         };
-        Ok(Checked { settings, kek, server })
+        Ok(Checked {
+            settings,
+            kek,
+            server,
+        })
     }
 }
 
@@ -163,7 +247,11 @@ impl KeySource for LocalJwks {
 }
 
 /// Connects to the database (retrying while it is unreachable), migrates, and opens the use cases.
-pub async fn open(config: &Config, checked: &Checked, shutdown: &watch::Receiver<bool>) -> anyhow::Result<Identity> {
+pub async fn open(
+    config: &Config,
+    checked: &Checked,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Identity> {
     let db = Database::connect_and_migrate(
         &config.database_url,
         PoolSize(config.database_pool_size),
@@ -171,24 +259,39 @@ pub async fn open(config: &Config, checked: &Checked, shutdown: &watch::Receiver
         shutdown,
     )
     .await?;
-    Ok(Identity::new(Store::new(db), checked.settings.clone(), checked.kek.clone()).await?)
+    Ok(Identity::new(
+        Store::new(db),
+        checked.settings.clone(),
+        checked.kek.clone(),
+    )
+    .await?)
 }
 
 /// Serves identity on `listener` until `shutdown` trips. Health is NOT_SERVING until the database is
 /// reachable and migrated.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let checked = config.check()?;
     let server = GrpcServer::new::<IdentityServer<api::Api>>(checked.server.clone()).await;
     let cell: Arc<OnceCell<Arc<Identity>>> = Arc::new(OnceCell::new());
     let verifier = Arc::new(TokenVerifier::new(
         &checked.settings.audience,
-        vec![TrustedIssuer { issuer: checked.settings.issuer.clone(), keys: Arc::new(LocalJwks(cell.clone())) }],
+        vec![TrustedIssuer {
+            issuer: checked.settings.issuer.clone(),
+            keys: Arc::new(LocalJwks(cell.clone())),
+        }],
     ));
 
     let health = server.health();
     let ready = cell.clone();
     let stop = shutdown.clone();
-    let smtp = config.smtp_url.clone().map(|url| (url, config.smtp_from.clone()));
+    let smtp = config
+        .smtp_url
+        .clone()
+        .map(|url| (url, config.smtp_from.clone()));
     tokio::spawn(async move {
         let identity = match open(&config, &checked, &stop).await {
             Ok(identity) => Arc::new(identity),
@@ -203,7 +306,11 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: watch::Recei
         if let Some((url, from)) = smtp {
             match mail::Mailer::from_url(&url, &from) {
                 Ok(mailer) => {
-                    tokio::spawn(mailer.run(identity.store().clone(), Duration::from_secs(2), stop.clone()));
+                    tokio::spawn(mailer.run(
+                        identity.store().clone(),
+                        Duration::from_secs(2),
+                        stop.clone(),
+                    ));
                 }
                 Err(error) => tracing::error!(error = %error, "mail delivery off"),
             }
@@ -211,8 +318,18 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: watch::Recei
         housekeeping(identity, stop).await;
     });
 
-    let auth = AuthPolicy { verifier, public_methods: api::PUBLIC_METHODS };
-    server.serve(listener, IdentityServer::new(api::Api::new(cell)), auth, shutdown).await
+    let auth = AuthPolicy {
+        verifier,
+        public_methods: api::PUBLIC_METHODS,
+    };
+    server
+        .serve(
+            listener,
+            IdentityServer::new(api::Api::new(cell)),
+            auth,
+            shutdown,
+        )
+        .await
 }
 
 async fn housekeeping(identity: Arc<Identity>, mut shutdown: watch::Receiver<bool>) {

@@ -60,13 +60,23 @@ impl Mailer {
                     for mail in pending {
                         let outcome = self.send(&mail).await;
                         let recorded = match &outcome {
-                            Ok(()) => store.mark_mail_sent(&mail.id, assist_runtime::time::now_us()).await,
+                            Ok(()) => {
+                                store
+                                    .mark_mail_sent(&mail.id, assist_runtime::time::now_us())
+                                    .await
+                            }
                             Err(error) => store.mark_mail_failed(&mail.id, error).await,
                         };
                         match (outcome, recorded) {
-                            (Ok(()), Ok(())) => tracing::info!(outbox_id = %mail.id, "mail delivered"),
-                            (Err(error), _) => tracing::warn!(outbox_id = %mail.id, error = %error, "mail not delivered"),
-                            (_, Err(error)) => tracing::error!(outbox_id = %mail.id, error = %error, "recording delivery failed"),
+                            (Ok(()), Ok(())) => {
+                                tracing::info!(outbox_id = %mail.id, "mail delivered")
+                            }
+                            (Err(error), _) => {
+                                tracing::warn!(outbox_id = %mail.id, error = %error, "mail not delivered")
+                            }
+                            (_, Err(error)) => {
+                                tracing::error!(outbox_id = %mail.id, error = %error, "recording delivery failed")
+                            }
                         }
                     }
                 }

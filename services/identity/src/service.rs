@@ -17,7 +17,9 @@ use crate::domain::{
     MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status, password, search,
     secret,
 };
-use crate::store::{OneTimeToken, OutboxMessage, Paged, Rotation, SearchQuery, Store, ThrottleState};
+use crate::store::{
+    OneTimeToken, OutboxMessage, Paged, Rotation, SearchQuery, Store, ThrottleState,
+};
 
 /// Lifetimes, limits and names that shape tokens and mail.
 #[derive(Debug, Clone)]
@@ -191,7 +193,11 @@ impl Identity {
 
     /// The public keys that verify tokens: the active one and retired ones still published.
     pub fn jwks(&self) -> Vec<PublicKey> {
-        self.keys.read().expect("key ring poisoned").published.clone()
+        self.keys
+            .read()
+            .expect("key ring poisoned")
+            .published
+            .clone()
     }
 
     /// Makes a new key active; the previous one stays published until its last token has expired.
@@ -201,10 +207,15 @@ impl Identity {
         let (stored, _) = keys::generate(&self.kek, now)?;
         // Other replicas pick up the new key within KEY_RELOAD; until then they still sign with the old
         // one, so it stays published for that long past the tokens' lifetime.
-        let publish_until =
-            now + us(self.settings.access_token_ttl.max(self.settings.service_token_ttl))
-                + us(KEY_RELOAD) * 2;
-        self.store.rotate_signing_key(&stored, now, publish_until).await?;
+        let publish_until = now
+            + us(self
+                .settings
+                .access_token_ttl
+                .max(self.settings.service_token_ttl))
+            + us(KEY_RELOAD) * 2;
+        self.store
+            .rotate_signing_key(&stored, now, publish_until)
+            .await?;
         self.reload_keys().await?;
         tracing::info!(kid = %stored.kid, "signing key rotated");
         Ok(stored.kid)
@@ -240,7 +251,8 @@ impl Identity {
     }
 
     async fn issue_pair(&self, principal: &Principal) -> Result<TokenPair> {
-        let (access_token, access_expires_at_us) = self.sign(principal, self.settings.access_token_ttl)?;
+        let (access_token, access_expires_at_us) =
+            self.sign(principal, self.settings.access_token_ttl)?;
         let refresh_token = secret::generate()?;
         let now = now_us();
         let refresh_expires_at_us = now + us(self.settings.refresh_token_ttl);
@@ -288,7 +300,10 @@ impl Identity {
         client_address: &str,
     ) -> Result<TokenPair> {
         if realm == Realm::Service {
-            return Err(Error::invalid("realm", "service accounts use IssueServiceToken"));
+            return Err(Error::invalid(
+                "realm",
+                "service accounts use IssueServiceToken",
+            ));
         }
         let email = validate::required("email", email, 254)?.to_lowercase();
         if password.is_empty() {
@@ -300,7 +315,9 @@ impl Identity {
         let account = account_key(realm.as_str(), &email);
         let address = address_key(client_address);
         let now = now_us();
-        if let ThrottleState::BlockedUntil(until) = self.store.throttle_state([&account, &address], now).await? {
+        if let ThrottleState::BlockedUntil(until) =
+            self.store.throttle_state([&account, &address], now).await?
+        {
             let seconds = (until - now + 999_999) / 1_000_000;
             return Err(Error::ResourceExhausted(format!(
                 "too many failed sign-ins, try again in {seconds} seconds"
@@ -345,7 +362,12 @@ impl Identity {
         let expires = now + us(self.settings.refresh_token_ttl);
         match self
             .store
-            .rotate_refresh_token(&secret::hash(refresh_token), &secret::hash(&new_token), now, expires)
+            .rotate_refresh_token(
+                &secret::hash(refresh_token),
+                &secret::hash(&new_token),
+                now,
+                expires,
+            )
             .await?
         {
             Rotation::Rotated { principal } => {
@@ -381,14 +403,22 @@ impl Identity {
     }
 
     /// Logs a principal out everywhere.
-    pub async fn revoke_all_refresh_tokens(&self, actor: Actor<'_>, principal_id: &str) -> Result<u64> {
+    pub async fn revoke_all_refresh_tokens(
+        &self,
+        actor: Actor<'_>,
+        principal_id: &str,
+    ) -> Result<u64> {
         let id = validate::id("principal_id", principal_id)?.to_string();
         actor.require_self_or_admin(&id)?;
         self.store.revoke_all_refresh_tokens(&id, now_us()).await
     }
 
     /// A short-lived token for a service account.
-    pub async fn issue_service_token(&self, client_id: &str, client_secret: &str) -> Result<(String, i64)> {
+    pub async fn issue_service_token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<(String, i64)> {
         let refused = || Error::unauthenticated("invalid client credentials");
         let client_id = validate::required("client_id", client_id, CLIENT_ID_MAX)?;
         if client_secret.is_empty() {
@@ -397,11 +427,14 @@ impl Identity {
         if client_secret.len() > secret::MAX_PRESENTED_LENGTH {
             return Err(refused());
         }
-        let Some((principal, Some(stored))) = self.store.find_service_account(&client_id).await? else {
+        let Some((principal, Some(stored))) = self.store.find_service_account(&client_id).await?
+        else {
             return Err(refused());
         };
         let presented = secret::hash(client_secret);
-        if !constant_time_eq(presented.as_bytes(), stored.as_bytes()) || principal.status != Status::Active {
+        if !constant_time_eq(presented.as_bytes(), stored.as_bytes())
+            || principal.status != Status::Active
+        {
             return Err(refused());
         }
         self.sign(&principal, self.settings.service_token_ttl)
@@ -409,31 +442,57 @@ impl Identity {
 
     // ---- principals ----
 
-    pub async fn create_back_office_user(&self, actor: Actor<'_>, input: PrincipalInput) -> Result<Principal> {
+    pub async fn create_back_office_user(
+        &self,
+        actor: Actor<'_>,
+        input: PrincipalInput,
+    ) -> Result<Principal> {
         actor.require_admin()?;
         let email = validate::email("email", &input.email)?;
         let full_name = validate::required("full_name", &input.full_name, NAME_MAX)?;
         let scopes = validate_scopes(&input.scopes)?;
         let invited = input.password.is_empty();
         if !invited && input.send_invitation {
-            return Err(Error::invalid("password", "must be empty when sending an invitation"));
+            return Err(Error::invalid(
+                "password",
+                "must be empty when sending an invitation",
+            ));
         }
         let kind = PrincipalKind::BackOfficeUser { full_name };
         let principal = self
-            .create(kind, email, &scopes, &input.password, if invited { Status::Invited } else { Status::Active })
+            .create(
+                kind,
+                email,
+                &scopes,
+                &input.password,
+                if invited {
+                    Status::Invited
+                } else {
+                    Status::Active
+                },
+            )
             .await?;
         if input.send_invitation {
-            self.issue_one_time_token(actor, &principal.id, Purpose::Invitation).await?;
+            self.issue_one_time_token(actor, &principal.id, Purpose::Invitation)
+                .await?;
         }
         Ok(principal)
     }
 
-    pub async fn create_customer(&self, actor: Actor<'_>, input: PrincipalInput) -> Result<Principal> {
+    pub async fn create_customer(
+        &self,
+        actor: Actor<'_>,
+        input: PrincipalInput,
+    ) -> Result<Principal> {
         actor.require_admin()?;
         let email = validate::email("email", &input.email)?;
         let first_name = validate::required("first_name", &input.first_name, NAME_MAX)?;
         let last_name = validate::required("last_name", &input.last_name, NAME_MAX)?;
-        let customer_reference = match validate::optional("customer_reference", &input.customer_reference, REFERENCE_MAX)? {
+        let customer_reference = match validate::optional(
+            "customer_reference",
+            &input.customer_reference,
+            REFERENCE_MAX,
+        )? {
             reference if reference.is_empty() => self.next_customer_reference().await?,
             reference => normalize_reference(&reference)?,
         };
@@ -442,20 +501,28 @@ impl Identity {
             first_name,
             last_name,
         };
-        self.create(kind, email, &[], &input.password, Status::Active).await
+        self.create(kind, email, &[], &input.password, Status::Active)
+            .await
     }
 
-    pub async fn create_merchant_user(&self, actor: Actor<'_>, input: PrincipalInput) -> Result<Principal> {
+    pub async fn create_merchant_user(
+        &self,
+        actor: Actor<'_>,
+        input: PrincipalInput,
+    ) -> Result<Principal> {
         actor.require_admin()?;
         let email = validate::email("email", &input.email)?;
         let kind = PrincipalKind::MerchantUser {
             merchant_id: validate::required("merchant_id", &input.merchant_id, REFERENCE_MAX)?,
             merchant_name: validate::required("merchant_name", &input.merchant_name, NAME_MAX)?,
-            merchant_approval: input.merchant_approval.unwrap_or(MerchantApproval::Approved),
+            merchant_approval: input
+                .merchant_approval
+                .unwrap_or(MerchantApproval::Approved),
             first_name: validate::required("first_name", &input.first_name, NAME_MAX)?,
             last_name: validate::required("last_name", &input.last_name, NAME_MAX)?,
         };
-        self.create(kind, email, &[], &input.password, Status::Active).await
+        self.create(kind, email, &[], &input.password, Status::Active)
+            .await
     }
 
     /// Creates a service account; its secret is returned once.
@@ -468,7 +535,10 @@ impl Identity {
         actor.require_admin()?;
         let client_id = validate::required("client_id", client_id, CLIENT_ID_MAX)?;
         if !valid_scope(&client_id) {
-            return Err(Error::invalid("client_id", "must be lowercase letters, digits, '.', '_', ':' or '-'"));
+            return Err(Error::invalid(
+                "client_id",
+                "must be lowercase letters, digits, '.', '_', ':' or '-'",
+            ));
         }
         let scopes = validate_scopes(scopes)?;
         let client_secret = secret::generate()?;
@@ -534,7 +604,12 @@ impl Identity {
         Ok(format!("{}{n}", self.settings.customer_reference_prefix))
     }
 
-    pub async fn update_principal(&self, actor: Actor<'_>, id: &str, update: PrincipalUpdate) -> Result<Principal> {
+    pub async fn update_principal(
+        &self,
+        actor: Actor<'_>,
+        id: &str,
+        update: PrincipalUpdate,
+    ) -> Result<Principal> {
         actor.require_admin()?;
         let mut principal = self.get(id).await?;
         let mut revoke = false;
@@ -550,11 +625,21 @@ impl Identity {
                     *full_name = validate::required("full_name", name, NAME_MAX)?;
                 }
             }
-            PrincipalKind::Customer { first_name, last_name, .. } => {
+            PrincipalKind::Customer {
+                first_name,
+                last_name,
+                ..
+            } => {
                 set_name(first_name, "first_name", &update.first_name)?;
                 set_name(last_name, "last_name", &update.last_name)?;
             }
-            PrincipalKind::MerchantUser { first_name, last_name, merchant_name, merchant_approval, .. } => {
+            PrincipalKind::MerchantUser {
+                first_name,
+                last_name,
+                merchant_name,
+                merchant_approval,
+                ..
+            } => {
                 set_name(first_name, "first_name", &update.first_name)?;
                 set_name(last_name, "last_name", &update.last_name)?;
                 set_name(merchant_name, "merchant_name", &update.merchant_name)?;
@@ -566,7 +651,10 @@ impl Identity {
         }
         if let Some(scopes) = &update.scopes {
             if !matches!(principal.realm(), Realm::BackOffice | Realm::Service) {
-                return Err(Error::invalid("scopes", "only back-office users and service accounts have scopes"));
+                return Err(Error::invalid(
+                    "scopes",
+                    "only back-office users and service accounts have scopes",
+                ));
             }
             let scope = scope_for(principal.realm(), &validate_scopes(scopes)?);
             // New scopes must not ride on old refresh tokens' sessions: sign in again.
@@ -576,7 +664,9 @@ impl Identity {
         let now = now_us();
         principal.updated_at_us = now;
         let terms = terms_of(&principal);
-        self.store.update_principal(&principal, &terms, revoke, now).await?;
+        self.store
+            .update_principal(&principal, &terms, revoke, now)
+            .await?;
         Ok(principal)
     }
 
@@ -588,7 +678,10 @@ impl Identity {
 
     async fn get(&self, id: &str) -> Result<Principal> {
         let id = validate::id("id", id)?.to_string();
-        self.store.get_principal(&id).await?.ok_or(Error::NotFound("principal"))
+        self.store
+            .get_principal(&id)
+            .await?
+            .ok_or(Error::NotFound("principal"))
     }
 
     pub async fn list_principals(
@@ -603,16 +696,28 @@ impl Identity {
     }
 
     /// Blocks, unblocks, deactivates or deletes. Any status but `active` revokes refresh tokens.
-    pub async fn set_status(&self, actor: Actor<'_>, id: &str, status: Status) -> Result<Principal> {
+    pub async fn set_status(
+        &self,
+        actor: Actor<'_>,
+        id: &str,
+        status: Status,
+    ) -> Result<Principal> {
         actor.require_admin()?;
         let principal = self.get(id).await?;
         if !status.allowed_for(principal.realm()) {
-            return Err(Error::invalid("status", format!("not allowed for {}", principal.realm().as_str())));
+            return Err(Error::invalid(
+                "status",
+                format!("not allowed for {}", principal.realm().as_str()),
+            ));
         }
         if principal.status == Status::Invited && status == Status::Active {
-            return Err(Error::FailedPrecondition("an invited principal becomes active by redeeming its invitation".into()));
+            return Err(Error::FailedPrecondition(
+                "an invited principal becomes active by redeeming its invitation".into(),
+            ));
         }
-        self.store.set_status(&principal.id, status, now_us()).await?;
+        self.store
+            .set_status(&principal.id, status, now_us())
+            .await?;
         tracing::info!(principal_id = %principal.id, status = status.as_str(), "status changed");
         self.get(&principal.id).await
     }
@@ -622,11 +727,16 @@ impl Identity {
         actor.require_admin()?;
         let principal = self.get(id).await?;
         if principal.realm() == Realm::Service {
-            return Err(Error::invalid("id", "service accounts have a secret, not a password"));
+            return Err(Error::invalid(
+                "id",
+                "service accounts have a secret, not a password",
+            ));
         }
         password::check_policy("password", new_password)?;
         let hash = self.hash_password(new_password.to_owned()).await?;
-        self.store.set_password(&principal.id, &hash, now_us()).await
+        self.store
+            .set_password(&principal.id, &hash, now_us())
+            .await
     }
 
     // ---- one-time tokens ----
@@ -643,24 +753,42 @@ impl Identity {
         let principal = self.get(principal_id).await?;
         match (purpose, principal.status) {
             (_, _) if principal.realm() == Realm::Service => {
-                return Err(Error::invalid("principal_id", "service accounts cannot receive mail"));
+                return Err(Error::invalid(
+                    "principal_id",
+                    "service accounts cannot receive mail",
+                ));
             }
             (Purpose::Invitation, Status::Invited) | (Purpose::PasswordReset, Status::Active) => {}
             (Purpose::Invitation, _) => {
-                return Err(Error::FailedPrecondition("only invited principals can be sent an invitation".into()));
+                return Err(Error::FailedPrecondition(
+                    "only invited principals can be sent an invitation".into(),
+                ));
             }
             (Purpose::PasswordReset, _) => {
-                return Err(Error::FailedPrecondition("only active principals can reset a password".into()));
+                return Err(Error::FailedPrecondition(
+                    "only active principals can reset a password".into(),
+                ));
             }
         }
         let token = secret::generate()?;
         let now = now_us();
         let (ttl, subject, path) = match purpose {
-            Purpose::Invitation => (self.settings.invitation_ttl, "You are invited to Agent Assist", "set-password"),
-            Purpose::PasswordReset => (self.settings.password_reset_ttl, "Reset your Agent Assist password", "reset-password"),
+            Purpose::Invitation => (
+                self.settings.invitation_ttl,
+                "You are invited to Agent Assist",
+                "set-password",
+            ),
+            Purpose::PasswordReset => (
+                self.settings.password_reset_ttl,
+                "Reset your Agent Assist password",
+                "reset-password",
+            ),
         };
         let expires_at = now + us(ttl);
-        let link = format!("{}/{path}?token={token}", self.settings.public_url.trim_end_matches('/'));
+        let link = format!(
+            "{}/{path}?token={token}",
+            self.settings.public_url.trim_end_matches('/')
+        );
         let hours = ttl.as_secs().div_ceil(3600);
         let body = format!(
             "Hello {name},\n\nOpen this link to set your password:\n\n{link}\n\nThe link works once and \
@@ -688,7 +816,11 @@ impl Identity {
     }
 
     /// Redeems a one-time token by setting a password. Unknown, spent and expired tokens answer alike.
-    pub async fn redeem_one_time_token(&self, token: &str, new_password: &str) -> Result<(String, Purpose)> {
+    pub async fn redeem_one_time_token(
+        &self,
+        token: &str,
+        new_password: &str,
+    ) -> Result<(String, Purpose)> {
         if token.is_empty() {
             return Err(Error::invalid("token", "must not be empty"));
         }
@@ -704,7 +836,12 @@ impl Identity {
             .ok_or_else(refused)
     }
 
-    pub async fn list_outbox(&self, actor: Actor<'_>, recipient: &str, page: Page) -> Result<Paged<OutboxMessage>> {
+    pub async fn list_outbox(
+        &self,
+        actor: Actor<'_>,
+        recipient: &str,
+        page: Page,
+    ) -> Result<Paged<OutboxMessage>> {
         actor.require_admin()?;
         let recipient = match recipient.trim() {
             "" => None,
@@ -717,7 +854,12 @@ impl Identity {
 
     /// Customers whose email, first name, last name or "first last" starts with the query
     /// (case-insensitive), and the customer whose reference is exactly the query, first.
-    pub async fn search_customers(&self, actor: Actor<'_>, query: &str, page: Page) -> Result<Paged<Principal>> {
+    pub async fn search_customers(
+        &self,
+        actor: Actor<'_>,
+        query: &str,
+        page: Page,
+    ) -> Result<Paged<Principal>> {
         actor.require_back_office()?;
         let query = validate::optional("query", query, QUERY_MAX)?;
         let prefix = search::normalize(&query);
@@ -789,12 +931,17 @@ async fn load_keys(store: &Store, kek: &KeyEncryptionKey) -> Result<KeyRing> {
 /// The search terms of a principal, per its kind.
 pub fn terms_of(principal: &Principal) -> Vec<String> {
     match &principal.kind {
-        PrincipalKind::Customer { first_name, last_name, .. } => {
-            search::person_terms(&principal.email, first_name, last_name)
-        }
-        PrincipalKind::MerchantUser { first_name, last_name, merchant_name, .. } => {
-            search::merchant_user_terms(&principal.email, first_name, last_name, merchant_name)
-        }
+        PrincipalKind::Customer {
+            first_name,
+            last_name,
+            ..
+        } => search::person_terms(&principal.email, first_name, last_name),
+        PrincipalKind::MerchantUser {
+            first_name,
+            last_name,
+            merchant_name,
+            ..
+        } => search::merchant_user_terms(&principal.email, first_name, last_name, merchant_name),
         PrincipalKind::BackOfficeUser { .. } | PrincipalKind::ServiceAccount { .. } => Vec::new(),
     }
 }
@@ -804,9 +951,14 @@ fn normalize_reference(reference: &str) -> Result<String> {
     let reference = reference.trim().to_uppercase();
     if reference.is_empty()
         || reference.len() > REFERENCE_MAX
-        || !reference.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(Error::invalid("customer_reference", "must be letters, digits, '-' or '_'"));
+        return Err(Error::invalid(
+            "customer_reference",
+            "must be letters, digits, '-' or '_'",
+        ));
     }
     Ok(reference)
 }
@@ -817,7 +969,10 @@ fn validate_scopes(scopes: &[String]) -> Result<Vec<String>> {
     }
     for scope in scopes {
         if !valid_scope(scope) {
-            return Err(Error::invalid("scopes", format!("{scope:?} is not a valid scope")));
+            return Err(Error::invalid(
+                "scopes",
+                format!("{scope:?} is not a valid scope"),
+            ));
         }
     }
     Ok(scopes.to_vec())

@@ -107,7 +107,9 @@ pub trait KeySource: Send + Sync + 'static {
 }
 
 /// The JWKS of the identity service, fetched over gRPC.
-pub struct IdentityJwks(pub assist_proto::identity::v1::identity_client::IdentityClient<tonic::transport::Channel>);
+pub struct IdentityJwks(
+    pub assist_proto::identity::v1::identity_client::IdentityClient<tonic::transport::Channel>,
+);
 
 impl KeySource for IdentityJwks {
     fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>>> {
@@ -199,7 +201,13 @@ impl TokenVerifier {
             return Err(invalid());
         }
         let kid = header.kid.ok_or_else(invalid)?;
-        let Some(cached) = self.keys.read().expect("key cache poisoned").get(&kid).cloned() else {
+        let Some(cached) = self
+            .keys
+            .read()
+            .expect("key cache poisoned")
+            .get(&kid)
+            .cloned()
+        else {
             return Ok(None);
         };
         let validation = &self.issuers[cached.issuer].1;
@@ -234,7 +242,9 @@ impl TokenVerifier {
                                     }),
                                 );
                             }
-                            Err(error) => tracing::warn!(kid = %key.kid, error = %error, "unusable public key skipped"),
+                            Err(error) => {
+                                tracing::warn!(kid = %key.kid, error = %error, "unusable public key skipped")
+                            }
                         }
                     }
                 }
@@ -256,7 +266,9 @@ impl TokenVerifier {
 pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// The verified claims of a call, put there by [`AuthLayer`].

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_proto::identity::v1::IssueServiceTokenRequest;
+use assist_proto::identity::v1::identity_client::IdentityClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -110,7 +110,10 @@ async fn fetch(
     })?
     .into_inner();
     let lifetime_us = (reply.expires_at_us - crate::time::now_us()).max(3_000_000);
-    Ok((reply.token, Duration::from_micros(lifetime_us as u64 * 2 / 3)))
+    Ok((
+        reply.token,
+        Duration::from_micros(lifetime_us as u64 * 2 / 3),
+    ))
 }
 
 /// Attaches the trace context and, when given, the service token to every outgoing call.

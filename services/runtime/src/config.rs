@@ -38,13 +38,17 @@ pub fn parse_from<C: Parser>(
         Ok(matches) => matches,
         Err(error) => return Err(explain(&command, error)),
     };
-    <C as clap::FromArgMatches>::from_arg_matches(&matches).map_err(|error| explain(&command, error))
+    <C as clap::FromArgMatches>::from_arg_matches(&matches)
+        .map_err(|error| explain(&command, error))
 }
 
 /// Adds the variable behind the failing argument to clap's message.
 fn explain(command: &clap::Command, error: clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
         return error.to_string();
     }
     let failing = match error.get(ContextKind::InvalidArg) {
@@ -94,8 +98,8 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_variable() {
-        let message = parse_from::<Sample>(["x".into(), "--port".into(), "seventy".into()])
-            .unwrap_err();
+        let message =
+            parse_from::<Sample>(["x".into(), "--port".into(), "seventy".into()]).unwrap_err();
         assert!(message.contains("ASSIST_SAMPLE_PORT"), "{message}");
         let ok = parse_from::<Sample>(["x".into(), "--port".into(), "70".into()]).unwrap();
         assert_eq!(ok.port, 70);

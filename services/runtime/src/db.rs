@@ -56,8 +56,9 @@ impl Database {
     /// mode with a busy timeout, so readers never wait for the writer.
     pub async fn connect(url: &str, size: PoolSize) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let backend = Backend::of_url(url)
-            .ok_or_else(|| Error::invalid("database_url", "must start with postgres:// or sqlite:"))?;
+        let backend = Backend::of_url(url).ok_or_else(|| {
+            Error::invalid("database_url", "must start with postgres:// or sqlite:")
+        })?;
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };

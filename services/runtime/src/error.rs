@@ -8,7 +8,10 @@ use tonic::{Code, Status};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{field}: {message}")]
-    InvalidArgument { field: &'static str, message: String },
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -100,7 +103,8 @@ mod tests {
 
     #[test]
     fn internal_detail_never_reaches_the_caller() {
-        let status: Status = Error::internal(anyhow::anyhow!("relation \"x\" does not exist")).into();
+        let status: Status =
+            Error::internal(anyhow::anyhow!("relation \"x\" does not exist")).into();
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
     }

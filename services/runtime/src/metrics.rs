@@ -99,7 +99,10 @@ pub fn register(name: &str, help: &str, metric: impl prometheus_client::registry
 /// The registry in the Prometheus text format.
 pub fn render() -> String {
     let mut out = String::new();
-    let registry = metrics().registry.lock().expect("metrics registry poisoned");
+    let registry = metrics()
+        .registry
+        .lock()
+        .expect("metrics registry poisoned");
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tonic::server::NamedService;
 use tonic::Status;
+use tonic::server::NamedService;
 use tonic_health::server::HealthReporter;
 use tracing::Instrument;
 
@@ -75,7 +75,8 @@ type HttpResponse = http::Response<tonic::body::Body>;
 pub struct GrpcServer {
     settings: ServerSettings,
     health: Health,
-    health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    health_service:
+        tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
 }
 
 impl GrpcServer {

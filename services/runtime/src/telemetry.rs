@@ -50,7 +50,10 @@ pub fn init(service_name: &'static str) -> Telemetry {
     );
     let exporting = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty());
     if exporting {
-        match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+        {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             Err(error) => eprintln!("telemetry: OTLP exporter not started: {error}"),
         }

@@ -99,15 +99,32 @@ mod tests {
     #[test]
     fn pages_default_and_cap() {
         assert_eq!(Page::new(0, 0).unwrap().limit, DEFAULT_PAGE_SIZE);
-        assert_eq!(Page::new(100, 5).unwrap(), Page { limit: 100, offset: 5 });
+        assert_eq!(
+            Page::new(100, 5).unwrap(),
+            Page {
+                limit: 100,
+                offset: 5
+            }
+        );
         assert!(Page::new(101, 0).is_err());
         assert!(Page::new(10, MAX_OFFSET + 1).is_err());
     }
 
     #[test]
     fn emails_are_checked_and_lowercased() {
-        assert_eq!(email("email", " Ann@Example.COM ").unwrap(), "ann@example.com");
-        for bad in ["", "ann", "ann@", "@example.com", "ann@example", "a b@example.com", "a@b@c.de"] {
+        assert_eq!(
+            email("email", " Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "a@b@c.de",
+        ] {
             assert!(email("email", bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -167,19 +167,25 @@ mod tests {
 
     #[test]
     fn sealed_keys_open_only_with_their_kek_and_kid() {
-        let kek = KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
+        let kek =
+            KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
         let (stored, _) = generate(&kek, 1).unwrap();
         assert!(open(&kek, &stored).is_ok());
-        let other = KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
+        let other =
+            KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
         assert!(open(&other, &stored).is_err());
         let mut moved = stored.clone();
         moved.kid = "another".into();
-        assert!(open(&kek, &moved).is_err(), "a sealed key is bound to its kid");
+        assert!(
+            open(&kek, &moved).is_err(),
+            "a sealed key is bound to its kid"
+        );
     }
 
     #[test]
     fn signed_tokens_carry_the_kid() {
-        let kek = KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
+        let kek =
+            KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
         let (stored, active) = generate(&kek, 1).unwrap();
         let claims = Claims {
             iss: "i".into(),

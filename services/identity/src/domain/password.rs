@@ -37,7 +37,8 @@ pub fn check_policy(field: &'static str, password: &str) -> Result<()> {
 pub fn hash(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| Error::internal(anyhow::anyhow!("rng: {e}")))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::internal(anyhow::anyhow!("{e}")))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| Error::internal(anyhow::anyhow!("{e}")))?;
     hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())

@@ -81,7 +81,8 @@ impl PrincipalRow {
     }
 
     pub fn into_principal(self) -> Result<Principal> {
-        let corrupt = |what: &str| Error::internal(anyhow::anyhow!("principal {}: bad {what}", self.id));
+        let corrupt =
+            |what: &str| Error::internal(anyhow::anyhow!("principal {}: bad {what}", self.id));
         let realm = Realm::parse(&self.realm).ok_or_else(|| corrupt("realm"))?;
         let status = Status::parse(&self.status).ok_or_else(|| corrupt("status"))?;
         let kind = match realm {
@@ -96,8 +97,10 @@ impl PrincipalRow {
             Realm::MerchantUser => PrincipalKind::MerchantUser {
                 merchant_id: self.merchant_id.unwrap_or_default(),
                 merchant_name: self.merchant_name.unwrap_or_default(),
-                merchant_approval: MerchantApproval::from_column(self.merchant_approval.as_deref())?
-                    .unwrap_or(MerchantApproval::Approved),
+                merchant_approval: MerchantApproval::from_column(
+                    self.merchant_approval.as_deref(),
+                )?
+                .unwrap_or(MerchantApproval::Approved),
                 first_name: self.first_name,
                 last_name: self.last_name,
             },

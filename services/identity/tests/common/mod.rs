@@ -29,18 +29,28 @@ impl TestDb {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("identity.db").display());
-        Self { url, backend: "sqlite", _dir: Some(dir), pg_admin: None }
+        Self {
+            url,
+            backend: "sqlite",
+            _dir: Some(dir),
+            pg_admin: None,
+        }
     }
 
     pub async fn postgres(admin_url: &str) -> Self {
         let name = format!("assist_test_{}", uuid::Uuid::now_v7().simple());
-        let admin = Database::connect(admin_url, PoolSize(1)).await.expect("postgres reachable");
+        let admin = Database::connect(admin_url, PoolSize(1))
+            .await
+            .expect("postgres reachable");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&admin.pool)
             .await
             .expect("create test database");
         admin.pool.close().await;
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(admin_url);
         Self {
             url: format!("{base}/{name}"),
             backend: "postgres",
@@ -66,8 +76,12 @@ impl TestDb {
     }
 
     pub async fn store(&self) -> Store {
-        let db = Database::connect(&self.url, PoolSize(8)).await.expect("connect");
-        db.migrate(&assist_identity::store::MIGRATIONS).await.expect("migrate");
+        let db = Database::connect(&self.url, PoolSize(8))
+            .await
+            .expect("connect");
+        db.migrate(&assist_identity::store::MIGRATIONS)
+            .await
+            .expect("migrate");
         Store::new(db)
     }
 }
@@ -77,7 +91,10 @@ impl Drop for TestDb {
         if let Some((admin_url, name)) = self.pg_admin.take() {
             // Drop runs outside any runtime guarantee; use a small one of our own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     if let Ok(admin) = Database::connect(&admin_url, PoolSize(1)).await {
                         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -130,21 +147,36 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = assist_runtime::shutdown::channel();
         let task = tokio::spawn(assist_identity::serve(config, listener, shutdown));
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-        let server = Self { addr, client: IdentityClient::new(channel), kek, db, trigger, task };
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let server = Self {
+            addr,
+            client: IdentityClient::new(channel),
+            kek,
+            db,
+            trigger,
+            task,
+        };
         server.wait_serving().await;
         server
     }
 
     pub async fn wait_serving(&self) {
-        let channel = Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect_lazy();
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy();
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
         for _ in 0..200 {
             let status = health
-                .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
                 .await
                 .map(|r| r.into_inner().status);
-            if status.ok() == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32) {
+            if status.ok()
+                == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+            {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -166,7 +198,11 @@ impl Server {
     /// Creates an administrator directly in the database and signs in over gRPC.
     pub async fn admin_token(&self) -> String {
         let operator = self.operator().await;
-        let existing = operator.store().find_login(assist_runtime::auth::Realm::BackOffice, ADMIN_EMAIL).await.unwrap();
+        let existing = operator
+            .store()
+            .find_login(assist_runtime::auth::Realm::BackOffice, ADMIN_EMAIL)
+            .await
+            .unwrap();
         if existing.is_none() {
             operator
                 .create_back_office_user(
@@ -182,10 +218,20 @@ impl Server {
                 .await
                 .unwrap();
         }
-        self.login(pb::Realm::BackOffice, ADMIN_EMAIL, PASSWORD).await.unwrap().access.unwrap().token
+        self.login(pb::Realm::BackOffice, ADMIN_EMAIL, PASSWORD)
+            .await
+            .unwrap()
+            .access
+            .unwrap()
+            .token
     }
 
-    pub async fn login(&self, realm: pb::Realm, email: &str, password: &str) -> Result<pb::TokenPair, tonic::Status> {
+    pub async fn login(
+        &self,
+        realm: pb::Realm,
+        email: &str,
+        password: &str,
+    ) -> Result<pb::TokenPair, tonic::Status> {
         self.client
             .clone()
             .login(pb::LoginRequest {
@@ -206,7 +252,13 @@ impl Server {
         request
     }
 
-    pub async fn create_customer(&self, admin: &str, email: &str, first: &str, last: &str) -> pb::Principal {
+    pub async fn create_customer(
+        &self,
+        admin: &str,
+        email: &str,
+        first: &str,
+        last: &str,
+    ) -> pb::Principal {
         self.client
             .clone()
             .create_customer(Self::authed(

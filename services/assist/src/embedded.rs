@@ -1,0 +1,101 @@
+//! Where the embedded mode keeps its state: a data directory with SQLite files and the generated
+//! key-encryption key, unless a database URL and key are given.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use assist_identity::domain::keys::KeyEncryptionKey;
+use assist_identity::service::Identity;
+use assist_identity::store::Store;
+use assist_runtime::db::{Database, PoolSize};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Storage {
+    /// Data directory of the embedded mode.
+    #[arg(long, env = "ASSIST_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Database of the identity service; defaults to `sqlite://<data-dir>/identity.db`.
+    #[arg(long, env = "ASSIST_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Key-encryption key (base64 of 32 bytes); defaults to `<data-dir>/identity.kek`, created on first use.
+    #[arg(
+        long,
+        env = "ASSIST_IDENTITY_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    pub key_encryption_key: Option<String>,
+}
+
+impl Storage {
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        match &self.database_url {
+            Some(url) => Ok(url.clone()),
+            None => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("creating {}", self.data_dir.display()))?;
+                Ok(format!(
+                    "sqlite://{}",
+                    self.data_dir.join("identity.db").display()
+                ))
+            }
+        }
+    }
+
+    /// The key-encryption key: given, or read from (or first written to) the data directory with
+    /// owner-only permissions.
+    pub fn key_encryption_key(&self) -> anyhow::Result<String> {
+        if let Some(key) = &self.key_encryption_key {
+            return Ok(key.clone());
+        }
+        let path = self.data_dir.join("identity.kek");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return Ok(existing.trim().to_owned());
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let key = KeyEncryptionKey::generate_base64()?;
+        write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+        Ok(key)
+    }
+
+    /// The identity use cases over this storage, for operator commands.
+    pub async fn identity(&self) -> anyhow::Result<Identity> {
+        let db = Database::connect(&self.database_url()?, PoolSize(8)).await?;
+        db.migrate(&assist_identity::store::MIGRATIONS).await?;
+        let kek = KeyEncryptionKey::from_base64(&self.key_encryption_key()?)
+            .context("the key-encryption key must be base64 of 32 bytes")?;
+        Ok(Identity::new(Store::new(db), Default::default(), kek).await?)
+    }
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// `assist migrate`.
+pub async fn migrate(storage: &Storage) -> anyhow::Result<()> {
+    let url = storage.database_url()?;
+    let db = Database::connect(&url, PoolSize(1)).await?;
+    db.migrate(&assist_identity::store::MIGRATIONS).await?;
+    println!("identity schema is up to date ({})", redact(&url));
+    Ok(())
+}
+
+/// A database URL without its password, for printing.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
