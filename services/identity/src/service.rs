@@ -14,8 +14,8 @@ use crate::domain::keys::{self, ActiveKey, KeyEncryptionKey};
 use crate::domain::principal::{scope_for, valid_scope};
 use crate::domain::throttle::{ThrottlePolicy, account_key, address_key};
 use crate::domain::{
-    MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status, password, search,
-    secret,
+    MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status, Subject, password,
+    search, secret,
 };
 use crate::store::{
     OneTimeToken, OutboxMessage, Paged, Rotation, SearchQuery, Store, ThrottleState,
@@ -229,20 +229,20 @@ impl Identity {
         self.reload_keys().await
     }
 
-    fn sign(&self, principal: &Principal, ttl: Duration) -> Result<(String, i64)> {
+    fn sign(&self, subject: &Subject, ttl: Duration) -> Result<(String, i64)> {
         let now = now_us();
         let issued = now / 1_000_000;
         let exp = issued + ttl.as_secs() as i64;
         let claims = Claims {
             iss: self.settings.issuer.clone(),
-            sub: principal.id.clone(),
+            sub: subject.id.clone(),
             aud: self.settings.audience.clone(),
             exp,
             iat: issued,
             nbf: issued,
             jti: uuid::Uuid::now_v7().to_string(),
-            realm: principal.realm(),
-            scope: principal.scope.clone(),
+            realm: subject.realm,
+            scope: subject.scope.clone(),
             act: None,
             sid: None,
         };
@@ -252,7 +252,7 @@ impl Identity {
 
     async fn issue_pair(&self, principal: &Principal) -> Result<TokenPair> {
         let (access_token, access_expires_at_us) =
-            self.sign(principal, self.settings.access_token_ttl)?;
+            self.sign(&principal.subject(), self.settings.access_token_ttl)?;
         let refresh_token = secret::generate()?;
         let now = now_us();
         let refresh_expires_at_us = now + us(self.settings.refresh_token_ttl);
@@ -370,15 +370,15 @@ impl Identity {
             )
             .await?
         {
-            Rotation::Rotated { principal } => {
+            Rotation::Rotated { subject } => {
                 let (access_token, access_expires_at_us) =
-                    self.sign(&principal, self.settings.access_token_ttl)?;
+                    self.sign(&subject, self.settings.access_token_ttl)?;
                 Ok(TokenPair {
                     access_token,
                     access_expires_at_us,
                     refresh_token: new_token,
                     refresh_expires_at_us: expires,
-                    principal_id: principal.id,
+                    principal_id: subject.id,
                 })
             }
             Rotation::Reused => {
@@ -437,7 +437,7 @@ impl Identity {
         {
             return Err(refused());
         }
-        self.sign(&principal, self.settings.service_token_ttl)
+        self.sign(&principal.subject(), self.settings.service_token_ttl)
     }
 
     // ---- principals ----

@@ -298,7 +298,10 @@ async fn refresh_rotation_spends_once_and_reuse_revokes_the_family() {
             .await
             .unwrap()
         {
-            Rotation::Rotated { principal } => assert_eq!(principal.id, ann.id),
+            Rotation::Rotated { subject } => assert_eq!(
+                (subject.id, subject.realm),
+                (ann.id.clone(), Realm::Customer)
+            ),
             other => panic!("{backend}: {other:?}"),
         }
         // h1 again: reuse. The whole family, h2 included, is revoked.

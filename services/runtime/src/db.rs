@@ -7,6 +7,7 @@
 //! asks [`Backend`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -45,6 +46,39 @@ pub struct Migrations {
 pub struct Database {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite allows one writer at a time; queueing writers here, in order, is far faster and fairer
+    /// than letting them spin on SQLite's busy handler (which sleeps in growing steps).
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction. On SQLite it also holds this process's writer turn until it ends.
+pub struct WriteTransaction {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        Ok(self.tx.rollback().await?)
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 /// How many connections a pool keeps.
@@ -88,7 +122,11 @@ impl Database {
                 tracing::warn!(error = %error, "cannot connect to the database");
                 Error::Unavailable("database unavailable".into())
             })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// Runs this backend's migrations. On PostgreSQL sqlx holds an advisory lock meanwhile, so replicas
@@ -101,13 +139,32 @@ impl Database {
         migrator.run(&self.pool).await.map_err(Error::internal)
     }
 
-    /// Begins a transaction that writes. SQLite takes the write lock at once (`BEGIN IMMEDIATE`), so two
-    /// writers queue on the busy timeout instead of failing to upgrade a read lock.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    /// Begins a transaction that writes. On SQLite, writers of this process take turns, and the
+    /// transaction takes the write lock at once (`BEGIN IMMEDIATE`) so that it never fails to upgrade a
+    /// read lock; another process (`assist admin`) still waits on the busy timeout.
+    pub async fn begin_write(&self) -> Result<WriteTransaction> {
         Ok(match self.backend {
-            Backend::Postgres => self.pool.begin().await?,
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => WriteTransaction {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
+            Backend::Sqlite => {
+                let turn = self.write_turn().await;
+                WriteTransaction {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: turn,
+                }
+            }
         })
+    }
+
+    /// This process's writer turn on SQLite (nothing on PostgreSQL), for a write of one statement
+    /// outside a transaction: hold it until the statement is done.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Postgres => None,
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+        }
     }
 
     /// Connects and migrates, retrying with backoff until it works or `shutdown` resolves.

@@ -8,4 +8,6 @@ pub mod search;
 pub mod secret;
 pub mod throttle;
 
-pub use principal::{MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status};
+pub use principal::{
+    MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status, Subject,
+};

@@ -168,6 +168,24 @@ impl Principal {
     }
 }
 
+/// What an access token says about its principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub id: String,
+    pub realm: Realm,
+    pub scope: String,
+}
+
+impl Principal {
+    pub fn subject(&self) -> Subject {
+        Subject {
+            id: self.id.clone(),
+            realm: self.realm(),
+            scope: self.scope.clone(),
+        }
+    }
+}
+
 /// A principal about to be created, with its password already hashed (or none).
 #[derive(Debug, Clone)]
 pub struct NewPrincipal {

@@ -42,7 +42,8 @@ impl TestDb {
         let admin = Database::connect(admin_url, PoolSize(1))
             .await
             .expect("postgres reachable");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::query(&create)
             .execute(&admin.pool)
             .await
             .expect("create test database");
@@ -97,11 +98,8 @@ impl Drop for TestDb {
                     .unwrap();
                 rt.block_on(async {
                     if let Ok(admin) = Database::connect(&admin_url, PoolSize(1)).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&admin.pool)
-                        .await;
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(&drop).execute(&admin.pool).await;
                     }
                 });
             })

@@ -1,0 +1,482 @@
+//! Load generator for the identity figures. Every server it talks to listens on 127.0.0.1 and every run
+//! is bounded in requests and time.
+//!
+//! - `load refresh --database-url postgres://…`: refresh-token rotation over gRPC at a fixed rate.
+//! - `load search --database-url …`: customer search over an already seeded database (`assist seed`).
+//! - `load startup --binary target/release/assist-identity --database-url …`: time to SERVING, idle RSS.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use assist_identity::domain::keys::KeyEncryptionKey;
+use assist_identity::service::{Actor, Identity, PrincipalInput};
+use assist_identity::store::Store;
+use assist_proto::identity::v1 as pb;
+use assist_proto::identity::v1::identity_client::IdentityClient;
+use assist_runtime::db::{Database, PoolSize};
+use assist_tests::Latencies;
+use clap::{Parser, Subcommand};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Refresh {
+        #[arg(long)]
+        database_url: String,
+        /// Requests per second to offer; 0 runs closed-loop as fast as the chains allow.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+        seconds: u64,
+        /// Independent refresh-token chains (the most requests in flight).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        chains: u64,
+        /// Seconds at the same rate before measuring (connections opened, statements prepared).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=60))]
+        warmup_seconds: u64,
+    },
+    Search {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        queries: u64,
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+        concurrency: u64,
+    },
+    Startup {
+        #[arg(long)]
+        binary: std::path::PathBuf,
+        #[arg(long)]
+        database_url: String,
+    },
+}
+
+const PASSWORD: &str = "load generator password";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Refresh {
+            database_url,
+            rate,
+            seconds,
+            chains,
+            warmup_seconds,
+        } => refresh(&database_url, rate, seconds, chains, warmup_seconds).await,
+        Command::Search {
+            database_url,
+            queries,
+            concurrency,
+        } => search(&database_url, queries, concurrency).await,
+        Command::Startup {
+            binary,
+            database_url,
+        } => startup(&binary, &database_url).await,
+    }
+}
+
+/// A key-encryption key kept beside the benchmark database so repeated runs reuse its signing keys.
+fn bench_kek(database_url: &str) -> String {
+    let name = format!("assist-bench-{:x}.kek", fxhash(database_url));
+    let path = std::env::temp_dir().join(name);
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        return key.trim().to_owned();
+    }
+    let key = KeyEncryptionKey::generate_base64().unwrap();
+    std::fs::write(&path, &key).unwrap();
+    key
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+struct Running {
+    client: IdentityClient<Channel>,
+    operator: Identity,
+    _trigger: assist_runtime::shutdown::ShutdownTrigger,
+}
+
+/// Identity in this process on 127.0.0.1:0, and an operator handle on the same database.
+async fn start_identity(database_url: &str, extra: &[&str]) -> anyhow::Result<Running> {
+    let kek = bench_kek(database_url);
+    let mut args = vec![
+        "identity".to_owned(),
+        format!("--database-url={database_url}"),
+        format!("--key-encryption-key={kek}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = assist_identity::Config::try_parse_from(args)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = assist_runtime::shutdown::channel();
+    tokio::spawn(assist_identity::serve(config, listener, shutdown));
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let db = Database::connect(database_url, PoolSize(4)).await?;
+    db.migrate(&assist_identity::store::MIGRATIONS).await?;
+    let operator = Identity::new(
+        Store::new(db),
+        Default::default(),
+        KeyEncryptionKey::from_base64(&kek).unwrap(),
+    )
+    .await?;
+    let client = IdentityClient::new(channel);
+    for _ in 0..200 {
+        if client.clone().get_jwks(pb::GetJwksRequest {}).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Ok(Running {
+        client,
+        operator,
+        _trigger: trigger,
+    })
+}
+
+async fn refresh(
+    database_url: &str,
+    rate: u64,
+    seconds: u64,
+    chains: u64,
+    warmup_seconds: u64,
+) -> anyhow::Result<()> {
+    let running = start_identity(database_url, &["--database-pool-size=32"]).await?;
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let mut tokens = Vec::new();
+    for n in 0..chains {
+        let email = format!("load.{run_id}.{n}@example.com");
+        running
+            .operator
+            .create_customer(
+                Actor::Operator,
+                PrincipalInput {
+                    email: email.clone(),
+                    first_name: "Load".into(),
+                    last_name: format!("Chain{n}"),
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let pair = running
+            .client
+            .clone()
+            .login(pb::LoginRequest {
+                realm: pb::Realm::Customer as i32,
+                email,
+                password: PASSWORD.into(),
+                client_address: String::new(),
+            })
+            .await?
+            .into_inner();
+        tokens.push(pair.refresh_token);
+    }
+    let (pool_tx, pool_rx) = async_channel(chains as usize);
+    for token in tokens {
+        pool_tx.send(token).await?;
+    }
+    if warmup_seconds > 0 {
+        paced(&running.client, &pool_rx, &pool_tx, rate, warmup_seconds).await;
+    }
+    let (latencies, elapsed, errors) =
+        paced(&running.client, &pool_rx, &pool_tx, rate, seconds).await;
+    println!(
+        "refresh rotation: offered {} /s, achieved {:.0} /s over {:.1}s, errors {errors}; {}",
+        if rate == 0 {
+            "max".to_owned()
+        } else {
+            rate.to_string()
+        },
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        latencies.summary()
+    );
+    Ok(())
+}
+
+/// Offers `rate` refreshes a second (0: as fast as the chains allow) for `seconds`. Latency is taken
+/// from the moment a request was due, so a stalled server cannot hide its queue (no coordinated
+/// omission).
+async fn paced(
+    client: &IdentityClient<Channel>,
+    pool_rx: &TokenReceiver,
+    pool_tx: &TokenSender,
+    rate: u64,
+    seconds: u64,
+) -> (Latencies, Duration, u64) {
+    let deadline = Duration::from_secs(seconds);
+    let total = if rate == 0 { u64::MAX } else { rate * seconds };
+    let started = Instant::now();
+    let samples = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
+        total.min(1_000_000) as usize,
+    )));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut issued = 0u64;
+    while issued < total && started.elapsed() < deadline {
+        let scheduled = if rate == 0 {
+            Instant::now()
+        } else {
+            started + Duration::from_secs_f64(issued as f64 / rate as f64)
+        };
+        if rate != 0 {
+            tokio::time::sleep_until(scheduled.into()).await;
+        }
+        let Ok(token) = pool_rx.recv().await else {
+            break;
+        };
+        let (mut client, tx, samples, errors) = (
+            client.clone(),
+            pool_tx.clone(),
+            samples.clone(),
+            errors.clone(),
+        );
+        tasks.spawn(async move {
+            match client
+                .refresh(pb::RefreshRequest {
+                    refresh_token: token,
+                })
+                .await
+            {
+                Ok(pair) => {
+                    samples.lock().unwrap().push(scheduled.elapsed());
+                    let _ = tx.send(pair.into_inner().refresh_token).await;
+                }
+                Err(status) => {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    eprintln!("refresh failed: {status}");
+                }
+            }
+        });
+        issued += 1;
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    let latencies = Latencies::new(std::mem::take(&mut *samples.lock().unwrap()));
+    (
+        latencies,
+        elapsed,
+        errors.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// A bounded multi-producer, multi-consumer queue of refresh tokens.
+fn async_channel(capacity: usize) -> (TokenSender, TokenReceiver) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+    (
+        TokenSender(tx),
+        TokenReceiver(Arc::new(tokio::sync::Mutex::new(rx))),
+    )
+}
+
+#[derive(Clone)]
+struct TokenSender(tokio::sync::mpsc::Sender<String>);
+
+impl TokenSender {
+    async fn send(&self, token: String) -> anyhow::Result<()> {
+        self.0.send(token).await.context("token pool closed")
+    }
+}
+
+struct TokenReceiver(Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<String>>>);
+
+impl TokenReceiver {
+    async fn recv(&self) -> anyhow::Result<String> {
+        self.0
+            .lock()
+            .await
+            .recv()
+            .await
+            .context("token pool closed")
+    }
+}
+
+/// Three-letter prefixes people type: starts of common first and last names and of emails.
+const PREFIXES: &[&str] = &[
+    "ann", "mar", "sch", "mei", "mue", "ben", "car", "cla", "dan", "dav", "eli", "emm", "eri",
+    "fel", "fin", "geo", "han", "jan", "jon", "jul", "kar", "kla", "lar", "lea", "len", "leo",
+    "lin", "lis", "luk", "max", "mia", "nin", "noa", "nor", "osk", "pau", "pet", "ros", "sar",
+    "sim", "sof", "ste", "the", "tim", "tob", "wal", "web", "wag", "bec", "hof", "kel", "koc",
+    "ric", "wol", "zim", "ber", "bra", "fis", "fra", "hah",
+];
+
+async fn search(database_url: &str, queries: u64, concurrency: u64) -> anyhow::Result<()> {
+    let running = start_identity(database_url, &[]).await?;
+    let email = "search.bench@example.com";
+    if running
+        .operator
+        .store()
+        .find_login(assist_runtime::auth::Realm::BackOffice, email)
+        .await?
+        .is_none()
+    {
+        running
+            .operator
+            .create_back_office_user(
+                Actor::Operator,
+                PrincipalInput {
+                    email: email.into(),
+                    full_name: "Search Bench".into(),
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    let token = running
+        .client
+        .clone()
+        .login(pb::LoginRequest {
+            realm: pb::Realm::BackOffice as i32,
+            email: email.into(),
+            password: PASSWORD.into(),
+            client_address: String::new(),
+        })
+        .await?
+        .into_inner()
+        .access
+        .context("no access token")?
+        .token;
+    let count = running
+        .operator
+        .store()
+        .list_principals(
+            assist_runtime::auth::Realm::Customer,
+            None,
+            assist_runtime::validate::Page::new(1, 0)?,
+        )
+        .await?;
+    println!(
+        "customers in the database: {}{}",
+        count.total,
+        if count.total_exact { "" } else { "+" }
+    );
+    let query = |i: u64| PREFIXES[(i as usize * 7 + i as usize / PREFIXES.len()) % PREFIXES.len()];
+    // Warm-up: one pass over the prefixes.
+    for prefix in PREFIXES {
+        let mut request = tonic::Request::new(pb::SearchCustomersRequest {
+            query: (*prefix).into(),
+            page: None,
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+        running.client.clone().search_customers(request).await?;
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_task = queries / concurrency;
+    for t in 0..concurrency {
+        let (mut client, token) = (running.client.clone(), token.clone());
+        tasks.spawn(async move {
+            let mut samples = Vec::new();
+            let mut matched = 0u64;
+            for i in 0..per_task {
+                let prefix = query(t * per_task + i);
+                let mut request = tonic::Request::new(pb::SearchCustomersRequest {
+                    query: prefix.into(),
+                    page: Some(pb::PageRequest {
+                        limit: 10,
+                        offset: 0,
+                    }),
+                });
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                let begun = Instant::now();
+                let reply = client.search_customers(request).await.expect("search");
+                samples.push(begun.elapsed());
+                matched += reply.into_inner().page.map_or(0, |p| p.total);
+            }
+            (samples, matched)
+        });
+    }
+    let mut samples = Vec::new();
+    let mut matched = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (s, m) = done?;
+        samples.extend(s);
+        matched += m;
+    }
+    let latencies = Latencies::new(samples);
+    println!(
+        "customer search (3-letter prefixes, page of 10 with total, {concurrency} concurrent): {:.0} /s, mean total {} ; {}",
+        latencies.len() as f64 / started.elapsed().as_secs_f64(),
+        matched / latencies.len().max(1) as u64,
+        latencies.summary()
+    );
+    Ok(())
+}
+
+async fn startup(binary: &std::path::Path, database_url: &str) -> anyhow::Result<()> {
+    // Make sure the database exists and is migrated, so this measures a start on an existing database.
+    let db = Database::connect(database_url, PoolSize(1)).await?;
+    db.migrate(&assist_identity::store::MIGRATIONS).await?;
+    db.pool.close().await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?.port()
+    };
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .env("ASSIST_IDENTITY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ASSIST_IDENTITY_DATABASE_URL", database_url)
+        .env(
+            "ASSIST_IDENTITY_KEY_ENCRYPTION_KEY",
+            bench_kek(database_url),
+        )
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let serving = loop {
+        if started.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!("not SERVING after 30 s");
+        }
+        if let Ok(channel) = Channel::from_shared(endpoint.clone())?.connect().await {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if status.is_ok_and(|s| {
+                s.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            }) {
+                break started.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = child.id().context("child pid")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: ?")
+        .to_owned();
+    println!(
+        "identity start to SERVING: {:.0} ms; idle {}",
+        serving.as_secs_f64() * 1000.0,
+        rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    child.start_kill()?;
+    let _ = child.wait().await;
+    Ok(())
+}
