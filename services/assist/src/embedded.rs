@@ -12,16 +12,17 @@ use assist_runtime::db::{Database, PoolSize};
 #[derive(clap::Args, Clone, Debug)]
 pub struct Storage {
     /// Data directory of the embedded mode.
-    #[arg(long, env = "ASSIST_DATA_DIR", default_value = "data")]
+    #[arg(long, env = "ASSIST_DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,
     /// Database of the identity service; defaults to `sqlite://<data-dir>/identity.db`.
-    #[arg(long, env = "ASSIST_DATABASE_URL")]
+    #[arg(long, env = "ASSIST_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Key-encryption key (base64 of 32 bytes); defaults to `<data-dir>/identity.kek`, created on first use.
     #[arg(
         long,
         env = "ASSIST_IDENTITY_KEY_ENCRYPTION_KEY",
-        hide_env_values = true
+        hide_env_values = true,
+        global = true
     )]
     pub key_encryption_key: Option<String>,
 }

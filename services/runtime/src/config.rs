@@ -55,21 +55,29 @@ fn explain(command: &clap::Command, error: clap::Error) -> String {
         Some(ContextValue::String(arg)) => Some(arg.clone()),
         _ => None,
     };
-    let variable = failing.as_deref().and_then(|arg| {
-        command.get_arguments().find_map(|a| {
-            let long = a.get_long().map(|l| format!("--{l}"));
-            let named = long.as_deref().is_some_and(|l| arg.starts_with(l));
-            if named {
-                a.get_env().map(|env| env.to_string_lossy().into_owned())
-            } else {
-                None
-            }
-        })
-    });
+    let variable = failing.as_deref().and_then(|arg| variable_of(command, arg));
     match variable {
         Some(variable) => format!("invalid configuration {variable}: {}", error.render()),
         None => error.render().to_string(),
     }
+}
+
+/// The environment variable behind `--flag <VALUE>`, searched in `command` and its subcommands.
+fn variable_of(command: &clap::Command, failing: &str) -> Option<String> {
+    let own = command.get_arguments().find_map(|a| {
+        let long = format!("--{}", a.get_long()?);
+        let named = failing == long || failing.starts_with(&format!("{long} "));
+        if named {
+            a.get_env().map(|env| env.to_string_lossy().into_owned())
+        } else {
+            None
+        }
+    });
+    own.or_else(|| {
+        command
+            .get_subcommands()
+            .find_map(|sub| variable_of(sub, failing))
+    })
 }
 
 /// Parses the configuration or exits with [`EXIT_CONFIG`] and the message on stderr.

@@ -82,8 +82,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// A key-encryption key kept beside the benchmark database so repeated runs reuse its signing keys.
+/// The key-encryption key of the benchmark database: `ASSIST_IDENTITY_KEY_ENCRYPTION_KEY` (pass the one
+/// `assist seed` used), or one kept in the temp folder so repeated runs reuse their signing keys.
 fn bench_kek(database_url: &str) -> String {
+    if let Ok(key) = std::env::var("ASSIST_IDENTITY_KEY_ENCRYPTION_KEY") {
+        return key;
+    }
     let name = format!("assist-bench-{:x}.kek", fxhash(database_url));
     let path = std::env::temp_dir().join(name);
     if let Ok(key) = std::fs::read_to_string(&path) {
