@@ -638,3 +638,32 @@ async fn sequences_count_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    for db in TestDb::all().await {
+        let mut starts = Vec::new();
+        for _ in 0..4 {
+            let url = db.url.clone();
+            starts.push(tokio::spawn(async move {
+                let database =
+                    assist_runtime::db::Database::connect(&url, assist_runtime::db::PoolSize(2))
+                        .await?;
+                database.migrate(&assist_identity::store::MIGRATIONS).await
+            }));
+        }
+        for start in starts {
+            start
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", db.backend));
+        }
+        let store = db.store().await;
+        assert_eq!(
+            store.next_sequence("customer_reference").await.unwrap(),
+            1,
+            "{}: schema made once",
+            db.backend
+        );
+    }
+}
