@@ -292,14 +292,20 @@ pub async fn serve(
         .smtp_url
         .clone()
         .map(|url| (url, config.smtp_from.clone()));
+    // A start that cannot succeed (a wrong key-encryption key, a schema from the future) ends `serve`
+    // with the error, so the process exits non-zero instead of idling NOT_SERVING forever.
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     tokio::spawn(async move {
         let identity = match open(&config, &checked, &stop).await {
             Ok(identity) => Arc::new(identity),
             Err(error) => {
-                tracing::error!(error = %error, "identity did not start");
+                if !*stop.borrow() {
+                    let _ = failed_tx.send(error);
+                }
                 return;
             }
         };
+        drop(failed_tx);
         let _ = ready.set(identity.clone());
         health.serving().await;
         tracing::info!("identity serving");
@@ -322,14 +328,19 @@ pub async fn serve(
         verifier,
         public_methods: api::PUBLIC_METHODS,
     };
-    server
-        .serve(
-            listener,
-            IdentityServer::new(api::Api::new(cell)),
-            auth,
-            shutdown,
-        )
-        .await
+    let serving = server.serve(
+        listener,
+        IdentityServer::new(api::Api::new(cell)),
+        auth,
+        shutdown,
+    );
+    tokio::select! {
+        result = serving => result,
+        Ok(error) = failed_rx => {
+            tracing::error!(error = format!("{error:#}"), "identity did not start");
+            Err(error.context("identity did not start"))
+        }
+    }
 }
 
 async fn housekeeping(identity: Arc<Identity>, mut shutdown: watch::Receiver<bool>) {

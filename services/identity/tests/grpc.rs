@@ -975,9 +975,29 @@ async fn signing_keys_are_encrypted_at_rest() {
     assert!(keys::open(&kek, stored).is_ok());
     assert!(keys::open(&wrong, stored).is_err());
     assert!(!stored.sealed_private_key.contains(&stored.public_key));
-    // A replica started with another key-encryption key refuses to run rather than sign with nothing.
+    // A replica started with another key-encryption key refuses to run rather than sign with nothing:
+    // `serve` ends with an error (the process exits non-zero).
     let refused = assist_identity::service::Identity::new(store, Default::default(), wrong).await;
     assert!(refused.is_err());
+    let url = server.db.url.clone();
+    let config = <assist_identity::Config as clap::Parser>::try_parse_from([
+        "identity".to_owned(),
+        format!("--database-url={url}"),
+        format!(
+            "--key-encryption-key={}",
+            KeyEncryptionKey::generate_base64().unwrap()
+        ),
+    ])
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_trigger, shutdown) = assist_runtime::shutdown::channel();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        assist_identity::serve(config, listener, shutdown),
+    )
+    .await
+    .expect("serve gives up instead of idling");
+    assert!(format!("{:#}", outcome.unwrap_err()).contains("cannot be decrypted"));
     server.stop().await;
 }
 

@@ -9,17 +9,33 @@ fn incoming_trace_context_is_continued_and_propagated() {
     let mut incoming = http::HeaderMap::new();
     incoming.insert(
         "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
     );
     let span = tracing::info_span!("rpc");
     telemetry::set_parent_from(&span, &incoming);
-    assert_eq!(telemetry::trace_id(&span), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        telemetry::trace_id(&span),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
 
     let mut outgoing = tonic::metadata::MetadataMap::new();
     span.in_scope(|| telemetry::inject_current_metadata(&mut outgoing));
-    let traceparent = outgoing.get("traceparent").expect("traceparent sent").to_str().unwrap().to_owned();
-    assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");
-    assert!(!traceparent.contains("00f067aa0ba902b7"), "the child span has its own id: {traceparent}");
+    let traceparent = outgoing
+        .get("traceparent")
+        .expect("traceparent sent")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "the child span has its own id: {traceparent}"
+    );
 
     // Without incoming context a new trace starts, with a real id.
     let fresh = tracing::info_span!("rpc");
