@@ -247,28 +247,33 @@ impl Store {
         status: Option<Status>,
         page: Page,
     ) -> Result<Paged<Principal>> {
-        let status = status.map(Status::as_str);
         let sql = format!(
             "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE realm = $1 AND ($2 IS NULL OR status = $2) \
              ORDER BY id DESC LIMIT $3 OFFSET $4"
         );
         let rows: Vec<PrincipalRow> = sqlx::query_as(&sql)
             .bind(realm.as_str())
-            .bind(status)
+            .bind(status.map(Status::as_str))
             .bind(i64::from(page.limit))
             .bind(page.offset as i64)
             .fetch_all(&self.db.pool)
             .await?;
+        let counted = self.count_in_realm(realm, status).await?;
+        paged(rows, counted)
+    }
+
+    /// Principals of a realm (optionally of one status), counted up to one past the cap.
+    async fn count_in_realm(&self, realm: Realm, status: Option<Status>) -> Result<u64> {
         let counted: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM (SELECT 1 FROM principals WHERE realm = $1 \
              AND ($2 IS NULL OR status = $2) LIMIT $3) capped",
         )
         .bind(realm.as_str())
-        .bind(status)
+        .bind(status.map(Status::as_str))
         .bind(COUNT_CAP as i64 + 1)
         .fetch_one(&self.db.pool)
         .await?;
-        paged(rows, counted as u64)
+        Ok(counted as u64)
     }
 
     /// Sets a principal's status; leaving `active` revokes its refresh tokens in the same transaction.
@@ -379,16 +384,7 @@ impl Store {
             .bind(page.offset as i64)
             .fetch_all(&self.db.pool)
             .await?;
-            let counted: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM principals WHERE realm = $1 \
-                 AND ($2 IS NULL OR status = $2) LIMIT $3) capped",
-            )
-            .bind(realm.as_str())
-            .bind(status)
-            .bind(COUNT_CAP as i64 + 1)
-            .fetch_one(&self.db.pool)
-            .await?;
-            total = counted as u64;
+            total = self.count_in_realm(realm, query.status).await?;
         } else {
             let end = prefix_end(query.prefix);
             // Each principal has at most MAX_TERMS_PER_PRINCIPAL terms, so this many term rows always
