@@ -863,6 +863,7 @@ impl Identity {
         actor.require_back_office()?;
         let query = validate::optional("query", query, QUERY_MAX)?;
         let prefix = search::normalize(&query);
+        check_search_page(&prefix, page)?;
         let reference = normalize_reference(&query).ok();
         self.store
             .search(
@@ -888,6 +889,7 @@ impl Identity {
         actor.require_back_office()?;
         let query = validate::optional("query", query, QUERY_MAX)?;
         let prefix = search::normalize(&query);
+        check_search_page(&prefix, page)?;
         self.store
             .search(
                 Realm::MerchantUser,
@@ -961,6 +963,21 @@ fn normalize_reference(reference: &str) -> Result<String> {
         ));
     }
     Ok(reference)
+}
+
+/// Search pages end at the search cap: deeper, the query needs refining, not paging. Listing everyone
+/// (an empty query) pages as deep as any list.
+fn check_search_page(prefix: &str, page: Page) -> Result<()> {
+    if !prefix.is_empty() && page.offset + u64::from(page.limit) > search::SEARCH_CAP {
+        return Err(Error::invalid(
+            "page.offset",
+            format!(
+                "search results are paged up to {}; refine the query",
+                search::SEARCH_CAP
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_scopes(scopes: &[String]) -> Result<Vec<String>> {

@@ -37,8 +37,12 @@ pub fn merchant_user_terms(email: &str, first: &str, last: &str, merchant: &str)
 /// The most terms one principal has; a page of N principals needs at most N times this many term rows.
 pub const MAX_TERMS_PER_PRINCIPAL: u64 = 5;
 
-/// Counting matches stops here; beyond it the total is a lower bound.
+/// Counting list items stops here; beyond it the total is a lower bound.
 pub const COUNT_CAP: u64 = 10_000;
+
+/// Counting search matches stops here, and search pages end here: a person refines a query long before
+/// paging through a thousand hits, and the cap keeps a broad prefix as fast as a narrow one.
+pub const SEARCH_CAP: u64 = 1_000;
 
 /// The exclusive upper bound of a prefix range: no UTF-8 string starting with `prefix` sorts at or above
 /// `prefix` followed by U+10FFFF, bytewise.

@@ -9,7 +9,7 @@ use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
 
 use crate::domain::keys::StoredKey;
-use crate::domain::search::{COUNT_CAP, MAX_TERMS_PER_PRINCIPAL, prefix_end};
+use crate::domain::search::{COUNT_CAP, MAX_TERMS_PER_PRINCIPAL, SEARCH_CAP, prefix_end};
 use crate::domain::throttle::ThrottlePolicy;
 use crate::domain::{
     MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status, Subject,
@@ -152,10 +152,15 @@ impl Store {
         Ok(())
     }
 
-    /// Refreshes the planner's statistics after a bulk load.
+    /// Refreshes the planner's statistics after a bulk load; on PostgreSQL also the visibility map, so
+    /// that search counts are index-only scans.
     pub async fn analyze(&self) -> Result<()> {
         let _turn = self.db.write_turn().await;
-        sqlx::query("ANALYZE").execute(&self.db.pool).await?;
+        let sql = match self.db.backend {
+            Backend::Postgres => "VACUUM ANALYZE",
+            Backend::Sqlite => "ANALYZE",
+        };
+        sqlx::query(sql).execute(&self.db.pool).await?;
         Ok(())
     }
 
@@ -429,15 +434,20 @@ impl Store {
             .bind(query.prefix)
             .bind(&end)
             .bind(status)
-            .bind((COUNT_CAP * MAX_TERMS_PER_PRINCIPAL) as i64)
+            .bind((SEARCH_CAP * MAX_TERMS_PER_PRINCIPAL) as i64)
             .fetch_one(&self.db.pool)
             .await?;
-            total = counted as u64 + reference_extra;
+            total = (counted as u64 + reference_extra).min(SEARCH_CAP + 1);
         }
         let principals = self.get_many(&ids).await?;
+        let cap = if query.prefix.is_empty() {
+            COUNT_CAP
+        } else {
+            SEARCH_CAP
+        };
         Ok(Paged {
-            total_exact: total <= COUNT_CAP,
-            total: total.min(COUNT_CAP),
+            total_exact: total <= cap,
+            total: total.min(cap),
             items: principals,
         })
     }
