@@ -667,3 +667,61 @@ async fn replicas_starting_together_migrate_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn bulk_creation_writes_principals_and_terms_or_nothing() {
+    for_each_backend(|store, backend| async move {
+        let batch: Vec<_> = (0..1500)
+            .map(|n| {
+                let new = customer(
+                    n,
+                    if n.is_multiple_of(2) { "Greta" } else { "Hans" },
+                    "Bulk",
+                );
+                let terms = terms_of(&new.principal);
+                (new, terms)
+            })
+            .collect();
+        store.create_principals(&batch).await.unwrap();
+        let greta = store
+            .search(
+                Realm::Customer,
+                &SearchQuery {
+                    prefix: "greta",
+                    reference: None,
+                    status: None,
+                    page: page(10, 0),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            greta.total, 750,
+            "{backend}: 1,500 rows span two statements"
+        );
+        assert!(
+            store
+                .get_principal(&batch[1499].0.principal.id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // A duplicate anywhere refuses the whole batch.
+        let mut again = vec![(customer(5000, "New", "One"), vec!["new".to_owned()])];
+        again.push((batch[0].0.clone(), vec![]));
+        assert_eq!(
+            store.create_principals(&again).await.unwrap_err().code(),
+            tonic::Code::AlreadyExists
+        );
+        assert!(
+            store
+                .get_principal(&again[0].0.principal.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}: nothing written"
+        );
+    })
+    .await;
+}

@@ -115,7 +115,7 @@ pub struct IdentityJwks(
 
 impl KeySource for IdentityJwks {
     fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>>> {
-        let mut client = self.0.clone();
+        let client = self.0.clone();
         Box::pin(async move {
             let jwks = crate::client::retry_idempotent(|| {
                 let mut client = client.clone();
@@ -127,7 +127,6 @@ impl KeySource for IdentityJwks {
             })
             .await
             .map_err(|status| Error::Unavailable(format!("jwks: {}", status.message())))?;
-            let _ = &mut client;
             Ok(jwks
                 .into_inner()
                 .keys

@@ -1,7 +1,7 @@
 //! Database access for every service: one pool over PostgreSQL or SQLite, chosen by URL, and embedded
 //! migrations per backend run at start.
 //!
-//! Stores are written once, in SQL that both backends accept (`$1` placeholders, `RETURNING`,
+//! Stores are written once, in SQL that both backends accept (`$1` parameters, `RETURNING`,
 //! `ON CONFLICT`, BIGINT microsecond times, TEXT ids), over sqlx's `Any` driver. The conformance suite of
 //! each store runs on both backends; that is what proves the SQL. Where the dialects differ, the store
 //! asks [`Backend`].

@@ -100,7 +100,7 @@ impl Store {
                 "INSERT INTO principals (id, realm, status, email, password_hash, scope, full_name, \
                  first_name, last_name, customer_reference, merchant_id, merchant_name, merchant_approval, \
                  client_id, created_at, updated_at) VALUES {}",
-                placeholders(chunk.len(), 16)
+                value_lists(chunk.len(), 16)
             );
             let mut query = sqlx::query(&sql);
             for (new, _) in chunk {
@@ -140,7 +140,7 @@ impl Store {
         for chunk in terms.chunks(TERMS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO search_terms (realm, term, principal_id) VALUES {}",
-                placeholders(chunk.len(), 3)
+                value_lists(chunk.len(), 3)
             );
             let mut query = sqlx::query(&sql);
             for (realm, term, id) in chunk {
@@ -457,10 +457,9 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id IN ({})",
-            placeholders.join(", ")
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id IN {}",
+            value_lists(1, ids.len())
         );
         let mut query = sqlx::query_as::<_, PrincipalRow>(&sql);
         for id in ids {
@@ -938,7 +937,7 @@ fn subject(id: String, realm: &str, scope: String) -> Result<Subject> {
 }
 
 /// `($1, $2, …), (…)` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
+fn value_lists(rows: usize, columns: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
