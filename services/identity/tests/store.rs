@@ -725,3 +725,44 @@ async fn bulk_creation_writes_principals_and_terms_or_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_refresh_token_presented_concurrently_rotates_exactly_once() {
+    for_each_backend(|store, backend| async move {
+        let ann = add(&store, customer(1, "Ann", "Lee")).await;
+        store
+            .insert_refresh_token("shared", "fam", &ann.id, 10, i64::MAX / 2)
+            .await
+            .unwrap();
+        let mut racers = Vec::new();
+        for n in 0..8 {
+            let store = store.clone();
+            racers.push(tokio::spawn(async move {
+                store
+                    .rotate_refresh_token("shared", &format!("next{n}"), 20 + n, i64::MAX / 2)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut rotated = 0;
+        for racer in racers {
+            if matches!(racer.await.unwrap(), Rotation::Rotated { .. }) {
+                rotated += 1;
+            }
+        }
+        assert_eq!(rotated, 1, "{backend}: one winner");
+        // The losers were reuses, so the family is revoked, the winner's new token included.
+        for n in 0..8 {
+            let next = format!("next{n}");
+            let outcome = store
+                .rotate_refresh_token(&next, "after", 100, i64::MAX / 2)
+                .await
+                .unwrap();
+            assert!(
+                !matches!(outcome, Rotation::Rotated { .. }),
+                "{backend}: {next} must not rotate"
+            );
+        }
+    })
+    .await;
+}
