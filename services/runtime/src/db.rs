@@ -131,13 +131,32 @@ impl Database {
     }
 
     /// Runs this backend's migrations. On PostgreSQL sqlx holds an advisory lock meanwhile, so replicas
-    /// that start together migrate once.
+    /// that start together migrate once. sqlx takes no lock on SQLite; there each migration is one
+    /// transaction, so a process that loses the race to another one rolls back and, retrying, finds the
+    /// migration applied.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<()> {
-        let migrator = match self.backend {
-            Backend::Postgres => migrations.postgres,
-            Backend::Sqlite => migrations.sqlite,
-        };
-        migrator.run(&self.pool).await.map_err(Error::internal)
+        match self.backend {
+            Backend::Postgres => migrations
+                .postgres
+                .run(&self.pool)
+                .await
+                .map_err(Error::internal),
+            Backend::Sqlite => {
+                let _turn = self.write_turn().await;
+                let mut attempt = 0;
+                loop {
+                    match migrations.sqlite.run(&self.pool).await {
+                        Ok(()) => return Ok(()),
+                        Err(error) if attempt < 5 => {
+                            attempt += 1;
+                            tracing::debug!(error = %error, attempt, "migration raced another process; retrying");
+                            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                        }
+                        Err(error) => return Err(Error::internal(error)),
+                    }
+                }
+            }
+        }
     }
 
     /// Begins a transaction that writes. On SQLite, writers of this process take turns, and the
