@@ -182,6 +182,48 @@ fn principal_to_pb(p: Principal) -> pb::Principal {
     }
 }
 
+/// A search hit as a customer summary (`None` for any other kind, which customer search never returns).
+fn customer_summary(p: Principal) -> Option<pb::CustomerSummary> {
+    match p.kind {
+        PrincipalKind::Customer {
+            customer_reference,
+            first_name,
+            last_name,
+        } => Some(pb::CustomerSummary {
+            id: p.id,
+            customer_reference,
+            email: p.email,
+            first_name,
+            last_name,
+            status: status_to_pb(p.status) as i32,
+        }),
+        _ => None,
+    }
+}
+
+/// A search hit as a merchant-user summary.
+fn merchant_user_summary(p: Principal) -> Option<pb::MerchantUserSummary> {
+    match p.kind {
+        PrincipalKind::MerchantUser {
+            merchant_id,
+            merchant_name,
+            merchant_approval,
+            first_name,
+            last_name,
+        } => Some(pb::MerchantUserSummary {
+            id: p.id,
+            merchant_id,
+            merchant_name,
+            merchant_approval: approval_to_pb(merchant_approval) as i32,
+            email: p.email,
+            first_name,
+            last_name,
+            status: status_to_pb(p.status) as i32,
+        }),
+        _ => None,
+    }
+}
+
 fn page_info<T>(paged: &Paged<T>, page: Page) -> pb::PageInfo {
     pb::PageInfo {
         total: paged.total,
@@ -539,21 +581,7 @@ impl pb::identity_server::Identity for Api {
         let customers = paged
             .items
             .into_iter()
-            .filter_map(|p| match p.kind {
-                PrincipalKind::Customer {
-                    customer_reference,
-                    first_name,
-                    last_name,
-                } => Some(pb::CustomerSummary {
-                    id: p.id,
-                    customer_reference,
-                    email: p.email,
-                    first_name,
-                    last_name,
-                    status: status_to_pb(p.status) as i32,
-                }),
-                _ => None,
-            })
+            .filter_map(customer_summary)
             .collect();
         ok(pb::SearchCustomersResponse {
             customers,
@@ -577,25 +605,7 @@ impl pb::identity_server::Identity for Api {
         let merchant_users = paged
             .items
             .into_iter()
-            .filter_map(|p| match p.kind {
-                PrincipalKind::MerchantUser {
-                    merchant_id,
-                    merchant_name,
-                    merchant_approval,
-                    first_name,
-                    last_name,
-                } => Some(pb::MerchantUserSummary {
-                    id: p.id,
-                    merchant_id,
-                    merchant_name,
-                    merchant_approval: approval_to_pb(merchant_approval) as i32,
-                    email: p.email,
-                    first_name,
-                    last_name,
-                    status: status_to_pb(p.status) as i32,
-                }),
-                _ => None,
-            })
+            .filter_map(merchant_user_summary)
             .collect();
         ok(pb::SearchMerchantUsersResponse {
             merchant_users,

@@ -215,30 +215,9 @@ impl Database {
     }
 }
 
-/// The SQL `LIKE`-free prefix range: rows whose `column >= prefix AND column < upper` start with `prefix`.
-/// Works with a plain b-tree index on both backends (the column must compare bytewise: `COLLATE "C"` on
-/// PostgreSQL, the default on SQLite). `None` when no upper bound exists.
-pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        if let Some(next) = char::from_u32(last as u32 + 1) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_bounds() {
-        assert_eq!(prefix_upper_bound("ann").as_deref(), Some("ano"));
-        assert_eq!(prefix_upper_bound("a").as_deref(), Some("b"));
-        assert_eq!(prefix_upper_bound(""), None);
-    }
 
     #[test]
     fn backend_of_url() {

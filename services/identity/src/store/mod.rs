@@ -621,16 +621,6 @@ impl Store {
         Ok(revoked)
     }
 
-    /// The principal a refresh token belongs to, if the token is known (any state).
-    pub async fn refresh_token_owner(&self, token_hash: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT principal_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(&self.db.pool)
-                .await?,
-        )
-    }
-
     /// Deletes refresh tokens, one-time tokens and throttle rows that can no longer matter.
     pub async fn delete_expired(&self, now: i64) -> Result<u64> {
         let _turn = self.db.write_turn().await;
