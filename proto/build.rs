@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["proto/assist/identity/v1/identity.proto"];
+const PROTOS: &[&str] = &[
+    "proto/assist/common/v1/common.proto",
+    "proto/assist/identity/v1/identity.proto",
+    "proto/assist/agentdirectory/v1/agentdirectory.proto",
+    "proto/assist/impersonation/v1/impersonation.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

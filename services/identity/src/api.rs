@@ -3,18 +3,20 @@
 
 use std::sync::Arc;
 
+use assist_proto::common::v1 as common;
 use assist_proto::identity::v1 as pb;
 use assist_runtime::auth::{Claims, Realm, caller, optional_caller};
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
-use tokio::sync::OnceCell;
+use assist_runtime::notify::{WatchStream, watch_stream};
+use tokio::sync::{OnceCell, watch};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
     MerchantApproval, Principal, PrincipalKind, Purpose, Status as PrincipalStatus,
 };
 use crate::service::{Actor, Identity, PrincipalInput, PrincipalUpdate, TokenPair};
-use crate::store::{OutboxMessage, Paged};
+use crate::store::OutboxMessage;
 
 /// Methods callable without a token: signing in, refreshing, revoking by token, the service-token
 /// exchange, the JWKS and redeeming a one-time token (the token in the request is the credential).
@@ -31,17 +33,25 @@ pub const PUBLIC_METHODS: &[&str] = &[
 #[derive(Clone)]
 pub struct Api {
     identity: Arc<OnceCell<Arc<Identity>>>,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Api {
-    pub fn new(identity: Arc<OnceCell<Arc<Identity>>>) -> Self {
-        Self { identity }
+    pub fn new(identity: Arc<OnceCell<Arc<Identity>>>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { identity, shutdown }
     }
 
     fn identity(&self) -> Result<&Identity, Status> {
         self.identity
             .get()
             .map(|i| i.as_ref())
+            .ok_or_else(|| Status::unavailable("identity is starting"))
+    }
+
+    fn identity_arc(&self) -> Result<Arc<Identity>, Status> {
+        self.identity
+            .get()
+            .cloned()
             .ok_or_else(|| Status::unavailable("identity is starting"))
     }
 }
@@ -56,10 +66,6 @@ fn actor(claims: &Claims) -> Actor<'_> {
     Actor::Token(claims)
 }
 
-fn page(page: Option<pb::PageRequest>) -> Result<Page> {
-    let page = page.unwrap_or_default();
-    Page::new(page.limit, page.offset)
-}
 
 fn realm_of(value: i32, field: &'static str) -> Result<Realm> {
     match pb::Realm::try_from(value) {
@@ -224,14 +230,6 @@ fn merchant_user_summary(p: Principal) -> Option<pb::MerchantUserSummary> {
     }
 }
 
-fn page_info<T>(paged: &Paged<T>, page: Page) -> pb::PageInfo {
-    pb::PageInfo {
-        total: paged.total,
-        offset: page.offset,
-        limit: page.limit,
-        total_exact: paged.total_exact,
-    }
-}
 
 fn pair_to_pb(pair: TokenPair) -> pb::TokenPair {
     pb::TokenPair {
@@ -328,23 +326,8 @@ impl pb::identity_server::Identity for Api {
         })
     }
 
-    async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Reply<pb::Jwks> {
-        let keys = self.identity()?.jwks();
-        let json = crate::domain::keys::jwks_json(&keys);
-        ok(pb::Jwks {
-            keys: keys
-                .into_iter()
-                .map(|k| pb::Jwk {
-                    kid: k.kid,
-                    kty: "OKP".into(),
-                    crv: "Ed25519".into(),
-                    x: k.x,
-                    alg: "EdDSA".into(),
-                    r#use: "sig".into(),
-                })
-                .collect(),
-            json,
-        })
+    async fn get_jwks(&self, _request: Request<common::GetJwksRequest>) -> Reply<common::Jwks> {
+        ok(assist_runtime::keys::jwks_message(&self.identity()?.jwks()))
     }
 
     async fn rotate_signing_key(
@@ -479,13 +462,13 @@ impl pb::identity_server::Identity for Api {
         let req = request.into_inner();
         let realm = realm_of(req.realm, "realm")?;
         let status = status_of(req.status, "status")?;
-        let page = page(req.page)?;
+        let page = Page::from_request(req.page)?;
         let paged = self
             .identity()?
             .list_principals(actor(&claims), realm, status, page)
             .await?;
         ok(pb::ListPrincipalsResponse {
-            page: Some(page_info(&paged, page)),
+            page: Some(paged.info(page)),
             principals: paged.items.into_iter().map(principal_to_pb).collect(),
         })
     }
@@ -555,13 +538,13 @@ impl pb::identity_server::Identity for Api {
     ) -> Reply<pb::ListOutboxResponse> {
         let claims = caller(&request)?;
         let req = request.into_inner();
-        let page = page(req.page)?;
+        let page = Page::from_request(req.page)?;
         let paged = self
             .identity()?
             .list_outbox(actor(&claims), &req.recipient, page)
             .await?;
         ok(pb::ListOutboxResponse {
-            page: Some(page_info(&paged, page)),
+            page: Some(paged.info(page)),
             messages: paged.items.into_iter().map(mail_to_pb).collect(),
         })
     }
@@ -572,12 +555,12 @@ impl pb::identity_server::Identity for Api {
     ) -> Reply<pb::SearchCustomersResponse> {
         let claims = caller(&request)?;
         let req = request.into_inner();
-        let page = page(req.page)?;
+        let page = Page::from_request(req.page)?;
         let paged = self
             .identity()?
             .search_customers(actor(&claims), &req.query, page)
             .await?;
-        let info = page_info(&paged, page);
+        let info = paged.info(page);
         let customers = paged
             .items
             .into_iter()
@@ -589,19 +572,53 @@ impl pb::identity_server::Identity for Api {
         })
     }
 
+    type WatchPrincipalChangesStream = WatchStream<pb::PrincipalChange>;
+
+    async fn watch_principal_changes(
+        &self,
+        request: Request<pb::WatchPrincipalChangesRequest>,
+    ) -> Reply<Self::WatchPrincipalChangesStream> {
+        let claims = caller(&request)?;
+        let identity = self.identity_arc()?;
+        let notifier = identity.principal_changes(actor(&claims))?.clone();
+        let subscribed = pb::PrincipalChange {
+            kind: pb::principal_change::Kind::Subscribed as i32,
+            ..Default::default()
+        };
+        ok(watch_stream(
+            notifier,
+            self.shutdown.clone(),
+            move || async move { Ok(vec![subscribed]) },
+            move |id: String| {
+                let identity = identity.clone();
+                async move {
+                    Ok(identity
+                        .changed_principal(&id)
+                        .await?
+                        .map(|p| pb::PrincipalChange {
+                            kind: pb::principal_change::Kind::StatusChanged as i32,
+                            realm: realm_to_pb(p.realm()) as i32,
+                            status: status_to_pb(p.status) as i32,
+                            principal_id: p.id,
+                        }))
+                }
+            },
+        ))
+    }
+
     async fn search_merchant_users(
         &self,
         request: Request<pb::SearchMerchantUsersRequest>,
     ) -> Reply<pb::SearchMerchantUsersResponse> {
         let claims = caller(&request)?;
         let req = request.into_inner();
-        let page = page(req.page)?;
+        let page = Page::from_request(req.page)?;
         let status = status_of(req.status, "status")?;
         let paged = self
             .identity()?
             .search_merchant_users(actor(&claims), &req.query, status, page)
             .await?;
-        let info = page_info(&paged, page);
+        let info = paged.info(page);
         let merchant_users = paged
             .items
             .into_iter()

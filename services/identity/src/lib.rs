@@ -306,6 +306,7 @@ pub async fn serve(
             }
         };
         drop(failed_tx);
+        identity.store().principal_changes().listen(stop.clone());
         let _ = ready.set(identity.clone());
         health.serving().await;
         tracing::info!("identity serving");
@@ -330,7 +331,7 @@ pub async fn serve(
     };
     let serving = server.serve(
         listener,
-        IdentityServer::new(api::Api::new(cell)),
+        IdentityServer::new(api::Api::new(cell, shutdown.clone())),
         auth,
         shutdown,
     );
@@ -346,7 +347,7 @@ pub async fn serve(
 async fn housekeeping(identity: Arc<Identity>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(service::KEY_RELOAD) => {}
+            _ = tokio::time::sleep(domain::keys::KEY_RELOAD) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
         if let Err(error) = identity.housekeeping().await {

@@ -1,16 +1,16 @@
 //! The identity use cases: each one validates, applies the domain rules and calls the store. Shared by
 //! the gRPC API and the operator's `assist admin` commands.
 
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use assist_runtime::auth::{Claims, PublicKey, Realm};
+use assist_runtime::notify::Notifier;
 use assist_runtime::time::{now_us, us};
 use assist_runtime::validate::{self, Page};
 use assist_runtime::{Error, Result};
 use tokio::sync::Semaphore;
 
-use crate::domain::keys::{self, ActiveKey, KeyEncryptionKey};
+use crate::domain::keys::{self, KEY_RELOAD, KeyEncryptionKey, KeyRing};
 use crate::domain::principal::{scope_for, valid_scope};
 use crate::domain::throttle::{ThrottlePolicy, account_key, address_key};
 use crate::domain::{
@@ -147,17 +147,10 @@ const CLIENT_ID_MAX: usize = 64;
 const QUERY_MAX: usize = 100;
 const MAX_SCOPES: usize = 16;
 
-/// The keys this replica signs with and publishes, reloaded from the store.
-struct KeyRing {
-    active: Arc<ActiveKey>,
-    published: Vec<PublicKey>,
-}
-
 pub struct Identity {
     store: Store,
     settings: Settings,
-    kek: KeyEncryptionKey,
-    keys: RwLock<KeyRing>,
+    keys: KeyRing,
     /// Argon2 takes 19 MiB and ~15 ms of a core; bound how many run at once.
     hashing: Semaphore,
 }
@@ -165,13 +158,12 @@ pub struct Identity {
 impl Identity {
     /// Loads (or on first start creates) the signing key.
     pub async fn new(store: Store, settings: Settings, kek: KeyEncryptionKey) -> Result<Self> {
-        let ring = load_keys(&store, &kek).await?;
+        let keys = KeyRing::load(store.database(), kek).await?;
         let permits = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         Ok(Self {
             store,
             settings,
-            kek,
-            keys: RwLock::new(ring),
+            keys,
             hashing: Semaphore::new(permits),
         })
     }
@@ -186,25 +178,19 @@ impl Identity {
 
     /// Re-reads the keys (another replica may have rotated them).
     pub async fn reload_keys(&self) -> Result<()> {
-        let ring = load_keys(&self.store, &self.kek).await?;
-        *self.keys.write().expect("key ring poisoned") = ring;
-        Ok(())
+        self.keys.reload(self.store.database()).await
     }
 
     /// The public keys that verify tokens: the active one and retired ones still published.
     pub fn jwks(&self) -> Vec<PublicKey> {
-        self.keys
-            .read()
-            .expect("key ring poisoned")
-            .published
-            .clone()
+        self.keys.published()
     }
 
     /// Makes a new key active; the previous one stays published until its last token has expired.
     pub async fn rotate_signing_key(&self, actor: Actor<'_>) -> Result<String> {
         actor.require_admin()?;
         let now = now_us();
-        let (stored, _) = keys::generate(&self.kek, now)?;
+        let (stored, _) = keys::generate(self.keys.kek(), now)?;
         // Other replicas pick up the new key within KEY_RELOAD; until then they still sign with the old
         // one, so it stays published for that long past the tokens' lifetime.
         let publish_until = now
@@ -246,7 +232,7 @@ impl Identity {
             act: None,
             sid: None,
         };
-        let key = self.keys.read().expect("key ring poisoned").active.clone();
+        let key = self.keys.active();
         Ok((key.sign(&claims)?, exp * 1_000_000))
     }
 
@@ -722,6 +708,22 @@ impl Identity {
         self.get(&principal.id).await
     }
 
+    /// Admin or service: the notices of status changes, and the principal each names (`None` when it
+    /// is gone).
+    pub fn principal_changes(&self, actor: Actor<'_>) -> Result<&Notifier> {
+        actor.require_admin()?;
+        Ok(self.store.principal_changes())
+    }
+
+    /// A principal as a change watcher sees it; for callers already checked by `principal_changes`.
+    pub async fn changed_principal(&self, id: &str) -> Result<Option<Principal>> {
+        match self.get(id).await {
+            Ok(principal) => Ok(Some(principal)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Sets a password directly; every refresh token of the principal is revoked.
     pub async fn set_password(&self, actor: Actor<'_>, id: &str, new_password: &str) -> Result<()> {
         actor.require_admin()?;
@@ -902,32 +904,6 @@ impl Identity {
             )
             .await
     }
-}
-
-/// How often replicas re-read signing keys.
-pub const KEY_RELOAD: Duration = Duration::from_secs(10);
-
-async fn load_keys(store: &Store, kek: &KeyEncryptionKey) -> Result<KeyRing> {
-    let now = now_us();
-    let mut stored = store.signing_keys().await?;
-    if !stored.iter().any(|k| k.retired_at_us.is_none()) {
-        let (first, _) = keys::generate(kek, now)?;
-        if store.insert_first_signing_key(&first).await? {
-            tracing::info!(kid = %first.kid, "first signing key created");
-        }
-        stored = store.signing_keys().await?;
-    }
-    let active = stored
-        .iter()
-        .find(|k| k.retired_at_us.is_none())
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("no active signing key")))?;
-    let active = Arc::new(keys::open(kek, active)?);
-    let published = stored
-        .iter()
-        .filter(|k| k.publish_until_us.is_none_or(|until| until > now))
-        .map(keys::public)
-        .collect();
-    Ok(KeyRing { active, published })
 }
 
 /// The search terms of a principal, per its kind.

@@ -396,7 +396,7 @@ async fn expired_foreign_and_tampered_tokens_are_refused() {
     let admin = server.admin_token().await;
     let admin_id = verifier(&server).verify(&admin).await.unwrap().sub;
     let kek = KeyEncryptionKey::from_base64(&server.kek).unwrap();
-    let store = server.db.store().await;
+    let store = common::store(&server.db).await;
     let live_key = keys::open(&kek, &store.signing_keys().await.unwrap()[0]).unwrap();
     let list = |token: String| {
         let mut client = server.client.clone();
@@ -702,7 +702,7 @@ async fn bad_input_gets_a_clear_error_that_names_the_field() {
             &admin,
             pb::ListPrincipalsRequest {
                 realm: pb::Realm::Customer as i32,
-                page: Some(pb::PageRequest {
+                page: Some(assist_proto::common::v1::PageRequest {
                     limit: 101,
                     offset: 0,
                 }),
@@ -927,7 +927,7 @@ async fn keys_rotate_while_tokens_are_live() {
         let jwks = server
             .client
             .clone()
-            .get_jwks(pb::GetJwksRequest {})
+            .get_jwks(assist_proto::common::v1::GetJwksRequest {})
             .await
             .unwrap()
             .into_inner();
@@ -943,7 +943,7 @@ async fn keys_rotate_while_tokens_are_live() {
         server
             .client
             .clone()
-            .get_jwks(authed(&admin, pb::GetJwksRequest {}))
+            .get_jwks(authed(&admin, assist_proto::common::v1::GetJwksRequest {}))
             .await
             .unwrap();
         let fresh = server
@@ -967,7 +967,7 @@ async fn keys_rotate_while_tokens_are_live() {
 #[tokio::test]
 async fn signing_keys_are_encrypted_at_rest() {
     let server = Server::start(TestDb::sqlite()).await;
-    let store = server.db.store().await;
+    let store = common::store(&server.db).await;
     let stored = &store.signing_keys().await.unwrap()[0];
     let kek = KeyEncryptionKey::from_base64(&server.kek).unwrap();
     let wrong =
@@ -1112,7 +1112,7 @@ async fn customer_search_over_grpc_pages_with_totals() {
                 &admin,
                 pb::SearchCustomersRequest {
                     query: "ANN".into(),
-                    page: Some(pb::PageRequest {
+                    page: Some(assist_proto::common::v1::PageRequest {
                         limit: 2,
                         offset: 0,
                     }),

@@ -82,7 +82,7 @@ async fn a_call_is_exported_as_a_span_of_the_callers_trace() {
     let parent = "00f067aa0ba902b7";
     let started = Instant::now();
     loop {
-        let mut request = tonic::Request::new(assist_proto::identity::v1::GetJwksRequest {});
+        let mut request = tonic::Request::new(assist_proto::common::v1::GetJwksRequest {});
         request.metadata_mut().insert(
             "traceparent",
             format!("00-{trace_id}-{parent}-01").parse().unwrap(),

@@ -81,7 +81,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     for db in TestDb::all().await {
-        let store = db.store().await;
+        let store = common::store(&db).await;
         scenario(store, db.backend).await;
     }
 }
@@ -658,7 +658,7 @@ async fn replicas_starting_together_migrate_once() {
                 .unwrap()
                 .unwrap_or_else(|e| panic!("{}: {e}", db.backend));
         }
-        let store = db.store().await;
+        let store = common::store(&db).await;
         assert_eq!(
             store.next_sequence("customer_reference").await.unwrap(),
             1,

@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures::future::BoxFuture;
+use assist_proto::common::v1::{GetJwksRequest, Jwks};
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 
@@ -115,26 +116,43 @@ pub struct IdentityJwks(
 
 impl KeySource for IdentityJwks {
     fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>>> {
-        let client = self.0.clone();
-        Box::pin(async move {
-            let jwks = crate::client::retry_idempotent(|| {
-                let mut client = client.clone();
-                async move {
-                    client
-                        .get_jwks(assist_proto::identity::v1::GetJwksRequest {})
-                        .await
-                }
-            })
-            .await
-            .map_err(|status| Error::Unavailable(format!("jwks: {}", status.message())))?;
-            Ok(jwks
-                .into_inner()
-                .keys
-                .into_iter()
-                .map(|k| PublicKey { kid: k.kid, x: k.x })
-                .collect())
-        })
+        Box::pin(fetch_jwks(|| {
+            let mut client = self.0.clone();
+            async move { client.get_jwks(GetJwksRequest {}).await }
+        }))
     }
+}
+
+/// The JWKS of the impersonation-token service, fetched over gRPC.
+pub struct ImpersonationJwks(
+    pub  assist_proto::impersonation::v1::impersonation_client::ImpersonationClient<
+        tonic::transport::Channel,
+    >,
+);
+
+impl KeySource for ImpersonationJwks {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>>> {
+        Box::pin(fetch_jwks(|| {
+            let mut client = self.0.clone();
+            async move { client.get_jwks(GetJwksRequest {}).await }
+        }))
+    }
+}
+
+async fn fetch_jwks<F, Fut>(call: F) -> Result<Vec<PublicKey>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<tonic::Response<Jwks>, Status>>,
+{
+    let jwks = crate::client::retry_idempotent(call)
+        .await
+        .map_err(|status| Error::Unavailable(format!("jwks: {}", status.message())))?;
+    Ok(jwks
+        .into_inner()
+        .keys
+        .into_iter()
+        .map(|k| PublicKey { kid: k.kid, x: k.x })
+        .collect())
 }
 
 /// One issuer whose tokens a verifier accepts.

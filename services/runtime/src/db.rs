@@ -49,17 +49,41 @@ pub struct Database {
     /// SQLite allows one writer at a time; queueing writers here, in order, is far faster and fairer
     /// than letting them spin on SQLite's busy handler (which sleeps in growing steps).
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The URL it was opened with, for connections outside the pool (`LISTEN`).
+    url: Arc<str>,
 }
 
 /// A write transaction. On SQLite it also holds this process's writer turn until it ends.
 pub struct WriteTransaction {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Notices to send in-process once the transaction has committed (SQLite; PostgreSQL's `NOTIFY`
+    /// is itself transactional).
+    after_commit: Vec<(crate::notify::Notifier, String)>,
 }
 
 impl WriteTransaction {
     pub async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
+        self.tx.commit().await?;
+        for (notifier, payload) in self.after_commit {
+            notifier.deliver_local(payload);
+        }
+        Ok(())
+    }
+
+    /// Sends `payload` to every watcher of `notifier`, on every replica, if and when this transaction
+    /// commits.
+    pub async fn notify(&mut self, notifier: &crate::notify::Notifier, payload: String) -> Result<()> {
+        if notifier.is_postgres() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(notifier.channel())
+                .bind(&payload)
+                .execute(&mut *self.tx)
+                .await?;
+        } else {
+            self.after_commit.push((notifier.clone(), payload));
+        }
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<()> {
@@ -127,7 +151,13 @@ impl Database {
             pool,
             backend,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            url: url.into(),
         })
+    }
+
+    /// The URL this database was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Runs this backend's migrations. On PostgreSQL sqlx holds an advisory lock meanwhile, so replicas
@@ -167,12 +197,14 @@ impl Database {
             Backend::Postgres => WriteTransaction {
                 tx: self.pool.begin().await?,
                 _turn: None,
+                after_commit: Vec::new(),
             },
             Backend::Sqlite => {
                 let turn = self.write_turn().await;
                 WriteTransaction {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
                     _turn: turn,
+                    after_commit: Vec::new(),
                 }
             }
         })

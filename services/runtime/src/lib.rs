@@ -6,10 +6,14 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod keys;
 pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod validate;
 

@@ -9,6 +9,27 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 /// The deepest offset a list accepts; deeper paging is a scan nobody needs.
 pub const MAX_OFFSET: u64 = 1_000_000;
 
+/// A page of results and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    /// False when counting stopped at a cap and `total` is a lower bound.
+    pub total_exact: bool,
+}
+
+impl<T> Paged<T> {
+    /// The `PageInfo` of this page as requested with `page`.
+    pub fn info(&self, page: Page) -> assist_proto::common::v1::PageInfo {
+        assist_proto::common::v1::PageInfo {
+            total: self.total,
+            offset: page.offset,
+            limit: page.limit,
+            total_exact: self.total_exact,
+        }
+    }
+}
+
 /// A validated page request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -17,6 +38,12 @@ pub struct Page {
 }
 
 impl Page {
+    /// Validates a page of a request; absent means the first page of the default size.
+    pub fn from_request(page: Option<assist_proto::common::v1::PageRequest>) -> Result<Self> {
+        let page = page.unwrap_or_default();
+        Self::new(page.limit, page.offset)
+    }
+
     /// Validates a limit (0 means the default) and an offset.
     pub fn new(limit: u32, offset: u64) -> Result<Self> {
         if limit > MAX_PAGE_SIZE {

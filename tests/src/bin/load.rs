@@ -137,7 +137,7 @@ async fn start_identity(database_url: &str, extra: &[&str]) -> anyhow::Result<Ru
     .await?;
     let client = IdentityClient::new(channel);
     for _ in 0..200 {
-        if client.clone().get_jwks(pb::GetJwksRequest {}).await.is_ok() {
+        if client.clone().get_jwks(assist_proto::common::v1::GetJwksRequest {}).await.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -392,7 +392,7 @@ async fn search(database_url: &str, queries: u64, concurrency: u64) -> anyhow::R
                 let prefix = query(t * per_task + i);
                 let mut request = tonic::Request::new(pb::SearchCustomersRequest {
                     query: prefix.into(),
-                    page: Some(pb::PageRequest {
+                    page: Some(assist_proto::common::v1::PageRequest {
                         limit: 10,
                         offset: 0,
                     }),

@@ -1,7 +1,7 @@
 //! The identity rules as plain types and functions: principals, passwords, secrets, signing keys and
 //! tokens, login throttling and search terms. No I/O here.
 
-pub mod keys;
+pub use assist_runtime::keys;
 pub mod password;
 pub mod principal;
 pub mod search;

@@ -5,10 +5,11 @@ use assist_runtime::auth::Realm;
 use assist_runtime::db::WriteTransaction;
 use assist_runtime::db::{Backend, Database};
 use assist_runtime::error::is_unique_violation;
+use assist_runtime::notify::Notifier;
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
 
-use crate::domain::keys::StoredKey;
+use crate::domain::keys::{KeyTable, StoredKey};
 use crate::domain::search::{COUNT_CAP, MAX_TERMS_PER_PRINCIPAL, SEARCH_CAP, prefix_end};
 use crate::domain::throttle::ThrottlePolicy;
 use crate::domain::{
@@ -18,21 +19,17 @@ use crate::domain::{
 mod rows;
 
 pub use rows::OutboxMessage;
-use rows::{KeyRow, PrincipalRow};
+use rows::PrincipalRow;
+
+/// The notice channel of principal status changes.
+const PRINCIPAL_CHANGES: &str = "assist_identity_principal_changes";
 
 pub static MIGRATIONS: assist_runtime::db::Migrations = assist_runtime::db::Migrations {
     postgres: &sqlx::migrate!("migrations/postgres"),
     sqlite: &sqlx::migrate!("migrations/sqlite"),
 };
 
-/// A page of results and how many match in all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paged<T> {
-    pub items: Vec<T>,
-    pub total: u64,
-    /// False when counting stopped at the cap and `total` is a lower bound.
-    pub total_exact: bool,
-}
+pub use assist_runtime::validate::Paged;
 
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,11 +64,21 @@ const PRINCIPAL_COLUMNS: &str = "id, realm, status, email, scope, full_name, fir
 #[derive(Clone)]
 pub struct Store {
     db: Database,
+    principal_changes: Notifier,
 }
 
 impl Store {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        let principal_changes = Notifier::new(&db, PRINCIPAL_CHANGES);
+        Self {
+            db,
+            principal_changes,
+        }
+    }
+
+    /// Notices carrying the id of each principal whose status changed.
+    pub fn principal_changes(&self) -> &Notifier {
+        &self.principal_changes
     }
 
     pub fn database(&self) -> &Database {
@@ -297,6 +304,7 @@ impl Store {
         if status != Status::Active {
             revoke_all(&mut tx, id, now).await?;
         }
+        tx.notify(&self.principal_changes, id.to_owned()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -699,13 +707,7 @@ impl Store {
     // ---- signing keys ----
 
     pub async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
-        let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT kid, private_key, public_key, created_at, retired_at, publish_until \
-             FROM signing_keys ORDER BY created_at DESC, kid DESC",
-        )
-        .fetch_all(&self.db.pool)
-        .await?;
-        Ok(rows.into_iter().map(KeyRow::into_key).collect())
+        KeyTable(&self.db).all().await
     }
 
     /// Retires the active keys (published until `publish_until`) and makes `key` the active one.
@@ -715,45 +717,17 @@ impl Store {
         now: i64,
         publish_until: i64,
     ) -> Result<()> {
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
-        )
-        .bind(now)
-        .bind(publish_until)
-        .execute(&mut *tx)
-        .await?;
-        insert_key(&mut tx, key).await?;
-        tx.commit().await?;
-        Ok(())
+        KeyTable(&self.db).rotate(key, now, publish_until).await
     }
 
     /// Stores `key` as the active key only if there is none yet (first start, possibly racing replicas).
     pub async fn insert_first_signing_key(&self, key: &StoredKey) -> Result<bool> {
-        let mut tx = self.db.begin_write().await?;
-        let active: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")
-                .fetch_one(&mut *tx)
-                .await?;
-        if active > 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_key(&mut tx, key).await?;
-        tx.commit().await?;
-        Ok(true)
+        KeyTable(&self.db).insert_first(key).await
     }
 
     /// Deletes retired keys that are no longer published.
     pub async fn delete_unpublished_keys(&self, now: i64) -> Result<u64> {
-        let _turn = self.db.write_turn().await;
-        Ok(sqlx::query(
-            "DELETE FROM signing_keys WHERE publish_until IS NOT NULL AND publish_until < $1",
-        )
-        .bind(now)
-        .execute(&self.db.pool)
-        .await?
-        .rows_affected())
+        KeyTable(&self.db).delete_unpublished(now).await
     }
 
     // ---- one-time tokens and mail ----
@@ -1021,22 +995,6 @@ async fn revoke_all(tx: &mut WriteTransaction, principal_id: &str, now: i64) -> 
     .execute(&mut **tx)
     .await?
     .rows_affected())
-}
-
-async fn insert_key(tx: &mut WriteTransaction, key: &StoredKey) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO signing_keys (kid, private_key, public_key, created_at, retired_at, publish_until) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&key.kid)
-    .bind(&key.sealed_private_key)
-    .bind(&key.public_key)
-    .bind(key.created_at_us)
-    .bind(key.retired_at_us)
-    .bind(key.publish_until_us)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 async fn insert_mail(tx: &mut WriteTransaction, mail: &OutboxMessage) -> Result<()> {

@@ -3,7 +3,6 @@
 use assist_runtime::auth::Realm;
 use assist_runtime::{Error, Result};
 
-use crate::domain::keys::StoredKey;
 use crate::domain::{MerchantApproval, Principal, PrincipalKind, Status};
 
 #[derive(Debug, sqlx::FromRow)]
@@ -117,29 +116,6 @@ impl PrincipalRow {
             created_at_us: self.created_at,
             updated_at_us: self.updated_at,
         })
-    }
-}
-
-#[derive(Debug, sqlx::FromRow)]
-pub(super) struct KeyRow {
-    kid: String,
-    private_key: String,
-    public_key: String,
-    created_at: i64,
-    retired_at: Option<i64>,
-    publish_until: Option<i64>,
-}
-
-impl KeyRow {
-    pub fn into_key(self) -> StoredKey {
-        StoredKey {
-            kid: self.kid,
-            sealed_private_key: self.private_key,
-            public_key: self.public_key,
-            created_at_us: self.created_at,
-            retired_at_us: self.retired_at,
-            publish_until_us: self.publish_until,
-        }
     }
 }
 

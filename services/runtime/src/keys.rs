@@ -1,5 +1,6 @@
-//! Signing keys: Ed25519 key pairs, their private halves encrypted at rest under a key-encryption key,
-//! access-token signing (EdDSA JWTs) and the public JWKS.
+//! Signing keys of token issuers (identity, impersonation): Ed25519 key pairs, their private halves
+//! encrypted at rest under a key-encryption key, their table, the ring a replica signs with, EdDSA JWT
+//! signing and the public JWKS.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -9,8 +10,11 @@ use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use assist_runtime::auth::{Claims, PublicKey};
-use assist_runtime::{Error, Result};
+use std::sync::{Arc, RwLock};
+
+use crate::auth::{Claims, PublicKey};
+use crate::db::{Database, WriteTransaction};
+use crate::{Error, Result};
 
 /// The 32-byte key that encrypts signing keys at rest.
 #[derive(Clone)]
@@ -160,10 +164,197 @@ pub fn jwks_json(keys: &[PublicKey]) -> String {
     serde_json::json!({ "keys": keys }).to_string()
 }
 
+/// The `signing_keys` table every issuing service has (same columns on both backends).
+#[derive(Clone, Copy)]
+pub struct KeyTable<'a>(pub &'a Database);
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    private_key: String,
+    public_key: String,
+    created_at: i64,
+    retired_at: Option<i64>,
+    publish_until: Option<i64>,
+}
+
+impl KeyTable<'_> {
+    /// Every stored key, newest first.
+    pub async fn all(&self) -> Result<Vec<StoredKey>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT kid, private_key, public_key, created_at, retired_at, publish_until \
+             FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(&self.0.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredKey {
+                kid: row.kid,
+                sealed_private_key: row.private_key,
+                public_key: row.public_key,
+                created_at_us: row.created_at,
+                retired_at_us: row.retired_at,
+                publish_until_us: row.publish_until,
+            })
+            .collect())
+    }
+
+    /// Retires the active keys (published until `publish_until`) and makes `key` the active one.
+    pub async fn rotate(&self, key: &StoredKey, now: i64, publish_until: i64) -> Result<()> {
+        let mut tx = self.0.begin_write().await?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1, publish_until = $2 WHERE retired_at IS NULL",
+        )
+        .bind(now)
+        .bind(publish_until)
+        .execute(&mut *tx)
+        .await?;
+        insert_key(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores `key` as the active key only if there is none yet (first start, possibly racing replicas).
+    pub async fn insert_first(&self, key: &StoredKey) -> Result<bool> {
+        let mut tx = self.0.begin_write().await?;
+        let active: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")
+                .fetch_one(&mut *tx)
+                .await?;
+        if active > 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_key(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes retired keys that are no longer published.
+    pub async fn delete_unpublished(&self, now: i64) -> Result<u64> {
+        let _turn = self.0.write_turn().await;
+        Ok(sqlx::query(
+            "DELETE FROM signing_keys WHERE publish_until IS NOT NULL AND publish_until < $1",
+        )
+        .bind(now)
+        .execute(&self.0.pool)
+        .await?
+        .rows_affected())
+    }
+}
+
+async fn insert_key(tx: &mut WriteTransaction, key: &StoredKey) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, private_key, public_key, created_at, retired_at, publish_until) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.kid)
+    .bind(&key.sealed_private_key)
+    .bind(&key.public_key)
+    .bind(key.created_at_us)
+    .bind(key.retired_at_us)
+    .bind(key.publish_until_us)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// How often replicas re-read signing keys (another replica may have rotated them).
+pub const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The keys a replica signs with and publishes, reloaded from its `signing_keys` table.
+pub struct KeyRing {
+    kek: KeyEncryptionKey,
+    current: RwLock<Loaded>,
+}
+
+struct Loaded {
+    active: Arc<ActiveKey>,
+    published: Vec<PublicKey>,
+}
+
+impl KeyRing {
+    /// Loads the keys, creating the first one when the table has no active key.
+    pub async fn load(db: &Database, kek: KeyEncryptionKey) -> Result<Self> {
+        let loaded = load(db, &kek).await?;
+        Ok(Self {
+            kek,
+            current: RwLock::new(loaded),
+        })
+    }
+
+    pub async fn reload(&self, db: &Database) -> Result<()> {
+        let loaded = load(db, &self.kek).await?;
+        *self.current.write().expect("key ring poisoned") = loaded;
+        Ok(())
+    }
+
+    pub fn kek(&self) -> &KeyEncryptionKey {
+        &self.kek
+    }
+
+    /// The key to sign with now.
+    pub fn active(&self) -> Arc<ActiveKey> {
+        self.current.read().expect("key ring poisoned").active.clone()
+    }
+
+    /// The public keys that verify tokens: the active one and retired ones still published.
+    pub fn published(&self) -> Vec<PublicKey> {
+        self.current
+            .read()
+            .expect("key ring poisoned")
+            .published
+            .clone()
+    }
+}
+
+async fn load(db: &Database, kek: &KeyEncryptionKey) -> Result<Loaded> {
+    let table = KeyTable(db);
+    let now = crate::time::now_us();
+    let mut stored = table.all().await?;
+    if !stored.iter().any(|k| k.retired_at_us.is_none()) {
+        let (first, _) = generate(kek, now)?;
+        if table.insert_first(&first).await? {
+            tracing::info!(kid = %first.kid, "first signing key created");
+        }
+        stored = table.all().await?;
+    }
+    let active = stored
+        .iter()
+        .find(|k| k.retired_at_us.is_none())
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("no active signing key")))?;
+    let active = Arc::new(open(kek, active)?);
+    let published = stored
+        .iter()
+        .filter(|k| k.publish_until_us.is_none_or(|until| until > now))
+        .map(public)
+        .collect();
+    Ok(Loaded { active, published })
+}
+
+/// The published keys as the `assist.common.v1.Jwks` message.
+pub fn jwks_message(keys: &[PublicKey]) -> assist_proto::common::v1::Jwks {
+    assist_proto::common::v1::Jwks {
+        json: jwks_json(keys),
+        keys: keys
+            .iter()
+            .map(|k| assist_proto::common::v1::Jwk {
+                kid: k.kid.clone(),
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                x: k.x.clone(),
+                alg: "EdDSA".into(),
+                r#use: "sig".into(),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use assist_runtime::auth::Realm;
+    use crate::auth::Realm;
 
     #[test]
     fn sealed_keys_open_only_with_their_kek_and_kid() {

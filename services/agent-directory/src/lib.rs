@@ -1,0 +1,1 @@
+//! The agent-directory service: agent profiles and who may assist whom.

@@ -1,0 +1,1 @@
+//! The impersonation-token service.

@@ -1,0 +1,96 @@
+//! Test support for every service's tests: a database per test on SQLite and, when configured,
+//! PostgreSQL (the same store tests run on both). Enabled by the `testing` feature.
+
+use crate::db::{Database, Migrations, PoolSize};
+
+/// A database for one test: a SQLite file in a temporary folder, or a fresh PostgreSQL database that is
+/// dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    pub backend: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    pg_admin: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self {
+            url,
+            backend: "sqlite",
+            _dir: Some(dir),
+            pg_admin: None,
+        }
+    }
+
+    pub async fn postgres(admin_url: &str) -> Self {
+        let name = format!("assist_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = Database::connect(admin_url, PoolSize(1))
+            .await
+            .expect("postgres reachable");
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::query(&create)
+            .execute(&admin.pool)
+            .await
+            .expect("create test database");
+        admin.pool.close().await;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(admin_url);
+        Self {
+            url: format!("{base}/{name}"),
+            backend: "postgres",
+            _dir: None,
+            pg_admin: Some((admin_url.to_owned(), name)),
+        }
+    }
+
+    /// Every backend the tests run on: SQLite always, PostgreSQL when `ASSIST_TEST_DATABASE_URL` is set.
+    /// Without it, PostgreSQL is skipped with a note, unless `ASSIST_REQUIRE_POSTGRES=1`.
+    pub async fn all() -> Vec<TestDb> {
+        let mut dbs = vec![TestDb::sqlite()];
+        match std::env::var("ASSIST_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => dbs.push(TestDb::postgres(&url).await),
+            _ => {
+                if std::env::var("ASSIST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                    panic!("ASSIST_REQUIRE_POSTGRES=1 but ASSIST_TEST_DATABASE_URL is not set");
+                }
+                eprintln!("note: ASSIST_TEST_DATABASE_URL is not set; PostgreSQL cases skipped");
+            }
+        }
+        dbs
+    }
+
+    /// Connects and runs `migrations`.
+    pub async fn open(&self, migrations: &Migrations) -> Database {
+        let db = Database::connect(&self.url, PoolSize(8))
+            .await
+            .expect("connect");
+        db.migrate(migrations).await.expect("migrate");
+        db
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg_admin.take() {
+            // Drop runs outside any runtime guarantee; use a small one of our own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(admin) = Database::connect(&admin_url, PoolSize(1)).await {
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(&drop).execute(&admin.pool).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
