@@ -341,14 +341,84 @@ pub fn optional_caller<T>(request: &tonic::Request<T>) -> Option<Arc<Claims>> {
     request.extensions().get::<Arc<Claims>>().cloned()
 }
 
-/// gRPC methods any caller may use without a token: health, reflection and the ones a service names.
+/// Who may call a server: the verifier of bearer tokens, the methods any caller may use without a
+/// token (besides health and reflection), and whether impersonation tokens are accepted.
 #[derive(Clone)]
 pub struct AuthPolicy {
     pub verifier: Arc<TokenVerifier>,
     pub public_methods: &'static [&'static str],
+    /// Whether impersonation tokens are accepted, and how.
+    pub delegated: Delegated,
+}
+
+/// What a server does with impersonation tokens (tokens carrying `act` and `sid`).
+#[derive(Clone)]
+pub enum Delegated {
+    /// Refused on every method.
+    Refuse,
+    /// Accepted while their session is live; each call is recorded in the session's audit log, and
+    /// sensitive methods are refused to them.
+    Check(ImpersonationPolicy),
+    /// Handed to the service as they are: only for the impersonation service, which owns the sessions.
+    PassThrough,
+}
+
+/// How a server checks impersonation tokens (see [`Delegated::Check`]).
+#[derive(Clone)]
+pub struct ImpersonationPolicy {
+    pub sessions: Arc<crate::sessions::SessionLiveness>,
+    /// Methods that touch credentials, email, payment methods or account deletion: never for a token
+    /// that carries `act`, whatever its scope.
+    pub sensitive_methods: &'static [&'static str],
 }
 
 impl AuthPolicy {
+    /// A policy that refuses impersonation tokens.
+    pub fn new(verifier: Arc<TokenVerifier>, public_methods: &'static [&'static str]) -> Self {
+        Self {
+            verifier,
+            public_methods,
+            delegated: Delegated::Refuse,
+        }
+    }
+
+    /// Accepts impersonation tokens while their session is live, refusing them `sensitive_methods`.
+    pub fn accepting_impersonation(
+        mut self,
+        sessions: Arc<crate::sessions::SessionLiveness>,
+        sensitive_methods: &'static [&'static str],
+    ) -> Self {
+        self.delegated = Delegated::Check(ImpersonationPolicy {
+            sessions,
+            sensitive_methods,
+        });
+        self
+    }
+
+    /// Checks a delegated token against this policy: `Ok(Some(sid))` when the call may go on and must
+    /// be recorded under that session.
+    async fn admit_delegated(&self, claims: &Claims, path: &str) -> Result<Option<String>> {
+        if claims.act.is_none() && claims.sid.is_none() {
+            return Ok(None);
+        }
+        let policy = match &self.delegated {
+            Delegated::Refuse => {
+                return Err(Error::denied("impersonation tokens are not accepted here"));
+            }
+            Delegated::PassThrough => return Ok(None),
+            Delegated::Check(policy) => policy,
+        };
+        let (Some(_), Some(sid)) = (&claims.act, &claims.sid) else {
+            return Err(Error::unauthenticated("invalid access token"));
+        };
+        policy.sessions.check(sid).await?;
+        if policy.sensitive_methods.contains(&path) {
+            policy.sessions.record(sid.clone(), "GRPC", path, "PERMISSION_DENIED");
+            return Err(Error::denied("not allowed while assisting"));
+        }
+        Ok(Some(sid.clone()))
+    }
+
     fn is_public(&self, path: &str) -> bool {
         path.starts_with("/grpc.health.v1.")
             || path.starts_with("/grpc.reflection.")
@@ -400,19 +470,34 @@ where
         let policy = self.policy.clone();
         Box::pin(async move {
             let token = bearer(request.headers()).map(str::to_owned);
+            let path = request.uri().path().to_owned();
+            let mut session = None;
             match token {
                 Some(token) => match policy.verifier.verify(&token).await {
                     Ok(claims) => {
+                        match policy.admit_delegated(&claims, &path).await {
+                            Ok(sid) => session = sid,
+                            Err(error) => return Ok(Status::from(error).into_http()),
+                        }
                         request.extensions_mut().insert(Arc::new(claims));
                     }
                     Err(error) => return Ok(Status::from(error).into_http()),
                 },
-                None if !policy.is_public(request.uri().path()) => {
+                None if !policy.is_public(&path) => {
                     return Ok(Status::unauthenticated("missing access token").into_http());
                 }
                 None => {}
             }
-            inner.call(request).await
+            let response = inner.call(request).await;
+            if let (Some(sid), Delegated::Check(impersonation), Ok(response)) =
+                (session, &policy.delegated, &response)
+            {
+                let code = crate::server::grpc_code(response.headers());
+                impersonation
+                    .sessions
+                    .record(sid, "GRPC", &path, &format!("{code:?}"));
+            }
+            response
         })
     }
 }

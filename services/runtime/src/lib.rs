@@ -10,6 +10,7 @@ pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod server;
+pub mod sessions;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

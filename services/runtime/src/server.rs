@@ -263,7 +263,7 @@ where
 }
 
 /// The status of a trailers-only (error) response; OK when the status comes later in trailers.
-fn grpc_code(headers: &http::HeaderMap) -> tonic::Code {
+pub(crate) fn grpc_code(headers: &http::HeaderMap) -> tonic::Code {
     headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())

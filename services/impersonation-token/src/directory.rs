@@ -1,0 +1,110 @@
+//! What identity and agent-directory know about agents and targets, read over gRPC with this service's
+//! token at the moment a rule needs it.
+
+use assist_proto::agentdirectory::v1 as dir;
+use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClient;
+use assist_proto::identity::v1 as idp;
+use assist_proto::identity::v1::identity_client::IdentityClient;
+use assist_runtime::client::Outgoing;
+use assist_runtime::{Error, Result};
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::domain::session::Capability;
+use crate::domain::{AgentFacts, TargetFacts, TargetRealm};
+
+pub type Identity = IdentityClient<InterceptedService<Channel, Outgoing>>;
+pub type Agents = AgentDirectoryClient<InterceptedService<Channel, Outgoing>>;
+
+/// The two services the rules consult.
+#[derive(Clone)]
+pub struct Directory {
+    pub identity: Identity,
+    pub agents: Agents,
+}
+
+fn unavailable(service: &str, status: Status) -> Error {
+    tracing::warn!(service, error = %status.message(), "directory call failed");
+    Error::Unavailable(format!("{service} is unavailable"))
+}
+
+impl Directory {
+    /// The agent as identity and agent-directory see it now (both asked at once).
+    pub async fn agent(&self, id: &str) -> Result<AgentFacts> {
+        let mut identity = self.identity.clone();
+        let mut agents = self.agents.clone();
+        let (principal, agent) = tokio::join!(
+            identity.get_principal(idp::GetPrincipalRequest { id: id.to_owned() }),
+            agents.get_agent(dir::GetAgentRequest { id: id.to_owned() }),
+        );
+        let principal = match principal {
+            Ok(p) => Some(p.into_inner()),
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => return Err(unavailable("identity", status)),
+        };
+        let capabilities = match agent {
+            Ok(agent) => capabilities_of(&agent.into_inner()),
+            Err(status) if status.code() == Code::NotFound => Vec::new(),
+            Err(status) => return Err(unavailable("agent-directory", status)),
+        };
+        Ok(AgentFacts {
+            id: id.to_owned(),
+            back_office: principal
+                .as_ref()
+                .is_some_and(|p| p.realm == idp::Realm::BackOffice as i32),
+            active: principal
+                .as_ref()
+                .is_some_and(|p| p.status == idp::PrincipalStatus::Active as i32),
+            capabilities,
+        })
+    }
+
+    /// The target as identity sees it now; `NOT_FOUND` when there is no such principal.
+    pub async fn target(&self, id: &str) -> Result<TargetFacts> {
+        let principal = self
+            .identity
+            .clone()
+            .get_principal(idp::GetPrincipalRequest { id: id.to_owned() })
+            .await
+            .map_err(|status| match status.code() {
+                Code::NotFound => Error::NotFound("target"),
+                _ => unavailable("identity", status),
+            })?
+            .into_inner();
+        Ok(target_facts(&principal))
+    }
+}
+
+pub fn capabilities_of(agent: &dir::Agent) -> Vec<Capability> {
+    agent
+        .capabilities
+        .iter()
+        .filter_map(|c| match dir::Capability::try_from(*c) {
+            Ok(dir::Capability::AssistCustomers) => Some(Capability::AssistCustomers),
+            Ok(dir::Capability::AssistMerchantUsers) => Some(Capability::AssistMerchantUsers),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn target_facts(principal: &idp::Principal) -> TargetFacts {
+    TargetFacts {
+        id: principal.id.clone(),
+        realm: match idp::Realm::try_from(principal.realm) {
+            Ok(idp::Realm::Customer) => Some(TargetRealm::Customer),
+            Ok(idp::Realm::MerchantUser) => Some(TargetRealm::MerchantUser),
+            _ => None,
+        },
+        blocked: is_blocked(principal.status),
+        scope: principal.scope.clone(),
+    }
+}
+
+/// Blocked or deleted: a target that may not be assisted.
+pub fn is_blocked(status: i32) -> bool {
+    matches!(
+        idp::PrincipalStatus::try_from(status),
+        Ok(idp::PrincipalStatus::Blocked | idp::PrincipalStatus::Deleted)
+    )
+}

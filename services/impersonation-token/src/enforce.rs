@@ -1,0 +1,113 @@
+//! Ending sessions when their grounds go away, pushed by the services that own the facts: agent-directory
+//! (`WatchAgents`: a capability revoked) and identity (`WatchPrincipalChanges`: an agent or a target
+//! blocked). After every (re)connection all open sessions are rechecked, so nothing changed while a
+//! watch was down is missed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use assist_proto::agentdirectory::v1 as dir;
+use assist_proto::identity::v1 as idp;
+use tokio::sync::watch;
+
+use crate::directory::{capabilities_of, is_blocked};
+use crate::service::Impersonation;
+
+/// Follows both feeds until `shutdown`.
+pub async fn run(service: Arc<Impersonation>, shutdown: watch::Receiver<bool>) {
+    tokio::join!(
+        follow("agent-directory", shutdown.clone(), || follow_agents(
+            service.clone()
+        )),
+        follow("identity", shutdown.clone(), || follow_principals(
+            service.clone()
+        )),
+    );
+}
+
+/// Runs `session` again and again (it returns when its stream ends) with backoff, until shutdown.
+async fn follow<F, Fut>(name: &'static str, mut shutdown: watch::Receiver<bool>, mut session: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = std::time::Instant::now();
+        tokio::select! {
+            outcome = session() => {
+                if let Err(error) = outcome {
+                    tracing::debug!(service = name, error = %error, "watch ended; reconnecting");
+                }
+            }
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            delay = Duration::from_millis(100);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn follow_agents(service: Arc<Impersonation>) -> Result<(), String> {
+    let mut stream = service
+        .directory()
+        .agents
+        .clone()
+        .watch_agents(dir::WatchAgentsRequest {})
+        .await
+        .map_err(|s| s.message().to_owned())?
+        .into_inner();
+    while let Some(event) = stream.message().await.map_err(|s| s.message().to_owned())? {
+        let outcome = match dir::agent_event::Kind::try_from(event.kind) {
+            // The snapshot itself is not needed: once synced, every open session is rechecked.
+            Ok(dir::agent_event::Kind::Synced) => service.enforce_all().await,
+            Ok(dir::agent_event::Kind::Changed) => match &event.agent {
+                Some(agent) => {
+                    service
+                        .enforce_capabilities(&agent.id, &capabilities_of(agent))
+                        .await
+                }
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        };
+        if let Err(error) = outcome {
+            // A recheck that failed must not be forgotten: reconnecting resyncs everything.
+            return Err(error.to_string());
+        }
+    }
+    Ok(())
+}
+
+async fn follow_principals(service: Arc<Impersonation>) -> Result<(), String> {
+    let mut stream = service
+        .directory()
+        .identity
+        .clone()
+        .watch_principal_changes(idp::WatchPrincipalChangesRequest {})
+        .await
+        .map_err(|s| s.message().to_owned())?
+        .into_inner();
+    while let Some(change) = stream.message().await.map_err(|s| s.message().to_owned())? {
+        let outcome = match idp::principal_change::Kind::try_from(change.kind) {
+            Ok(idp::principal_change::Kind::Subscribed) => service.enforce_all().await,
+            Ok(idp::principal_change::Kind::StatusChanged) => {
+                let active = change.status == idp::PrincipalStatus::Active as i32;
+                service
+                    .enforce_status(&change.principal_id, active, is_blocked(change.status))
+                    .await
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = outcome {
+            return Err(error.to_string());
+        }
+    }
+    Ok(())
+}
