@@ -1,5 +1,8 @@
 //! Shared pieces of the end-to-end tests and load generators: latency statistics and an in-process
-//! identity server for benchmarks.
+//! identity server for benchmarks, and the whole platform in one process (`platform`).
+
+pub mod assist_load;
+pub mod platform;
 
 use std::time::Duration;
 

@@ -25,37 +25,82 @@ pub struct Storage {
         global = true
     )]
     pub key_encryption_key: Option<String>,
+    /// Database of agent-directory; defaults to `sqlite://<data-dir>/agent-directory.db`.
+    #[arg(long, env = "ASSIST_AGENT_DIRECTORY_DATABASE_URL", global = true)]
+    pub agent_directory_database_url: Option<String>,
+    /// Database of impersonation-token; defaults to `sqlite://<data-dir>/impersonation.db`.
+    #[arg(long, env = "ASSIST_IMPERSONATION_DATABASE_URL", global = true)]
+    pub impersonation_database_url: Option<String>,
+    /// Key-encryption key of impersonation-token's signing keys; defaults to
+    /// `<data-dir>/impersonation.kek`, created on first use.
+    #[arg(
+        long,
+        env = "ASSIST_IMPERSONATION_KEY_ENCRYPTION_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub impersonation_key_encryption_key: Option<String>,
 }
 
 impl Storage {
+    /// Identity's database.
     pub fn database_url(&self) -> anyhow::Result<String> {
-        match &self.database_url {
+        self.url_or_file(&self.database_url, "identity.db")
+    }
+
+    pub fn agent_directory_database_url(&self) -> anyhow::Result<String> {
+        self.url_or_file(&self.agent_directory_database_url, "agent-directory.db")
+    }
+
+    pub fn impersonation_database_url(&self) -> anyhow::Result<String> {
+        self.url_or_file(&self.impersonation_database_url, "impersonation.db")
+    }
+
+    fn url_or_file(&self, given: &Option<String>, file: &str) -> anyhow::Result<String> {
+        match given {
             Some(url) => Ok(url.clone()),
             None => {
                 std::fs::create_dir_all(&self.data_dir)
                     .with_context(|| format!("creating {}", self.data_dir.display()))?;
-                Ok(format!(
-                    "sqlite://{}",
-                    self.data_dir.join("identity.db").display()
-                ))
+                Ok(format!("sqlite://{}", self.data_dir.join(file).display()))
             }
         }
     }
 
-    /// The key-encryption key: given, or read from (or first written to) the data directory with
-    /// owner-only permissions.
+    /// Identity's key-encryption key: given, or read from (or first written to) the data directory
+    /// with owner-only permissions.
     pub fn key_encryption_key(&self) -> anyhow::Result<String> {
-        if let Some(key) = &self.key_encryption_key {
-            return Ok(key.clone());
+        self.secret_or_file(&self.key_encryption_key, "identity.kek", || {
+            Ok(KeyEncryptionKey::generate_base64()?)
+        })
+    }
+
+    pub fn impersonation_key_encryption_key(&self) -> anyhow::Result<String> {
+        self.secret_or_file(
+            &self.impersonation_key_encryption_key,
+            "impersonation.kek",
+            || Ok(KeyEncryptionKey::generate_base64()?),
+        )
+    }
+
+    /// A secret given, or kept in `file` of the data directory (created by `make` on first use).
+    fn secret_or_file(
+        &self,
+        given: &Option<String>,
+        file: &str,
+        make: impl FnOnce() -> anyhow::Result<String>,
+    ) -> anyhow::Result<String> {
+        if let Some(value) = given {
+            return Ok(value.clone());
         }
-        let path = self.data_dir.join("identity.kek");
+        let path = self.data_dir.join(file);
         if let Ok(existing) = std::fs::read_to_string(&path) {
             return Ok(existing.trim().to_owned());
         }
         std::fs::create_dir_all(&self.data_dir)?;
-        let key = KeyEncryptionKey::generate_base64()?;
-        write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
-        Ok(key)
+        let value = make()?;
+        write_private(&path, &value).with_context(|| format!("writing {}", path.display()))?;
+        Ok(value)
     }
 
     /// The identity use cases over this storage, for operator commands.
@@ -68,7 +113,7 @@ impl Storage {
     }
 }
 
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -80,12 +125,29 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
     options.open(path)?.write_all(contents.as_bytes())
 }
 
-/// `assist migrate`.
+/// `assist migrate`: every service's schema.
 pub async fn migrate(storage: &Storage) -> anyhow::Result<()> {
-    let url = storage.database_url()?;
-    let db = Database::connect(&url, PoolSize(1)).await?;
-    db.migrate(&assist_identity::store::MIGRATIONS).await?;
-    println!("identity schema is up to date ({})", redact(&url));
+    for (service, url, migrations) in [
+        (
+            "identity",
+            storage.database_url()?,
+            &assist_identity::store::MIGRATIONS,
+        ),
+        (
+            "agent-directory",
+            storage.agent_directory_database_url()?,
+            &assist_agent_directory::store::MIGRATIONS,
+        ),
+        (
+            "impersonation-token",
+            storage.impersonation_database_url()?,
+            &assist_impersonation_token::store::MIGRATIONS,
+        ),
+    ] {
+        let db = Database::connect(&url, PoolSize(1)).await?;
+        db.migrate(migrations).await?;
+        println!("{service} schema is up to date ({})", redact(&url));
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use assist_identity::service::{Actor, PrincipalInput};
 use assist_runtime::auth::Realm;
 use clap::Parser;
 
-use crate::embedded::{Storage, redact};
+use crate::embedded::{Storage, redact, write_private};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -21,6 +21,20 @@ pub struct Args {
         default_value = "127.0.0.1:50051"
     )]
     pub identity_listen: SocketAddr,
+    /// Listen address of the agent-directory service.
+    #[arg(
+        long,
+        env = "ASSIST_AGENT_DIRECTORY_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub agent_directory_listen: SocketAddr,
+    /// Listen address of the impersonation-token service.
+    #[arg(
+        long,
+        env = "ASSIST_IMPERSONATION_LISTEN",
+        default_value = "127.0.0.1:50053"
+    )]
+    pub impersonation_listen: SocketAddr,
     /// Prometheus `/metrics` address.
     #[arg(long, env = "ASSIST_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: SocketAddr,
@@ -36,37 +50,95 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let telemetry = assist_runtime::telemetry::init("assist");
     let database_url = args.storage.database_url()?;
-    let kek = args.storage.key_encryption_key()?;
-    let identity_config = assist_identity::Config::try_parse_from([
-        "identity".to_owned(),
-        format!("--listen={}", args.identity_listen),
-        format!("--metrics-listen={}", args.metrics_listen),
-        format!("--database-url={database_url}"),
-        format!("--key-encryption-key={kek}"),
-    ])
-    .context("identity configuration")?;
+    let identity_url = format!("http://{}", args.identity_listen);
+    let identity_config = parse_config::<assist_identity::Config>(
+        "identity",
+        [
+            format!("--listen={}", args.identity_listen),
+            // One registry serves every service of this process.
+            format!("--metrics-listen={}", args.metrics_listen),
+            format!("--database-url={database_url}"),
+            format!("--key-encryption-key={}", args.storage.key_encryption_key()?),
+        ],
+    )?;
     if let Err(error) = identity_config.check() {
         assist_runtime::config::exit(&error.to_string());
     }
     let created = first_start(&args).await?;
+    let (client_id, client_secret) = service_account(&args).await?;
+    let agents_config = parse_config::<assist_agent_directory::Config>(
+        "agent-directory",
+        [
+            format!("--listen={}", args.agent_directory_listen),
+            format!(
+                "--database-url={}",
+                args.storage.agent_directory_database_url()?
+            ),
+            format!("--identity-url={identity_url}"),
+            format!("--client-id={client_id}"),
+            format!("--client-secret={client_secret}"),
+        ],
+    )?;
+    let impersonation_config = parse_config::<assist_impersonation_token::Config>(
+        "impersonation",
+        [
+            format!("--listen={}", args.impersonation_listen),
+            format!(
+                "--database-url={}",
+                args.storage.impersonation_database_url()?
+            ),
+            format!(
+                "--key-encryption-key={}",
+                args.storage.impersonation_key_encryption_key()?
+            ),
+            format!("--identity-url={identity_url}"),
+            format!(
+                "--agent-directory-url=http://{}",
+                args.agent_directory_listen
+            ),
+            format!("--client-id={client_id}"),
+            format!("--client-secret={client_secret}"),
+        ],
+    )?;
+    if let Err(error) = agents_config.check() {
+        assist_runtime::config::exit(&error.to_string());
+    }
+    if let Err(error) = impersonation_config.check() {
+        assist_runtime::config::exit(&error.to_string());
+    }
 
-    let listener = tokio::net::TcpListener::bind(args.identity_listen)
-        .await
-        .with_context(|| format!("binding {}", args.identity_listen))?;
     let (_trigger, shutdown) = assist_runtime::shutdown::on_signal();
     let identity = tokio::spawn(assist_identity::serve(
         identity_config,
-        listener,
+        bind(args.identity_listen).await?,
+        shutdown.clone(),
+    ));
+    let agents = tokio::spawn(assist_agent_directory::serve(
+        agents_config,
+        bind(args.agent_directory_listen).await?,
+        shutdown.clone(),
+    ));
+    let impersonation = tokio::spawn(assist_impersonation_token::serve(
+        impersonation_config,
+        bind(args.impersonation_listen).await?,
         shutdown.clone(),
     ));
 
     println!("Agent Assist is running (embedded mode, stop with Ctrl-C)");
-    println!("  data:     {}", redact(&database_url));
+    println!("  data:            {}", redact(&database_url));
     println!(
-        "  identity: grpc://{}  (assist.identity.v1.Identity)",
+        "  identity:        grpc://{}  (assist.identity.v1.Identity)",
         args.identity_listen
     );
-    println!("  metrics:  http://{}/metrics", args.metrics_listen);
+    println!(
+        "  agent-directory: grpc://{}  (assist.agentdirectory.v1.AgentDirectory)",
+        args.agent_directory_listen
+    );
+    println!(
+        "  impersonation:   grpc://{}  (assist.impersonation.v1.Impersonation)",
+        args.impersonation_listen
+    );
+    println!("  metrics:         http://{}/metrics", args.metrics_listen);
     match created {
         Some(password) => {
             println!();
@@ -81,9 +153,54 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => println!("  administrator: {} (existing)", args.admin_email),
     }
 
-    let result = identity.await.context("identity task")?;
+    // The first service to stop (an error, or shutdown) stops the rest.
+    let (service, result) = tokio::select! {
+        r = identity => ("identity", r),
+        r = agents => ("agent-directory", r),
+        r = impersonation => ("impersonation", r),
+    };
+    let result = result
+        .with_context(|| format!("{service} task"))?
+        .with_context(|| format!("{service} stopped"));
+    drop(_trigger);
     telemetry.shutdown();
     result
+}
+
+fn parse_config<C: Parser>(
+    name: &str,
+    args: impl IntoIterator<Item = String>,
+) -> anyhow::Result<C> {
+    C::try_parse_from(std::iter::once(name.to_owned()).chain(args))
+        .with_context(|| format!("{name} configuration"))
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+/// The service account the embedded services call each other with: created on first start, its id
+/// and secret kept in `<data-dir>/service-account` (owner-only).
+async fn service_account(args: &Args) -> anyhow::Result<(String, String)> {
+    let path = args.storage.data_dir.join("service-account");
+    if let Ok(stored) = std::fs::read_to_string(&path)
+        && let Some((id, secret)) = stored.trim().split_once(' ')
+    {
+        return Ok((id.to_owned(), secret.to_owned()));
+    }
+    let identity = args.storage.identity().await?;
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let client_id = format!("assist-embedded-{}", &suffix[suffix.len() - 12..]);
+    let (_, secret) = identity
+        .create_service_account(Actor::Operator, &client_id, &[])
+        .await?;
+    identity.store().database().pool.close().await;
+    let _ = std::fs::remove_file(&path);
+    write_private(&path, &format!("{client_id} {secret}"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((client_id, secret))
 }
 
 /// Creates the administrator when the database has no back-office user yet; returns its password.

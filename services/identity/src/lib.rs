@@ -325,10 +325,7 @@ pub async fn serve(
         housekeeping(identity, stop).await;
     });
 
-    let auth = AuthPolicy {
-        verifier,
-        public_methods: api::PUBLIC_METHODS,
-    };
+    let auth = AuthPolicy::new(verifier, api::PUBLIC_METHODS);
     let serving = server.serve(
         listener,
         IdentityServer::new(api::Api::new(cell, shutdown.clone())),

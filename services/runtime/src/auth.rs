@@ -413,7 +413,8 @@ impl AuthPolicy {
         };
         policy.sessions.check(sid).await?;
         if policy.sensitive_methods.contains(&path) {
-            policy.sessions.record(sid.clone(), "GRPC", path, "PERMISSION_DENIED");
+            let denied = crate::server::code_name(tonic::Code::PermissionDenied);
+            policy.sessions.record(sid.clone(), "GRPC", path, denied);
             return Err(Error::denied("not allowed while assisting"));
         }
         Ok(Some(sid.clone()))
@@ -495,7 +496,7 @@ where
                 let code = crate::server::grpc_code(response.headers());
                 impersonation
                     .sessions
-                    .record(sid, "GRPC", &path, &format!("{code:?}"));
+                    .record(sid, "GRPC", &path, crate::server::code_name(code));
             }
             response
         })

@@ -3,6 +3,47 @@
 
 use crate::db::{Database, Migrations, PoolSize};
 
+/// Where test databases are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    /// The administrative URL of a server on which each test creates (and drops) its own database.
+    Postgres(String),
+}
+
+impl TestBackend {
+    /// Every backend the tests run on: SQLite always, PostgreSQL when `ASSIST_TEST_DATABASE_URL` is
+    /// set. Without it, PostgreSQL is skipped with a note, unless `ASSIST_REQUIRE_POSTGRES=1`.
+    pub fn all() -> Vec<TestBackend> {
+        let mut backends = vec![TestBackend::Sqlite];
+        match Self::postgres() {
+            Some(backend) => backends.push(backend),
+            None => eprintln!("note: ASSIST_TEST_DATABASE_URL is not set; PostgreSQL cases skipped"),
+        }
+        backends
+    }
+
+    /// PostgreSQL when configured (required when `ASSIST_REQUIRE_POSTGRES=1`).
+    pub fn postgres() -> Option<TestBackend> {
+        match std::env::var("ASSIST_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(TestBackend::Postgres(url)),
+            _ => {
+                if std::env::var("ASSIST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                    panic!("ASSIST_REQUIRE_POSTGRES=1 but ASSIST_TEST_DATABASE_URL is not set");
+                }
+                None
+            }
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            TestBackend::Sqlite => "sqlite",
+            TestBackend::Postgres(_) => "postgres",
+        }
+    }
+}
+
 /// A database for one test: a SQLite file in a temporary folder, or a fresh PostgreSQL database that is
 /// dropped afterwards.
 pub struct TestDb {
@@ -47,20 +88,21 @@ impl TestDb {
         }
     }
 
-    /// Every backend the tests run on: SQLite always, PostgreSQL when `ASSIST_TEST_DATABASE_URL` is set.
-    /// Without it, PostgreSQL is skipped with a note, unless `ASSIST_REQUIRE_POSTGRES=1`.
+    /// One database on each backend the tests run on (see [`TestBackend::all`]).
     pub async fn all() -> Vec<TestDb> {
-        let mut dbs = vec![TestDb::sqlite()];
-        match std::env::var("ASSIST_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => dbs.push(TestDb::postgres(&url).await),
-            _ => {
-                if std::env::var("ASSIST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                    panic!("ASSIST_REQUIRE_POSTGRES=1 but ASSIST_TEST_DATABASE_URL is not set");
-                }
-                eprintln!("note: ASSIST_TEST_DATABASE_URL is not set; PostgreSQL cases skipped");
-            }
+        let mut dbs = Vec::new();
+        for backend in TestBackend::all() {
+            dbs.push(TestDb::on(&backend).await);
         }
         dbs
+    }
+
+    /// A fresh database on `backend`.
+    pub async fn on(backend: &TestBackend) -> TestDb {
+        match backend {
+            TestBackend::Sqlite => TestDb::sqlite(),
+            TestBackend::Postgres(url) => TestDb::postgres(url).await,
+        }
     }
 
     /// Connects and runs `migrations`.

@@ -4,6 +4,8 @@
 //! - `load refresh --database-url postgres://…`: refresh-token rotation over gRPC at a fixed rate.
 //! - `load search --database-url …`: customer search over an already seeded database (`assist seed`).
 //! - `load startup --binary target/release/assist-identity --database-url …`: time to SERVING, idle RSS.
+//! - `load start-assist --admin-url postgres://…`: StartAssist over gRPC on the whole platform.
+//! - `load revocation --admin-url postgres://…`: end-to-revocation latency across two replicas.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +58,23 @@ enum Command {
         #[arg(long)]
         database_url: String,
     },
+    /// Creates its own databases on the server of `--admin-url` and drops them afterwards.
+    StartAssist {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=256))]
+        concurrency: u64,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+        seconds: u64,
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=60))]
+        warmup_seconds: u64,
+    },
+    Revocation {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        sessions: u64,
+    },
 }
 
 const PASSWORD: &str = "load generator password";
@@ -79,6 +98,24 @@ async fn main() -> anyhow::Result<()> {
             binary,
             database_url,
         } => startup(&binary, &database_url).await,
+        Command::StartAssist {
+            admin_url,
+            concurrency,
+            seconds,
+            warmup_seconds,
+        } => {
+            assist_tests::assist_load::start_assist(
+                &admin_url,
+                concurrency as usize,
+                seconds,
+                warmup_seconds,
+            )
+            .await
+        }
+        Command::Revocation {
+            admin_url,
+            sessions,
+        } => assist_tests::assist_load::revocation(&admin_url, sessions as usize).await,
     }
 }
 

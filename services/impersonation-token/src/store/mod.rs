@@ -165,6 +165,14 @@ impl Store {
     /// with `ALREADY_EXISTS` when a concurrent start of the same agent won; the caller may retry.
     pub async fn start(&self, session: &NewSession) -> Result<Vec<(String, EndReason)>> {
         let mut tx = self.db.begin_write().await?;
+        if self.db.backend == Backend::Postgres {
+            // Starts of one agent take turns (SQLite's single writer does this already), so that
+            // the second one finds and replaces the first instead of colliding with it.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(&session.agent_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let ended = end_in(
             &mut tx,
             &self.revocations,

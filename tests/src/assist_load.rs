@@ -1,0 +1,169 @@
+//! Load runs of the assist-session figures, on the whole platform in this process (PostgreSQL):
+//! StartAssist throughput and latency, and how fast an end reaches a verifier on another replica.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assist_proto::agentdirectory::v1::Capability;
+use assist_proto::impersonation::v1 as pb;
+use assist_runtime::client::{Outgoing, ServiceToken};
+use assist_runtime::sessions::SessionLiveness;
+use assist_runtime::testing::TestBackend;
+
+use crate::Latencies;
+use crate::platform::{Platform, Signed, authed};
+
+/// Closed loop: `concurrency` agents each start sessions back to back (each start replaces the
+/// agent's previous session) for `seconds`, after `warmup` seconds.
+pub async fn start_assist(
+    admin_url: &str,
+    concurrency: usize,
+    seconds: u64,
+    warmup: u64,
+) -> anyhow::Result<()> {
+    let platform = Platform::start(TestBackend::Postgres(admin_url.to_owned()), 1, &[]).await;
+    let mut agents = Vec::new();
+    for i in 0..concurrency {
+        agents.push(
+            platform
+                .agent(&format!("load-agent-{i}@example.com"), &[Capability::AssistCustomers])
+                .await,
+        );
+    }
+    let mut customers = Vec::new();
+    for i in 0..64 {
+        customers.push(platform.customer(&format!("load-customer-{i}@example.com")).await.id);
+    }
+    let customers = Arc::new(customers);
+    let client = platform.impersonation_client(0);
+    let run = |duration: Duration| {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(0u64));
+        let tasks: Vec<_> = agents
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, agent): (usize, Signed)| {
+                let client = client.clone();
+                let customers = customers.clone();
+                let samples = samples.clone();
+                let failures = failures.clone();
+                tokio::spawn(async move {
+                    let until = Instant::now() + duration;
+                    let mut n = i;
+                    let mut local = Vec::new();
+                    while Instant::now() < until {
+                        n += 7;
+                        let request = authed(
+                            &agent.token,
+                            pb::StartAssistRequest {
+                                target_id: customers[n % customers.len()].clone(),
+                                ..Default::default()
+                            },
+                        );
+                        let began = Instant::now();
+                        match client.clone().start_assist(request).await {
+                            Ok(_) => local.push(began.elapsed()),
+                            Err(status) => {
+                                *failures.lock().unwrap() += 1;
+                                eprintln!("start failed: {status}");
+                            }
+                        }
+                    }
+                    samples.lock().unwrap().extend(local);
+                })
+            })
+            .collect();
+        async move {
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let failures = *failures.lock().unwrap();
+            (
+                Latencies::new(std::mem::take(&mut *samples.lock().unwrap())),
+                failures,
+            )
+        }
+    };
+    run(Duration::from_secs(warmup)).await;
+    let began = Instant::now();
+    let (latencies, failures) = run(Duration::from_secs(seconds)).await;
+    let elapsed = began.elapsed();
+    println!(
+        "start-assist (PostgreSQL, {concurrency} agents in flight, {seconds}s): {:.0}/s, {}, failures={failures}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        latencies.summary()
+    );
+    platform.stop().await;
+    Ok(())
+}
+
+/// Two impersonation replicas on one database; a verifier follows replica 1. Each of `sessions`
+/// sessions is started and ended through replica 0, and the time until the verifier refuses it is
+/// measured.
+pub async fn revocation(admin_url: &str, sessions: usize) -> anyhow::Result<()> {
+    let platform = Platform::start(TestBackend::Postgres(admin_url.to_owned()), 2, &[]).await;
+    let token = ServiceToken::start(
+        platform.identity_client(),
+        platform.service.0.clone(),
+        platform.service.1.clone(),
+    )
+    .await?;
+    let verifier_client = pb::impersonation_client::ImpersonationClient::with_interceptor(
+        platform.impersonation[1].channel(),
+        Outgoing { token: Some(token) },
+    );
+    let (_trigger, shutdown) = assist_runtime::shutdown::channel();
+    let liveness = SessionLiveness::start(verifier_client, shutdown);
+    while !liveness.is_following() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut agents = Vec::new();
+    for i in 0..16 {
+        agents.push(
+            platform
+                .agent(&format!("rev-agent-{i}@example.com"), &[Capability::AssistCustomers])
+                .await,
+        );
+    }
+    let customer = platform.customer("rev-customer@example.com").await;
+    let mut client = platform.impersonation_client(0);
+    let mut samples = Vec::with_capacity(sessions);
+    for i in 0..sessions {
+        let agent = &agents[i % agents.len()];
+        let sid = client
+            .start_assist(authed(
+                &agent.token,
+                pb::StartAssistRequest {
+                    target_id: customer.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner()
+            .session
+            .unwrap()
+            .id;
+        liveness.check(&sid).await?;
+        let began = Instant::now();
+        client
+            .end_assist(authed(&agent.token, pb::EndAssistRequest { session_id: sid.clone() }))
+            .await?;
+        loop {
+            if liveness.check(&sid).await.is_err() {
+                break;
+            }
+            if began.elapsed() > Duration::from_secs(10) {
+                anyhow::bail!("session {sid} was still accepted after 10 s");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        samples.push(began.elapsed());
+    }
+    println!(
+        "end-to-revocation across two replicas (PostgreSQL LISTEN/NOTIFY), from EndAssist sent: {}",
+        Latencies::new(samples).summary()
+    );
+    platform.stop().await;
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The platform in one test process: identity, agent-directory and impersonation-token (any number of
+//! replicas) on 127.0.0.1:0, each with its own database on one backend, talking real gRPC; plus the
+//! principals and tokens tests need.
+
+use std::net::SocketAddr;
+
+use assist_identity::domain::keys::KeyEncryptionKey;
+use assist_identity::service::{Actor, Identity, PrincipalInput};
+use assist_proto::agentdirectory::v1 as dir;
+use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClient;
+use assist_proto::identity::v1 as idp;
+use assist_proto::identity::v1::identity_client::IdentityClient;
+use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
+use assist_runtime::shutdown::ShutdownTrigger;
+use assist_runtime::testing::{TestBackend, TestDb};
+use clap::Parser;
+use tonic::transport::Channel;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+
+/// One running service.
+pub struct Running {
+    pub addr: SocketAddr,
+    trigger: ShutdownTrigger,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).unwrap().connect_lazy()
+    }
+
+    /// Stops the service and waits until it has drained.
+    pub async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Binds 127.0.0.1:0, starts `serve` on it and waits until health says SERVING.
+async fn start<F, Fut>(name: &str, serve: F) -> Running
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, shutdown) = assist_runtime::shutdown::channel();
+    let task = tokio::spawn(serve(listener, shutdown));
+    let running = Running {
+        addr,
+        trigger,
+        task,
+    };
+    wait_serving(name, &running).await;
+    running
+}
+
+async fn wait_serving(name: &str, running: &Running) {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(running.channel());
+    for _ in 0..400 {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        if status.ok()
+            == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{name} never became SERVING");
+}
+
+/// A principal and a fresh access token of theirs.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+}
+
+pub struct Platform {
+    pub backend: TestBackend,
+    pub identity: Running,
+    pub agents: Running,
+    /// Replicas of impersonation-token, all on one database.
+    pub impersonation: Vec<Running>,
+    pub admin: Signed,
+    /// A service account for the tests' own service-side calls (CheckSession, RecordAction, …).
+    pub service: (String, String),
+    /// Identity's key-encryption key, to reach its signing keys (forged-token tests).
+    pub identity_kek: String,
+    impersonation_kek: String,
+    service_accounts: (String, String),
+    dbs: Vec<TestDb>,
+}
+
+pub fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+impl Platform {
+    /// The whole platform on `backend` with `replicas` impersonation replicas and extra impersonation
+    /// flags (`--session-idle-secs=2`, …).
+    pub async fn start(backend: TestBackend, replicas: usize, impersonation_flags: &[&str]) -> Self {
+        let identity_db = TestDb::on(&backend).await;
+        let agents_db = TestDb::on(&backend).await;
+        let impersonation_db = TestDb::on(&backend).await;
+        let identity_kek = KeyEncryptionKey::generate_base64().unwrap();
+        let config = assist_identity::Config::try_parse_from([
+            "identity".to_owned(),
+            "--listen=127.0.0.1:0".to_owned(),
+            format!("--database-url={}", identity_db.url),
+            format!("--key-encryption-key={identity_kek}"),
+        ])
+        .unwrap();
+        let identity = start("identity", |l, s| assist_identity::serve(config, l, s)).await;
+        let operator = Identity::new(
+            assist_identity::store::Store::new(
+                identity_db
+                    .open(&assist_identity::store::MIGRATIONS)
+                    .await,
+            ),
+            Default::default(),
+            KeyEncryptionKey::from_base64(&identity_kek).unwrap(),
+        )
+        .await
+        .unwrap();
+        operator
+            .create_back_office_user(
+                Actor::Operator,
+                PrincipalInput {
+                    email: ADMIN_EMAIL.into(),
+                    full_name: "Ada Admin".into(),
+                    password: PASSWORD.into(),
+                    scopes: vec!["admin".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let mut identity_client = IdentityClient::new(identity.channel());
+        let admin = login(&mut identity_client, idp::Realm::BackOffice, ADMIN_EMAIL).await;
+        let service_accounts = service_account(&mut identity_client, &admin.token, "platform").await;
+        let service = service_account(&mut identity_client, &admin.token, "tests").await;
+
+        let agents_config = assist_agent_directory::Config::try_parse_from([
+            "agent-directory".to_owned(),
+            "--listen=127.0.0.1:0".to_owned(),
+            format!("--database-url={}", agents_db.url),
+            format!("--identity-url={}", identity.url()),
+            format!("--client-id={}", service_accounts.0),
+            format!("--client-secret={}", service_accounts.1),
+        ])
+        .unwrap();
+        let agents = start("agent-directory", |l, s| {
+            assist_agent_directory::serve(agents_config, l, s)
+        })
+        .await;
+        let mut platform = Self {
+            backend,
+            identity,
+            agents,
+            impersonation: Vec::new(),
+            admin,
+            service,
+            identity_kek,
+            impersonation_kek: KeyEncryptionKey::generate_base64().unwrap(),
+            service_accounts,
+            dbs: vec![identity_db, agents_db, impersonation_db],
+        };
+        for _ in 0..replicas {
+            platform.add_impersonation_replica(impersonation_flags).await;
+        }
+        platform
+    }
+
+    /// Starts one more impersonation-token replica on the same database.
+    pub async fn add_impersonation_replica(&mut self, flags: &[&str]) -> usize {
+        let mut args = vec![
+            "impersonation".to_owned(),
+            "--listen=127.0.0.1:0".to_owned(),
+            format!("--database-url={}", self.dbs[2].url),
+            format!("--key-encryption-key={}", self.impersonation_kek),
+            format!("--identity-url={}", self.identity.url()),
+            format!("--agent-directory-url={}", self.agents.url()),
+            format!("--client-id={}", self.service_accounts.0),
+            format!("--client-secret={}", self.service_accounts.1),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let config = assist_impersonation_token::Config::try_parse_from(args).unwrap();
+        let running = start("impersonation", |l, s| {
+            assist_impersonation_token::serve(config, l, s)
+        })
+        .await;
+        self.impersonation.push(running);
+        self.impersonation.len() - 1
+    }
+
+    /// Identity's database (for forged-token tests).
+    pub fn identity_db(&self) -> &TestDb {
+        &self.dbs[0]
+    }
+
+    /// The impersonation database (for tampering tests).
+    pub fn impersonation_db(&self) -> &TestDb {
+        &self.dbs[2]
+    }
+
+    pub fn identity_client(&self) -> IdentityClient<Channel> {
+        IdentityClient::new(self.identity.channel())
+    }
+
+    pub fn agents_client(&self) -> AgentDirectoryClient<Channel> {
+        AgentDirectoryClient::new(self.agents.channel())
+    }
+
+    pub fn impersonation_client(&self, replica: usize) -> ImpersonationClient<Channel> {
+        ImpersonationClient::new(self.impersonation[replica].channel())
+    }
+
+    /// A token of the tests' service account.
+    pub async fn service_token(&self) -> String {
+        self.identity_client()
+            .issue_service_token(idp::IssueServiceTokenRequest {
+                client_id: self.service.0.clone(),
+                client_secret: self.service.1.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    /// A back-office user holding `capabilities`, signed in.
+    pub async fn agent(&self, email: &str, capabilities: &[dir::Capability]) -> Signed {
+        let created = self
+            .identity_client()
+            .create_back_office_user(authed(
+                &self.admin.token,
+                idp::CreateBackOfficeUserRequest {
+                    email: email.into(),
+                    full_name: format!("Agent {email}"),
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        for capability in capabilities {
+            self.grant(&created.id, *capability).await;
+        }
+        let mut identity = self.identity_client();
+        login(&mut identity, idp::Realm::BackOffice, email).await
+    }
+
+    pub async fn grant(&self, agent_id: &str, capability: dir::Capability) {
+        self.agents_client()
+            .grant_capability(authed(
+                &self.admin.token,
+                dir::ChangeCapabilityRequest {
+                    agent_id: agent_id.into(),
+                    capability: capability as i32,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    pub async fn revoke(&self, agent_id: &str, capability: dir::Capability) {
+        self.agents_client()
+            .revoke_capability(authed(
+                &self.admin.token,
+                dir::ChangeCapabilityRequest {
+                    agent_id: agent_id.into(),
+                    capability: capability as i32,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// A customer, signed in.
+    pub async fn customer(&self, email: &str) -> Signed {
+        self.identity_client()
+            .create_customer(authed(
+                &self.admin.token,
+                idp::CreateCustomerRequest {
+                    email: email.into(),
+                    first_name: "Casey".into(),
+                    last_name: "Customer".into(),
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+        let mut identity = self.identity_client();
+        login(&mut identity, idp::Realm::Customer, email).await
+    }
+
+    /// A merchant user of a merchant still awaiting approval, signed in... or not: such users may
+    /// not sign in, so only the id is certain.
+    pub async fn merchant_user(&self, email: &str) -> String {
+        self.identity_client()
+            .create_merchant_user(authed(
+                &self.admin.token,
+                idp::CreateMerchantUserRequest {
+                    merchant_id: "merchant-1".into(),
+                    merchant_name: "Spryker Shoes".into(),
+                    email: email.into(),
+                    first_name: "Mia".into(),
+                    last_name: "Merchant".into(),
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+    }
+
+    pub async fn set_status(&self, principal_id: &str, status: idp::PrincipalStatus) {
+        self.identity_client()
+            .set_principal_status(authed(
+                &self.admin.token,
+                idp::SetPrincipalStatusRequest {
+                    id: principal_id.into(),
+                    status: status as i32,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    pub async fn stop(self) {
+        for replica in self.impersonation {
+            replica.stop().await;
+        }
+        self.agents.stop().await;
+        self.identity.stop().await;
+        drop(self.dbs);
+    }
+}
+
+async fn login(identity: &mut IdentityClient<Channel>, realm: idp::Realm, email: &str) -> Signed {
+    let pair = identity
+        .login(idp::LoginRequest {
+            realm: realm as i32,
+            email: email.into(),
+            password: PASSWORD.into(),
+            client_address: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    Signed {
+        id: pair.principal_id,
+        email: email.into(),
+        token: pair.access.unwrap().token,
+    }
+}
+
+async fn service_account(
+    identity: &mut IdentityClient<Channel>,
+    admin: &str,
+    name: &str,
+) -> (String, String) {
+    let client_id = format!("{name}-{}", uuid::Uuid::now_v7().simple());
+    let created = identity
+        .create_service_account(authed(
+            admin,
+            idp::CreateServiceAccountRequest {
+                client_id: client_id.clone(),
+                scopes: vec![],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    (client_id, created.client_secret)
+}
