@@ -83,8 +83,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let (signing_input, signature) = token.rsplit_once('.').unwrap();
-    let signature =
-        Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+    let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
     let mut group = c.benchmark_group("impersonation token");
     group.bench_function("raw Ed25519 verify_strict", |b| {
         b.iter(|| {

@@ -26,13 +26,21 @@ pub async fn start_assist(
     for i in 0..concurrency {
         agents.push(
             platform
-                .agent(&format!("load-agent-{i}@example.com"), &[Capability::AssistCustomers])
+                .agent(
+                    &format!("load-agent-{i}@example.com"),
+                    &[Capability::AssistCustomers],
+                )
                 .await,
         );
     }
     let mut customers = Vec::new();
     for i in 0..64 {
-        customers.push(platform.customer(&format!("load-customer-{i}@example.com")).await.id);
+        customers.push(
+            platform
+                .customer(&format!("load-customer-{i}@example.com"))
+                .await
+                .id,
+        );
     }
     let customers = Arc::new(customers);
     let client = platform.impersonation_client(0);
@@ -122,7 +130,10 @@ pub async fn revocation(admin_url: &str, sessions: usize) -> anyhow::Result<()> 
     for i in 0..16 {
         agents.push(
             platform
-                .agent(&format!("rev-agent-{i}@example.com"), &[Capability::AssistCustomers])
+                .agent(
+                    &format!("rev-agent-{i}@example.com"),
+                    &[Capability::AssistCustomers],
+                )
                 .await,
         );
     }
@@ -147,7 +158,12 @@ pub async fn revocation(admin_url: &str, sessions: usize) -> anyhow::Result<()> 
         liveness.check(&sid).await?;
         let began = Instant::now();
         client
-            .end_assist(authed(&agent.token, pb::EndAssistRequest { session_id: sid.clone() }))
+            .end_assist(authed(
+                &agent.token,
+                pb::EndAssistRequest {
+                    session_id: sid.clone(),
+                },
+            ))
             .await?;
         loop {
             if liveness.check(&sid).await.is_err() {

@@ -115,7 +115,11 @@ pub fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
 impl Platform {
     /// The whole platform on `backend` with `replicas` impersonation replicas and extra impersonation
     /// flags (`--session-idle-secs=2`, …).
-    pub async fn start(backend: TestBackend, replicas: usize, impersonation_flags: &[&str]) -> Self {
+    pub async fn start(
+        backend: TestBackend,
+        replicas: usize,
+        impersonation_flags: &[&str],
+    ) -> Self {
         let identity_db = TestDb::on(&backend).await;
         let agents_db = TestDb::on(&backend).await;
         let impersonation_db = TestDb::on(&backend).await;
@@ -130,9 +134,7 @@ impl Platform {
         let identity = start("identity", |l, s| assist_identity::serve(config, l, s)).await;
         let operator = Identity::new(
             assist_identity::store::Store::new(
-                identity_db
-                    .open(&assist_identity::store::MIGRATIONS)
-                    .await,
+                identity_db.open(&assist_identity::store::MIGRATIONS).await,
             ),
             Default::default(),
             KeyEncryptionKey::from_base64(&identity_kek).unwrap(),
@@ -154,7 +156,8 @@ impl Platform {
             .unwrap();
         let mut identity_client = IdentityClient::new(identity.channel());
         let admin = login(&mut identity_client, idp::Realm::BackOffice, ADMIN_EMAIL).await;
-        let service_accounts = service_account(&mut identity_client, &admin.token, "platform").await;
+        let service_accounts =
+            service_account(&mut identity_client, &admin.token, "platform").await;
         let service = service_account(&mut identity_client, &admin.token, "tests").await;
 
         let agents_config = assist_agent_directory::Config::try_parse_from([
@@ -183,7 +186,9 @@ impl Platform {
             dbs: vec![identity_db, agents_db, impersonation_db],
         };
         for _ in 0..replicas {
-            platform.add_impersonation_replica(impersonation_flags).await;
+            platform
+                .add_impersonation_replica(impersonation_flags)
+                .await;
         }
         platform
     }

@@ -82,18 +82,26 @@ fn verifier(platform: &Platform) -> Arc<TokenVerifier> {
 }
 
 async fn claims_of(platform: &Platform, token: &str) -> Claims {
-    verifier(platform).verify(token).await.expect("a valid token")
+    verifier(platform)
+        .verify(token)
+        .await
+        .expect("a valid token")
 }
 
 #[tokio::test]
 async fn an_agent_gets_a_delegated_token_for_a_customer() {
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &[]).await;
-        let agent = platform.agent("agent@example.com", &[Capability::AssistCustomers]).await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
         let customer = platform.customer("casey@example.com").await;
         let started = start(&platform, &agent, &customer.id).await.unwrap();
         let session = started.session.clone().unwrap();
-        assert_eq!(started.issued_token_type, "urn:ietf:params:oauth:token-type:jwt");
+        assert_eq!(
+            started.issued_token_type,
+            "urn:ietf:params:oauth:token-type:jwt"
+        );
         assert_eq!(started.token_type, "Bearer");
         assert!(session.active);
         assert_eq!(session.agent_id, agent.id);
@@ -105,9 +113,15 @@ async fn an_agent_gets_a_delegated_token_for_a_customer() {
         assert_eq!(claims.sub, customer.id, "sub is the assisted customer");
         assert_eq!(claims.realm, Realm::Customer);
         let act = claims.act.expect("act names the agent");
-        assert_eq!((act.sub.as_str(), act.realm), (agent.id.as_str(), Realm::BackOffice));
+        assert_eq!(
+            (act.sub.as_str(), act.realm),
+            (agent.id.as_str(), Realm::BackOffice)
+        );
         assert_eq!(claims.sid.as_deref(), Some(session.id.as_str()));
-        assert!(claims.exp * 1_000_000 <= session.expires_at_us, "never outlives the session");
+        assert!(
+            claims.exp * 1_000_000 <= session.expires_at_us,
+            "never outlives the session"
+        );
         assert_eq!(claims.scope, "assisted customer");
         assert_eq!(started.expires_at_us, session.expires_at_us);
         assert!(started.expires_in > 7 * 3600, "8-hour sessions by default");
@@ -119,7 +133,9 @@ async fn an_agent_gets_a_delegated_token_for_a_customer() {
 async fn nesting_self_and_back_office_targets_are_refused() {
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &[]).await;
-        let agent = platform.agent("agent@example.com", &[Capability::AssistCustomers]).await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
         let colleague = platform
             .agent("colleague@example.com", &[Capability::AssistCustomers])
             .await;
@@ -129,7 +145,11 @@ async fn nesting_self_and_back_office_targets_are_refused() {
         assert_eq!(me.code(), Code::PermissionDenied, "{}", me.message());
         for other in [&colleague.id, &platform.admin.id] {
             let refused = start(&platform, &agent, other).await.unwrap_err();
-            assert_eq!(refused.code(), Code::PermissionDenied, "back-office targets");
+            assert_eq!(
+                refused.code(),
+                Code::PermissionDenied,
+                "back-office targets"
+            );
         }
 
         let started = start(&platform, &agent, &customer.id).await.unwrap();
@@ -138,12 +158,20 @@ async fn nesting_self_and_back_office_targets_are_refused() {
             .start_assist(authed(&started.access_token, start_request(&customer.id)))
             .await
             .unwrap_err();
-        assert_eq!(nested.code(), Code::PermissionDenied, "a token with act never starts a session");
+        assert_eq!(
+            nested.code(),
+            Code::PermissionDenied,
+            "a token with act never starts a session"
+        );
 
         // Even a token of identity's own keys that names a back-office user but carries `act` is
         // refused: no nesting, whatever else the token says.
-        let db = platform.identity_db().open(&assist_identity::store::MIGRATIONS).await;
-        let kek = assist_runtime::keys::KeyEncryptionKey::from_base64(&platform.identity_kek).unwrap();
+        let db = platform
+            .identity_db()
+            .open(&assist_identity::store::MIGRATIONS)
+            .await;
+        let kek =
+            assist_runtime::keys::KeyEncryptionKey::from_base64(&platform.identity_kek).unwrap();
         let ring = assist_runtime::keys::KeyRing::load(&db, kek).await.unwrap();
         let mut forged = claims_of(&platform, &agent.token).await;
         forged.act = Some(assist_runtime::auth::Actor {
@@ -156,8 +184,17 @@ async fn nesting_self_and_back_office_targets_are_refused() {
             .start_assist(authed(&forged, start_request(&customer.id)))
             .await
             .unwrap_err();
-        assert_eq!(refused.code(), Code::PermissionDenied, "{}", refused.message());
-        assert!(refused.message().contains("impersonation token"), "{}", refused.message());
+        assert_eq!(
+            refused.code(),
+            Code::PermissionDenied,
+            "{}",
+            refused.message()
+        );
+        assert!(
+            refused.message().contains("impersonation token"),
+            "{}",
+            refused.message()
+        );
 
         // A customer's own token cannot start one either.
         let by_customer = start(&platform, &customer, &customer.id).await.unwrap_err();
@@ -170,7 +207,9 @@ async fn nesting_self_and_back_office_targets_are_refused() {
 async fn the_capability_of_the_targets_realm_is_checked_at_the_call() {
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &[]).await;
-        let storefront = platform.agent("store@example.com", &[Capability::AssistCustomers]).await;
+        let storefront = platform
+            .agent("store@example.com", &[Capability::AssistCustomers])
+            .await;
         let portal = platform
             .agent("portal@example.com", &[Capability::AssistMerchantUsers])
             .await;
@@ -180,15 +219,24 @@ async fn the_capability_of_the_targets_realm_is_checked_at_the_call() {
         let merchant_user = platform.merchant_user("mia@example.com").await;
 
         assert_eq!(
-            start(&platform, &storefront, &merchant_user).await.unwrap_err().code(),
+            start(&platform, &storefront, &merchant_user)
+                .await
+                .unwrap_err()
+                .code(),
             Code::PermissionDenied
         );
         assert_eq!(
-            start(&platform, &portal, &customer.id).await.unwrap_err().code(),
+            start(&platform, &portal, &customer.id)
+                .await
+                .unwrap_err()
+                .code(),
             Code::PermissionDenied
         );
         assert_eq!(
-            start(&platform, &none, &customer.id).await.unwrap_err().code(),
+            start(&platform, &none, &customer.id)
+                .await
+                .unwrap_err()
+                .code(),
             Code::PermissionDenied
         );
         let started = start(&platform, &portal, &merchant_user).await.unwrap();
@@ -202,9 +250,14 @@ async fn the_capability_of_the_targets_realm_is_checked_at_the_call() {
         start(&platform, &none, &customer.id).await.unwrap();
 
         // A blocked agent with a still-valid access token is refused.
-        platform.set_status(&storefront.id, idp::PrincipalStatus::Blocked).await;
+        platform
+            .set_status(&storefront.id, idp::PrincipalStatus::Blocked)
+            .await;
         assert_eq!(
-            start(&platform, &storefront, &customer.id).await.unwrap_err().code(),
+            start(&platform, &storefront, &customer.id)
+                .await
+                .unwrap_err()
+                .code(),
             Code::PermissionDenied
         );
         platform.stop().await;
@@ -215,14 +268,21 @@ async fn the_capability_of_the_targets_realm_is_checked_at_the_call() {
 async fn bad_targets_and_bad_input_change_nothing() {
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &[]).await;
-        let agent = platform.agent("agent@example.com", &[Capability::AssistCustomers]).await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
         let customer = platform.customer("casey@example.com").await;
         let blocked = platform.customer("blocked@example.com").await;
-        platform.set_status(&blocked.id, idp::PrincipalStatus::Blocked).await;
+        platform
+            .set_status(&blocked.id, idp::PrincipalStatus::Blocked)
+            .await;
 
         let cases: Vec<(pb::StartAssistRequest, Code)> = vec![
             (start_request(&blocked.id), Code::FailedPrecondition),
-            (start_request(&uuid::Uuid::now_v7().to_string()), Code::NotFound),
+            (
+                start_request(&uuid::Uuid::now_v7().to_string()),
+                Code::NotFound,
+            ),
             (start_request("not-an-id"), Code::InvalidArgument),
             (start_request(""), Code::InvalidArgument),
             (
@@ -257,11 +317,17 @@ async fn bad_targets_and_bad_input_change_nothing() {
 
         let sessions = platform
             .impersonation_client(0)
-            .list_sessions(authed(&platform.admin.token, pb::ListSessionsRequest::default()))
+            .list_sessions(authed(
+                &platform.admin.token,
+                pb::ListSessionsRequest::default(),
+            ))
             .await
             .unwrap()
             .into_inner();
-        assert!(sessions.sessions.is_empty(), "refused starts leave no session");
+        assert!(
+            sessions.sessions.is_empty(),
+            "refused starts leave no session"
+        );
         platform.stop().await;
     }
 }
@@ -270,8 +336,12 @@ async fn bad_targets_and_bad_input_change_nothing() {
 async fn one_session_per_agent_and_ending_is_idempotent() {
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &[]).await;
-        let agent = platform.agent("agent@example.com", &[Capability::AssistCustomers]).await;
-        let other = platform.agent("other@example.com", &[Capability::AssistCustomers]).await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        let other = platform
+            .agent("other@example.com", &[Capability::AssistCustomers])
+            .await;
         let first_customer = platform.customer("one@example.com").await;
         let second_customer = platform.customer("two@example.com").await;
         let mut client = platform.impersonation_client(0);
@@ -281,7 +351,10 @@ async fn one_session_per_agent_and_ending_is_idempotent() {
         let second = start(&platform, &agent, &second_customer.id).await.unwrap();
         let second_id = second.session.unwrap().id;
         let replaced = check(&platform, 0, &first_id).await;
-        assert!(!replaced.active, "starting a new session ends the previous one");
+        assert!(
+            !replaced.active,
+            "starting a new session ends the previous one"
+        );
         assert_eq!(replaced.end_reason, pb::EndReason::Replaced as i32);
 
         // Someone else's session: not theirs to end.
@@ -383,8 +456,12 @@ async fn revoking_the_capability_or_blocking_ends_sessions() {
                 &[Capability::AssistCustomers, Capability::AssistMerchantUsers],
             )
             .await;
-        let blocked_agent = platform.agent("b@example.com", &[Capability::AssistCustomers]).await;
-        let third = platform.agent("c@example.com", &[Capability::AssistCustomers]).await;
+        let blocked_agent = platform
+            .agent("b@example.com", &[Capability::AssistCustomers])
+            .await;
+        let third = platform
+            .agent("c@example.com", &[Capability::AssistCustomers])
+            .await;
         let customer = platform.customer("casey@example.com").await;
         let other_customer = platform.customer("other@example.com").await;
         let merchant_user = platform.merchant_user("mia@example.com").await;
@@ -393,11 +470,15 @@ async fn revoking_the_capability_or_blocking_ends_sessions() {
         // Revoking the merchant-user capability leaves a customer session alone...
         let customer_session = start(&platform, &agent, &customer.id).await.unwrap();
         let customer_sid = customer_session.session.unwrap().id;
-        platform.revoke(&agent.id, Capability::AssistMerchantUsers).await;
+        platform
+            .revoke(&agent.id, Capability::AssistMerchantUsers)
+            .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(check(&platform, 0, &customer_sid).await.active);
         // ...revoking the customer one ends it mid-session.
-        platform.revoke(&agent.id, Capability::AssistCustomers).await;
+        platform
+            .revoke(&agent.id, Capability::AssistCustomers)
+            .await;
         assert_eq!(
             ended_within(&platform, &customer_sid, limit).await,
             Some(pb::EndReason::CapabilityRevoked)
@@ -409,7 +490,9 @@ async fn revoking_the_capability_or_blocking_ends_sessions() {
             .session
             .unwrap()
             .id;
-        platform.set_status(&blocked_agent.id, idp::PrincipalStatus::Blocked).await;
+        platform
+            .set_status(&blocked_agent.id, idp::PrincipalStatus::Blocked)
+            .await;
         assert_eq!(
             ended_within(&platform, &by_blocked, limit).await,
             Some(pb::EndReason::AgentBlocked)
@@ -421,7 +504,9 @@ async fn revoking_the_capability_or_blocking_ends_sessions() {
             .session
             .unwrap()
             .id;
-        platform.set_status(&customer.id, idp::PrincipalStatus::Blocked).await;
+        platform
+            .set_status(&customer.id, idp::PrincipalStatus::Blocked)
+            .await;
         assert_eq!(
             ended_within(&platform, &of_target, limit).await,
             Some(pb::EndReason::TargetBlocked)
@@ -435,7 +520,9 @@ async fn revoking_the_capability_or_blocking_ends_sessions() {
 async fn idle_sessions_end_and_use_extends_them() {
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &["--session-idle-secs=2"]).await;
-        let agent = platform.agent("agent@example.com", &[Capability::AssistCustomers]).await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
         let customer = platform.customer("casey@example.com").await;
         let sid = start(&platform, &agent, &customer.id)
             .await
@@ -462,7 +549,10 @@ async fn idle_sessions_end_and_use_extends_them() {
                 .await
                 .unwrap();
         }
-        assert!(check(&platform, 0, &sid).await.active, "use extends the session");
+        assert!(
+            check(&platform, 0, &sid).await.active,
+            "use extends the session"
+        );
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let idle = check(&platform, 0, &sid).await;
         assert!(!idle.active, "unused for longer than the idle timeout");
@@ -475,7 +565,9 @@ async fn idle_sessions_end_and_use_extends_them() {
 async fn the_audit_chain_records_actions_and_exposes_tampering() {
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &[]).await;
-        let agent = platform.agent("agent@example.com", &[Capability::AssistCustomers]).await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
         let customer = platform.customer("casey@example.com").await;
         let sid = start(&platform, &agent, &customer.id)
             .await
@@ -485,7 +577,11 @@ async fn the_audit_chain_records_actions_and_exposes_tampering() {
             .id;
         let service = platform.service_token().await;
         let mut client = platform.impersonation_client(0);
-        for (method, target) in [("GET", "/carts/1"), ("POST", "/carts/1/items"), ("GET", "/orders")] {
+        for (method, target) in [
+            ("GET", "/carts/1"),
+            ("POST", "/carts/1/items"),
+            ("GET", "/orders"),
+        ] {
             client
                 .record_action(authed(
                     &service,
@@ -549,7 +645,11 @@ async fn the_audit_chain_records_actions_and_exposes_tampering() {
             .impersonation_db()
             .open(&assist_impersonation_token::store::MIGRATIONS)
             .await;
-        sqlx_update(&db, "UPDATE assist_actions SET target = '/carts/2' WHERE idx = 1").await;
+        sqlx_update(
+            &db,
+            "UPDATE assist_actions SET target = '/carts/2' WHERE idx = 1",
+        )
+        .await;
         let tampered = verify(&mut client).await;
         assert!(!tampered.intact, "a changed row is detected");
         assert_eq!(tampered.first_broken_index, 1);
@@ -569,16 +669,15 @@ async fn sqlx_update(db: &assist_runtime::db::Database, sql: &str) {
 async fn the_runtime_layer_checks_sessions_refuses_sensitive_calls_and_records() {
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &[]).await;
-        let agent = platform.agent("agent@example.com", &[Capability::AssistCustomers]).await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
         let customer = platform.customer("casey@example.com").await;
         let started = start(&platform, &agent, &customer.id).await.unwrap();
         let sid = started.session.unwrap().id;
 
         let (trigger, shutdown) = assist_runtime::shutdown::channel();
-        let sessions = SessionLiveness::start(
-            service_client(&platform).await,
-            shutdown.clone(),
-        );
+        let sessions = SessionLiveness::start(service_client(&platform).await, shutdown.clone());
         let policy = AuthPolicy::new(verifier(&platform), &[]).accepting_impersonation(
             sessions.clone(),
             &["/assist.identity.v1.Identity/SetPassword"],
@@ -611,7 +710,11 @@ async fn the_runtime_layer_checks_sessions_refuses_sensitive_calls_and_records()
             )
         };
         let passed = client.get_principal(get()).await.unwrap_err();
-        assert_eq!(passed.code(), Code::Unavailable, "a live session passes the layer");
+        assert_eq!(
+            passed.code(),
+            Code::Unavailable,
+            "a live session passes the layer"
+        );
         let sensitive = client
             .set_password(authed(
                 &started.access_token,
@@ -653,7 +756,10 @@ async fn the_runtime_layer_checks_sessions_refuses_sensitive_calls_and_records()
         assert_eq!(
             recorded,
             vec![
-                ("/assist.identity.v1.Identity/GetPrincipal".to_owned(), "UNAVAILABLE".to_owned()),
+                (
+                    "/assist.identity.v1.Identity/GetPrincipal".to_owned(),
+                    "UNAVAILABLE".to_owned()
+                ),
                 (
                     "/assist.identity.v1.Identity/SetPassword".to_owned(),
                     "PERMISSION_DENIED".to_owned()
@@ -663,7 +769,10 @@ async fn the_runtime_layer_checks_sessions_refuses_sensitive_calls_and_records()
 
         platform
             .impersonation_client(0)
-            .end_assist(authed(&agent.token, pb::EndAssistRequest { session_id: sid }))
+            .end_assist(authed(
+                &agent.token,
+                pb::EndAssistRequest { session_id: sid },
+            ))
             .await
             .unwrap();
         let mut refused = None;
@@ -676,7 +785,10 @@ async fn the_runtime_layer_checks_sessions_refuses_sensitive_calls_and_records()
                 _ => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
-        assert!(refused.is_some(), "an ended session is refused by the layer");
+        assert!(
+            refused.is_some(),
+            "an ended session is refused by the layer"
+        );
         trigger.trigger();
         task.await.unwrap().unwrap();
         platform.stop().await;
@@ -719,7 +831,10 @@ async fn an_end_reaches_a_verifier_on_another_replica_within_a_second() {
     let customer = platform.customer("casey@example.com").await;
     for round in 0..3 {
         let agent = platform
-            .agent(&format!("agent{round}@example.com"), &[Capability::AssistCustomers])
+            .agent(
+                &format!("agent{round}@example.com"),
+                &[Capability::AssistCustomers],
+            )
             .await;
         let sid = start(&platform, &agent, &customer.id)
             .await
@@ -730,7 +845,12 @@ async fn an_end_reaches_a_verifier_on_another_replica_within_a_second() {
         sessions.check(&sid).await.expect("live and now cached");
         platform
             .impersonation_client(0)
-            .end_assist(authed(&agent.token, pb::EndAssistRequest { session_id: sid.clone() }))
+            .end_assist(authed(
+                &agent.token,
+                pb::EndAssistRequest {
+                    session_id: sid.clone(),
+                },
+            ))
             .await
             .unwrap();
         let ended_at = Instant::now();

@@ -58,7 +58,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             // One registry serves every service of this process.
             format!("--metrics-listen={}", args.metrics_listen),
             format!("--database-url={database_url}"),
-            format!("--key-encryption-key={}", args.storage.key_encryption_key()?),
+            format!(
+                "--key-encryption-key={}",
+                args.storage.key_encryption_key()?
+            ),
         ],
     )?;
     if let Err(error) = identity_config.check() {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use assist_proto::common::v1 as common;
 use assist_proto::identity::v1 as pb;
 use assist_runtime::auth::{Claims, Realm, caller, optional_caller};
+use assist_runtime::notify::{WatchStream, watch_stream};
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
-use assist_runtime::notify::{WatchStream, watch_stream};
 use tokio::sync::{OnceCell, watch};
 use tonic::{Request, Response, Status};
 
@@ -65,7 +65,6 @@ fn ok<T>(value: T) -> Reply<T> {
 fn actor(claims: &Claims) -> Actor<'_> {
     Actor::Token(claims)
 }
-
 
 fn realm_of(value: i32, field: &'static str) -> Result<Realm> {
     match pb::Realm::try_from(value) {
@@ -229,7 +228,6 @@ fn merchant_user_summary(p: Principal) -> Option<pb::MerchantUserSummary> {
         _ => None,
     }
 }
-
 
 fn pair_to_pb(pair: TokenPair) -> pb::TokenPair {
     pb::TokenPair {

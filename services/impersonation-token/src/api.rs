@@ -79,7 +79,11 @@ fn session_to_pb(session: Session) -> pb::AssistSession {
     let active = session.is_live(now);
     let (ended_at_us, end_reason, ended_by) = match (active, session.ended_at_us) {
         (true, _) => (0, None, String::new()),
-        (false, Some(at)) => (at, session.end_reason, session.ended_by.clone().unwrap_or_default()),
+        (false, Some(at)) => (
+            at,
+            session.end_reason,
+            session.ended_by.clone().unwrap_or_default(),
+        ),
         (false, None) => (
             session.live_until_us(),
             session.effective_end(),
@@ -165,10 +169,7 @@ impl pb::impersonation_server::Impersonation for Api {
         })
     }
 
-    async fn end_assist(
-        &self,
-        request: Request<pb::EndAssistRequest>,
-    ) -> Reply<pb::AssistSession> {
+    async fn end_assist(&self, request: Request<pb::EndAssistRequest>) -> Reply<pb::AssistSession> {
         let claims = caller(&request)?;
         let session = self
             .service()?
@@ -266,10 +267,7 @@ impl pb::impersonation_server::Impersonation for Api {
             started_from_us: non_negative(req.started_from_us, "started_from_us")?,
             started_before_us: non_negative(req.started_before_us, "started_before_us")?,
         };
-        let paged = self
-            .service()?
-            .list_sessions(&claims, filter, page)
-            .await?;
+        let paged = self.service()?.list_sessions(&claims, filter, page).await?;
         let info = paged.info(page);
         ok(pb::ListSessionsResponse {
             sessions: paged.items.into_iter().map(session_to_pb).collect(),

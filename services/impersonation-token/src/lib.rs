@@ -54,7 +54,11 @@ pub struct Config {
     /// `postgres://…` or `sqlite://path`: this service's own database.
     #[arg(long, env = "ASSIST_IMPERSONATION_DATABASE_URL")]
     pub database_url: String,
-    #[arg(long, env = "ASSIST_IMPERSONATION_DATABASE_POOL_SIZE", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "ASSIST_IMPERSONATION_DATABASE_POOL_SIZE",
+        default_value_t = 16
+    )]
     pub database_pool_size: u32,
     /// base64 of 32 random bytes; encrypts this service's signing keys at rest.
     #[arg(
@@ -98,7 +102,11 @@ pub struct Config {
     /// The service account this service calls identity and agent-directory with.
     #[arg(long, env = "ASSIST_IMPERSONATION_CLIENT_ID")]
     pub client_id: String,
-    #[arg(long, env = "ASSIST_IMPERSONATION_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ASSIST_IMPERSONATION_CLIENT_SECRET",
+        hide_env_values = true
+    )]
     pub client_secret: String,
     /// Maximum length of an assist session.
     #[arg(long, env = "ASSIST_IMPERSONATION_SESSION_MAX_SECS", default_value_t = 8 * 3600)]
@@ -360,12 +368,12 @@ pub async fn serve(
 
 async fn housekeeping(service: Arc<Impersonation>, mut shutdown: watch::Receiver<bool>) {
     loop {
+        if let Err(error) = service.housekeeping().await {
+            tracing::warn!(error = %error, "housekeeping failed");
+        }
         tokio::select! {
             _ = tokio::time::sleep(service::HOUSEKEEPING) => {}
             _ = shutdown.wait_for(|s| *s) => return,
-        }
-        if let Err(error) = service.housekeeping().await {
-            tracing::warn!(error = %error, "housekeeping failed");
         }
     }
 }

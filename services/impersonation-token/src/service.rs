@@ -8,11 +8,14 @@ use assist_runtime::keys::{KEY_RELOAD, KeyEncryptionKey, KeyRing};
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{Page, Paged};
 use assist_runtime::{Error, Result};
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::directory::Directory;
 use crate::domain::audit::{Action, Verdict};
 use crate::domain::session::{Capability, Limits, SYSTEM, check_start};
-use crate::domain::{EndReason, NewSession, Session, TargetRealm, narrow_scope, required_capability};
+use crate::domain::{
+    EndReason, NewSession, Session, TargetRealm, narrow_scope, required_capability,
+};
 use crate::store::{NewAction, Selection, SessionFilter, Store};
 
 /// Settings of the use cases.
@@ -183,12 +186,10 @@ impl Impersonation {
             target_realm = target_realm.as_str(),
             "assist session started"
         );
-        let session = self
-            .store
-            .get(&session.id)
-            .await?
-            .ok_or(Error::NotFound("session"))?;
-        Ok(Started { token, session })
+        Ok(Started {
+            token,
+            session: session.into_started(),
+        })
     }
 
     /// Ends a session: its agent (by their token, or the session's own impersonation token), an admin or
@@ -200,13 +201,17 @@ impl Impersonation {
             (EndReason::EndedByAdmin, caller.sub.clone())
         } else if let (Some(act), Some(sid)) = (&caller.act, &caller.sid) {
             if *sid != session.id {
-                return Err(Error::denied("a session can only be ended by its own token"));
+                return Err(Error::denied(
+                    "a session can only be ended by its own token",
+                ));
             }
             (EndReason::EndedByAgent, act.sub.clone())
         } else if caller.realm == Realm::BackOffice && caller.sub == session.agent_id {
             (EndReason::EndedByAgent, caller.sub.clone())
         } else {
-            return Err(Error::denied("only the session's agent or an admin can end it"));
+            return Err(Error::denied(
+                "only the session's agent or an admin can end it",
+            ));
         };
         let ended = self
             .store
@@ -299,7 +304,9 @@ impl Impersonation {
             && caller.realm == Realm::BackOffice
             && caller.sub == session.agent_id;
         if !(caller.is_admin_or_service() || own) {
-            return Err(Error::denied("only the session's agent or an admin can read it"));
+            return Err(Error::denied(
+                "only the session's agent or an admin can read it",
+            ));
         }
         let actions = self.store.actions(&session.id, actions).await?;
         Ok((session, actions))
@@ -333,7 +340,12 @@ impl Impersonation {
         let now = now_us();
         if !agent.back_office || !agent.active {
             self.store
-                .end(Selection::OfAgent(agent_id), EndReason::AgentBlocked, SYSTEM, now)
+                .end(
+                    Selection::OfAgent(agent_id),
+                    EndReason::AgentBlocked,
+                    SYSTEM,
+                    now,
+                )
                 .await?;
             return Ok(());
         }
@@ -410,32 +422,64 @@ impl Impersonation {
 
     /// Applies a status change pushed by identity: an agent who is not active any more ends all their
     /// sessions; a target blocked or deleted ends every session assisting them.
-    pub async fn enforce_status(&self, principal_id: &str, active: bool, blocked: bool) -> Result<()> {
+    pub async fn enforce_status(
+        &self,
+        principal_id: &str,
+        active: bool,
+        blocked: bool,
+    ) -> Result<()> {
         let now = now_us();
         if !active {
             self.store
-                .end(Selection::OfAgent(principal_id), EndReason::AgentBlocked, SYSTEM, now)
+                .end(
+                    Selection::OfAgent(principal_id),
+                    EndReason::AgentBlocked,
+                    SYSTEM,
+                    now,
+                )
                 .await?;
         }
         if blocked {
             self.store
-                .end(Selection::OfTarget(principal_id), EndReason::TargetBlocked, SYSTEM, now)
+                .end(
+                    Selection::OfTarget(principal_id),
+                    EndReason::TargetBlocked,
+                    SYSTEM,
+                    now,
+                )
                 .await?;
         }
         Ok(())
     }
 
-    /// Housekeeping: records the end of timed-out sessions and reloads keys.
+    /// Housekeeping: records the end of timed-out sessions, updates the gauge of live sessions and
+    /// reloads keys.
     pub async fn housekeeping(&self) -> Result<()> {
+        let now = now_us();
         let ended = self
             .store
-            .end(Selection::TimedOut, EndReason::IdleTimeout, SYSTEM, now_us())
+            .end(Selection::TimedOut, EndReason::IdleTimeout, SYSTEM, now)
             .await?;
         if !ended.is_empty() {
             tracing::info!(count = ended.len(), "timed-out assist sessions closed");
         }
+        active_sessions().set(self.store.count_live(now).await? as i64);
         self.keys.reload(self.store.database()).await
     }
+}
+
+/// The `assist_impersonation_active_sessions` gauge on `/metrics`.
+fn active_sessions() -> &'static Gauge {
+    static GAUGE: std::sync::OnceLock<Gauge> = std::sync::OnceLock::new();
+    GAUGE.get_or_init(|| {
+        let gauge = Gauge::default();
+        assist_runtime::metrics::register(
+            "impersonation_active_sessions",
+            "assist sessions live now (all replicas), refreshed every housekeeping round",
+            gauge.clone(),
+        );
+        gauge
+    })
 }
 
 /// How often timed-out sessions are closed and keys reloaded.

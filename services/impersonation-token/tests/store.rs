@@ -47,6 +47,12 @@ async fn a_new_session_replaces_the_agents_open_one() {
         let store = store(&db).await;
         let first = session("agent", "c1", TargetRealm::Customer);
         assert!(store.start(&first).await.unwrap().is_empty());
+        assert_eq!(
+            store.get(&first.id).await.unwrap(),
+            Some(first.clone().into_started()),
+            "{}: what the service answers without reading back is what is stored",
+            db.backend
+        );
         let second = session("agent", "c2", TargetRealm::Customer);
         let ended = store.start(&second).await.unwrap();
         assert_eq!(
@@ -58,7 +64,15 @@ async fn a_new_session_replaces_the_agents_open_one() {
         let old = store.get(&first.id).await.unwrap().unwrap();
         assert_eq!(old.end_reason, Some(EndReason::Replaced));
         assert_eq!(old.ended_by.as_deref(), Some("agent"));
-        assert!(store.get(&second.id).await.unwrap().unwrap().ended_at_us.is_none());
+        assert!(
+            store
+                .get(&second.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .ended_at_us
+                .is_none()
+        );
         // Another agent's session is untouched.
         let other = session("other", "c1", TargetRealm::Customer);
         assert!(store.start(&other).await.unwrap().is_empty());
@@ -108,15 +122,29 @@ async fn ending_is_idempotent_and_selective() {
         }
         let now = now_us();
         let ended = store
-            .end(Selection::One(&customer.id), EndReason::EndedByAgent, "a1", now)
+            .end(
+                Selection::One(&customer.id),
+                EndReason::EndedByAgent,
+                "a1",
+                now,
+            )
             .await
             .unwrap();
         assert_eq!(ended.len(), 1);
         let again = store
-            .end(Selection::One(&customer.id), EndReason::EndedByAdmin, "admin", now + 1)
+            .end(
+                Selection::One(&customer.id),
+                EndReason::EndedByAdmin,
+                "admin",
+                now + 1,
+            )
             .await
             .unwrap();
-        assert!(again.is_empty(), "{}: an ended session stays as it ended", db.backend);
+        assert!(
+            again.is_empty(),
+            "{}: an ended session stays as it ended",
+            db.backend
+        );
         let kept = store.get(&customer.id).await.unwrap().unwrap();
         assert_eq!(kept.end_reason, Some(EndReason::EndedByAgent));
         assert_eq!(kept.ended_at_us, Some(now));
@@ -133,10 +161,18 @@ async fn ending_is_idempotent_and_selective() {
             .unwrap();
         assert!(none.is_empty());
         let by_target = store
-            .end(Selection::OfTarget("c1"), EndReason::TargetBlocked, "system", now)
+            .end(
+                Selection::OfTarget("c1"),
+                EndReason::TargetBlocked,
+                "system",
+                now,
+            )
             .await
             .unwrap();
-        assert_eq!(by_target, vec![(same_target.id.clone(), EndReason::TargetBlocked)]);
+        assert_eq!(
+            by_target,
+            vec![(same_target.id.clone(), EndReason::TargetBlocked)]
+        );
     }
 }
 
@@ -150,10 +186,20 @@ async fn timed_out_sessions_end_with_their_timeout() {
         let fresh = session("a2", "c2", TargetRealm::Customer);
         store.start(&fresh).await.unwrap();
         let ended = store
-            .end(Selection::TimedOut, EndReason::IdleTimeout, "system", now_us())
+            .end(
+                Selection::TimedOut,
+                EndReason::IdleTimeout,
+                "system",
+                now_us(),
+            )
             .await
             .unwrap();
-        assert_eq!(ended, vec![(idle.id.clone(), EndReason::IdleTimeout)], "{}", db.backend);
+        assert_eq!(
+            ended,
+            vec![(idle.id.clone(), EndReason::IdleTimeout)],
+            "{}",
+            db.backend
+        );
 
         // Starting after the previous session went idle records the timeout, not a replacement.
         let mut stale = session("a3", "c3", TargetRealm::Customer);
@@ -194,13 +240,22 @@ async fn actions_form_a_chain_that_detects_tampering() {
         assert_eq!(indexes, (1..=20).collect::<Vec<_>>(), "{}", db.backend);
         let stored = store.get(&new.id).await.unwrap().unwrap();
         assert_eq!(stored.action_count, 20);
-        assert!(stored.idle_expires_at_us >= new.idle_expires_at_us, "use extends the idle deadline");
+        assert!(
+            stored.idle_expires_at_us >= new.idle_expires_at_us,
+            "use extends the idle deadline"
+        );
         assert_eq!(
             store.verify_chain(&stored).await.unwrap(),
             Verdict::Intact { checked: 20 }
         );
-        let page = store.actions(&new.id, Page::new(5, 5).unwrap()).await.unwrap();
-        assert_eq!(page.iter().map(|a| a.index).collect::<Vec<_>>(), vec![6, 7, 8, 9, 10]);
+        let page = store
+            .actions(&new.id, Page::new(5, 5).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|a| a.index).collect::<Vec<_>>(),
+            vec![6, 7, 8, 9, 10]
+        );
 
         let pool = &store.database().pool;
         sqlx::query("UPDATE assist_actions SET outcome = '500' WHERE session_id = $1 AND idx = 7")
@@ -217,14 +272,20 @@ async fn actions_form_a_chain_that_detects_tampering() {
             .execute(pool)
             .await
             .unwrap();
-        assert!(matches!(store.verify_chain(&stored).await.unwrap(), Verdict::Intact { .. }));
+        assert!(matches!(
+            store.verify_chain(&stored).await.unwrap(),
+            Verdict::Intact { .. }
+        ));
         sqlx::query("DELETE FROM assist_actions WHERE session_id = $1 AND idx = 20")
             .bind(&new.id)
             .execute(pool)
             .await
             .unwrap();
         assert!(
-            matches!(store.verify_chain(&stored).await.unwrap(), Verdict::Broken { .. }),
+            matches!(
+                store.verify_chain(&stored).await.unwrap(),
+                Verdict::Broken { .. }
+            ),
             "{}: a deleted last row went unnoticed",
             db.backend
         );
@@ -234,7 +295,9 @@ async fn actions_form_a_chain_that_detects_tampering() {
             .await
             .unwrap();
         match store.verify_chain(&stored).await.unwrap() {
-            Verdict::Broken { at_index, problem, .. } => {
+            Verdict::Broken {
+                at_index, problem, ..
+            } => {
                 assert_eq!((at_index, problem), (3, "missing action"))
             }
             intact => panic!("a deleted row went unnoticed: {intact:?}"),
@@ -248,7 +311,11 @@ async fn lists_filter_and_page() {
         let store = store(&db).await;
         let mut ids = Vec::new();
         for i in 0..5 {
-            let new = session(&format!("a{}", i % 2), &format!("c{i}"), TargetRealm::Customer);
+            let new = session(
+                &format!("a{}", i % 2),
+                &format!("c{i}"),
+                TargetRealm::Customer,
+            );
             store.start(&new).await.unwrap();
             ids.push(new);
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -310,7 +377,12 @@ async fn every_end_is_announced_after_it_commits() {
         let new = session("a1", "c1", TargetRealm::Customer);
         store.start(&new).await.unwrap();
         store
-            .end(Selection::One(&new.id), EndReason::EndedByAgent, "a1", now_us())
+            .end(
+                Selection::One(&new.id),
+                EndReason::EndedByAgent,
+                "a1",
+                now_us(),
+            )
             .await
             .unwrap();
         let notice = tokio::time::timeout(Duration::from_secs(5), watcher.next())

@@ -8,11 +8,11 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use assist_proto::common::v1::{GetJwksRequest, Jwks};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures::future::BoxFuture;
-use assist_proto::common::v1::{GetJwksRequest, Jwks};
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 

@@ -73,7 +73,11 @@ impl WriteTransaction {
 
     /// Sends `payload` to every watcher of `notifier`, on every replica, if and when this transaction
     /// commits.
-    pub async fn notify(&mut self, notifier: &crate::notify::Notifier, payload: String) -> Result<()> {
+    pub async fn notify(
+        &mut self,
+        notifier: &crate::notify::Notifier,
+        payload: String,
+    ) -> Result<()> {
         if notifier.is_postgres() {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(notifier.channel())

@@ -296,7 +296,11 @@ impl KeyRing {
 
     /// The key to sign with now.
     pub fn active(&self) -> Arc<ActiveKey> {
-        self.current.read().expect("key ring poisoned").active.clone()
+        self.current
+            .read()
+            .expect("key ring poisoned")
+            .active
+            .clone()
     }
 
     /// The public keys that verify tokens: the active one and retired ones still published.

@@ -187,7 +187,8 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(async move {
-        let interrupted = || tonic::Status::unavailable("watch interrupted; watch again and resync");
+        let interrupted =
+            || tonic::Status::unavailable("watch interrupted; watch again and resync");
         let run = async {
             let mut subscription = notifier.subscribe().await;
             for item in initial().await.map_err(tonic::Status::from)? {
@@ -202,10 +203,10 @@ where
                 };
                 match notice {
                     Notice::Changed(payload) => {
-                        if let Some(item) = on_change(payload).await.map_err(tonic::Status::from)? {
-                            if tx.send(Ok(item)).await.is_err() {
-                                return Ok(());
-                            }
+                        if let Some(item) = on_change(payload).await.map_err(tonic::Status::from)?
+                            && tx.send(Ok(item)).await.is_err()
+                        {
+                            return Ok(());
                         }
                     }
                     Notice::Gap => return Err(interrupted()),

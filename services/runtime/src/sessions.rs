@@ -53,7 +53,11 @@ impl SessionLiveness {
 
     /// Whether the watch is connected (and the cache in use).
     pub fn is_following(&self) -> bool {
-        self.state.read().expect("session cache poisoned").connected.is_some()
+        self.state
+            .read()
+            .expect("session cache poisoned")
+            .connected
+            .is_some()
     }
 
     /// `Ok` while the session is live. An ended session is `UNAUTHENTICATED`; when liveness cannot be

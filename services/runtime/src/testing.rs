@@ -18,7 +18,9 @@ impl TestBackend {
         let mut backends = vec![TestBackend::Sqlite];
         match Self::postgres() {
             Some(backend) => backends.push(backend),
-            None => eprintln!("note: ASSIST_TEST_DATABASE_URL is not set; PostgreSQL cases skipped"),
+            None => {
+                eprintln!("note: ASSIST_TEST_DATABASE_URL is not set; PostgreSQL cases skipped")
+            }
         }
         backends
     }
@@ -135,4 +137,3 @@ impl Drop for TestDb {
         }
     }
 }
-

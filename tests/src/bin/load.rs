@@ -174,7 +174,12 @@ async fn start_identity(database_url: &str, extra: &[&str]) -> anyhow::Result<Ru
     .await?;
     let client = IdentityClient::new(channel);
     for _ in 0..200 {
-        if client.clone().get_jwks(assist_proto::common::v1::GetJwksRequest {}).await.is_ok() {
+        if client
+            .clone()
+            .get_jwks(assist_proto::common::v1::GetJwksRequest {})
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -146,25 +146,47 @@ mod tests {
     #[test]
     fn an_untouched_chain_is_intact() {
         let (actions, head) = chain("s", 5);
-        assert_eq!(check("s", &actions, &head, 5), Verdict::Intact { checked: 5 });
-        assert_eq!(check("s", &[], &genesis("s"), 0), Verdict::Intact { checked: 0 });
+        assert_eq!(
+            check("s", &actions, &head, 5),
+            Verdict::Intact { checked: 5 }
+        );
+        assert_eq!(
+            check("s", &[], &genesis("s"), 0),
+            Verdict::Intact { checked: 0 }
+        );
     }
 
     #[test]
     fn changed_deleted_and_truncated_rows_are_detected() {
         let (mut actions, head) = chain("s", 5);
         actions[2].outcome = "500".into();
-        assert!(matches!(check("s", &actions, &head, 5), Verdict::Broken { at_index: 3, .. }));
+        assert!(matches!(
+            check("s", &actions, &head, 5),
+            Verdict::Broken { at_index: 3, .. }
+        ));
 
         let (mut actions, head) = chain("s", 5);
         actions.remove(1);
-        assert!(matches!(check("s", &actions, &head, 5), Verdict::Broken { at_index: 2, problem: "missing action", .. }));
+        assert!(matches!(
+            check("s", &actions, &head, 5),
+            Verdict::Broken {
+                at_index: 2,
+                problem: "missing action",
+                ..
+            }
+        ));
 
         let (mut actions, head) = chain("s", 5);
         actions.pop();
-        assert!(matches!(check("s", &actions, &head, 5), Verdict::Broken { .. }));
+        assert!(matches!(
+            check("s", &actions, &head, 5),
+            Verdict::Broken { .. }
+        ));
 
         let (actions, head) = chain("s", 3);
-        assert!(matches!(check("other", &actions, &head, 3), Verdict::Broken { at_index: 1, .. }));
+        assert!(matches!(
+            check("other", &actions, &head, 3),
+            Verdict::Broken { at_index: 1, .. }
+        ));
     }
 }

@@ -157,6 +157,30 @@ pub struct NewSession {
     pub idle_expires_at_us: i64,
 }
 
+impl NewSession {
+    /// The session as stored right after it started.
+    pub fn into_started(self) -> Session {
+        Session {
+            audit_head: crate::domain::audit::genesis(&self.id),
+            id: self.id,
+            agent_id: self.agent_id,
+            target_id: self.target_id,
+            target_realm: self.target_realm,
+            reason: self.reason,
+            conversation_id: self.conversation_id,
+            scope: self.scope,
+            started_at_us: self.started_at_us,
+            expires_at_us: self.expires_at_us,
+            idle_expires_at_us: self.idle_expires_at_us,
+            last_used_at_us: self.started_at_us,
+            ended_at_us: None,
+            end_reason: None,
+            ended_by: None,
+            action_count: 0,
+        }
+    }
+}
+
 /// What identity and agent-directory say about the agent, read at the moment of the call.
 #[derive(Debug, Clone)]
 pub struct AgentFacts {

@@ -250,6 +250,18 @@ impl Store {
         rows.into_iter().map(SessionRow::into_session).collect()
     }
 
+    /// How many sessions are live at `now`.
+    pub async fn count_live(&self, now: i64) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM assist_sessions \
+             WHERE ended_at IS NULL AND idle_expires_at > $1 AND expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(count as u64)
+    }
+
     /// Sessions matching `filter`, newest first.
     pub async fn list(&self, filter: &SessionFilter, page: Page) -> Result<Paged<Session>> {
         let mut conditions = Vec::new();
@@ -434,9 +446,11 @@ async fn end_in(
     let (condition, key, realm) = match &selection {
         Selection::One(id) => ("id = $4", Some(*id), None),
         Selection::OfAgent(agent) => ("agent_id = $4", Some(*agent), None),
-        Selection::OfAgentInRealm(agent, realm) => {
-            ("agent_id = $4 AND target_realm = $5", Some(*agent), Some(*realm))
-        }
+        Selection::OfAgentInRealm(agent, realm) => (
+            "agent_id = $4 AND target_realm = $5",
+            Some(*agent),
+            Some(*realm),
+        ),
         Selection::OfTarget(target) => ("target_id = $4", Some(*target), None),
         Selection::TimedOut => ("(idle_expires_at <= $1 OR expires_at <= $1)", None, None),
     };
