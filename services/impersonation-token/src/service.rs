@@ -151,11 +151,7 @@ impl Impersonation {
             expires_at_us,
             idle_expires_at_us,
         };
-        // Two starts of one agent at once: the loser retries once and replaces the winner.
-        let ended = match self.store.start(&session).await {
-            Err(Error::AlreadyExists(_)) => self.store.start(&session).await?,
-            other => other?,
-        };
+        let ended = self.store.start(&session).await?;
         for (id, reason) in &ended {
             tracing::info!(session_id = %id, reason = reason.as_str(), "assist session ended");
         }

@@ -394,5 +394,16 @@ async fn every_end_is_announced_after_it_commits() {
             "{}",
             db.backend
         );
+        // A start that replaces a session announces that end too.
+        let replaced = session("a2", "c1", TargetRealm::Customer);
+        store.start(&replaced).await.unwrap();
+        store
+            .start(&session("a2", "c2", TargetRealm::Customer))
+            .await
+            .unwrap();
+        let notice = tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .expect("notice arrives");
+        assert_eq!(notice, Notice::Changed(format!("{} replaced", replaced.id)));
     }
 }

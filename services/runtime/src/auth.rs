@@ -186,9 +186,15 @@ pub struct TokenVerifier {
     min_refetch_interval: Duration,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     leeway: i64,
+    /// Tokens verified already, with their claims: a service presents the same token on every call
+    /// for minutes, and a verified token stays verified while its key is published and it has not
+    /// expired. Cleared whenever the keys are refetched.
+    verified: RwLock<HashMap<String, Claims>>,
 }
 
 const TOKEN_MAX_LEN: usize = 8 * 1024;
+/// Past this many remembered tokens the memory starts over.
+const VERIFIED_MAX: usize = 10_000;
 
 impl TokenVerifier {
     pub fn new(audience: &str, issuers: Vec<TrustedIssuer>) -> Self {
@@ -199,18 +205,38 @@ impl TokenVerifier {
             refetch: tokio::sync::Mutex::new(None),
             min_refetch_interval: Duration::from_secs(1),
             leeway: 5,
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
     /// Verifies signature, algorithm, issuer, audience, expiry and not-before. Unknown `kid`s trigger one
     /// refetch of every issuer's keys (at most once a second, so forged `kid`s cannot flood the issuer).
     pub async fn verify(&self, token: &str) -> Result<Claims> {
-        if let Some(claims) = self.verify_cached(token)? {
+        if let Some(claims) = self.recently_verified(token) {
             return Ok(claims);
         }
-        self.refresh_keys().await;
-        self.verify_cached(token)?
-            .ok_or_else(|| Error::unauthenticated("invalid access token"))
+        let claims = match self.verify_cached(token)? {
+            Some(claims) => claims,
+            None => {
+                self.refresh_keys().await;
+                self.verify_cached(token)?
+                    .ok_or_else(|| Error::unauthenticated("invalid access token"))?
+            }
+        };
+        let mut verified = self.verified.write().expect("verified cache poisoned");
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    /// The claims of a token verified before, while they are still in force.
+    fn recently_verified(&self, token: &str) -> Option<Claims> {
+        let verified = self.verified.read().expect("verified cache poisoned");
+        let claims = verified.get(token)?;
+        let now = crate::time::now_us() / 1_000_000;
+        (claims.exp > now - self.leeway && claims.nbf <= now + self.leeway).then(|| claims.clone())
     }
 
     /// Verifies with the keys already cached; `Ok(None)` when the token's `kid` is not known yet.
@@ -305,6 +331,11 @@ impl TokenVerifier {
             }
         }
         *self.keys.write().expect("key cache poisoned") = fresh;
+        // A key no longer published must stop verifying the tokens it signed.
+        self.verified
+            .write()
+            .expect("verified cache poisoned")
+            .clear();
     }
 }
 
@@ -565,6 +596,52 @@ mod tests {
         );
         verifier.refresh_keys().await;
         verifier
+    }
+
+    /// Keys that can be withdrawn, as rotation does.
+    struct Changing(std::sync::Mutex<Vec<PublicKey>>);
+
+    impl KeySource for Changing {
+        fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>>> {
+            let keys = self.0.lock().unwrap().clone();
+            Box::pin(async move { Ok(keys) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_expires_and_falls_with_its_key() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let public = PublicKey {
+            kid: "k1".into(),
+            x: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+        };
+        let source = Arc::new(Changing(std::sync::Mutex::new(vec![public])));
+        let mut verifier = TokenVerifier::new(
+            "audience",
+            vec![TrustedIssuer {
+                issuer: "issuer".into(),
+                keys: source.clone(),
+            }],
+        );
+        verifier.min_refetch_interval = Duration::ZERO;
+        verifier.leeway = 0;
+        let short = sign(&key, "k1", &claims(1));
+        verifier.verify(&short).await.unwrap();
+        verifier.verify(&short).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(
+            verifier.verify(&short).await.is_err(),
+            "remembered, but expired"
+        );
+
+        let token = sign(&key, "k1", &claims(60));
+        verifier.verify(&token).await.unwrap();
+        source.0.lock().unwrap().clear();
+        verifier.refresh_keys().await;
+        assert!(
+            verifier.verify(&token).await.is_err(),
+            "its key is no longer published"
+        );
     }
 
     #[tokio::test]

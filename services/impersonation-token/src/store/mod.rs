@@ -161,18 +161,74 @@ impl Store {
         &self.revocations
     }
 
-    /// Starts `session`, first ending the agent's open session (as replaced, or as timed out). Fails
-    /// with `ALREADY_EXISTS` when a concurrent start of the same agent won; the caller may retry.
+    /// Starts `session`, first ending the agent's open session (as replaced, or as timed out), in one
+    /// transaction that also announces the end.
     pub async fn start(&self, session: &NewSession) -> Result<Vec<(String, EndReason)>> {
-        let mut tx = self.db.begin_write().await?;
-        if self.db.backend == Backend::Postgres {
-            // Starts of one agent take turns (SQLite's single writer does this already), so that
-            // the second one finds and replaces the first instead of colliding with it.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(&session.agent_id)
-                .execute(&mut *tx)
-                .await?;
+        match self.db.backend {
+            Backend::Postgres => self.start_postgres(session).await,
+            Backend::Sqlite => self.start_sqlite(session).await,
         }
+    }
+
+    /// On PostgreSQL the whole start is one statement (one round trip, one commit): end the open
+    /// session, then insert the new one (the insert reads the update's result, which orders the two),
+    /// and notify each end. A concurrent start of the same agent that committed first makes the insert
+    /// collide on the one-open-session index; the next attempt then sees and replaces it.
+    async fn start_postgres(&self, session: &NewSession) -> Result<Vec<(String, EndReason)>> {
+        let sql = format!(
+            "WITH ended AS ( \
+               UPDATE assist_sessions SET {END_SET} WHERE ended_at IS NULL AND agent_id = $4 \
+               RETURNING id, end_reason), \
+             started AS ( \
+               INSERT INTO assist_sessions (id, agent_id, target_id, target_realm, reason, \
+                 conversation_id, scope, started_at, expires_at, idle_expires_at, last_used_at, \
+                 action_count, audit_head) \
+               SELECT $5::text, $4::text, $6::text, $7::text, $8::text, $9::text, $10::text, \
+                 $1::bigint, $11::bigint, $12::bigint, $1::bigint, 0, $13::text \
+               FROM (SELECT COUNT(*) FROM ended) AS after_ended) \
+             SELECT id, end_reason, pg_notify($14, id || ' ' || end_reason)::text AS notified \
+             FROM ended"
+        );
+        for _attempt in 0..16 {
+            let result = sqlx::query_as::<_, (String, String, String)>(&sql)
+                .bind(session.started_at_us)
+                .bind(&session.agent_id)
+                .bind(EndReason::Replaced.as_str())
+                .bind(&session.agent_id)
+                .bind(&session.id)
+                .bind(&session.target_id)
+                .bind(session.target_realm.as_str())
+                .bind(&session.reason)
+                .bind(&session.conversation_id)
+                .bind(&session.scope)
+                .bind(session.expires_at_us)
+                .bind(session.idle_expires_at_us)
+                .bind(audit::genesis(&session.id))
+                .bind(self.revocations.channel())
+                .fetch_all(&self.db.pool)
+                .await;
+            match result {
+                Ok(rows) => {
+                    return Ok(rows
+                        .into_iter()
+                        .map(|(id, reason, _)| {
+                            let reason = EndReason::parse(&reason).unwrap_or(EndReason::Replaced);
+                            (id, reason)
+                        })
+                        .collect());
+                }
+                Err(error) if is_unique_violation(&error) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(Error::AlreadyExists(
+            "too many sessions of this agent are starting at once".into(),
+        ))
+    }
+
+    async fn start_sqlite(&self, session: &NewSession) -> Result<Vec<(String, EndReason)>> {
+        // The writer turn makes starts take turns, so the end below always sees the previous start.
+        let mut tx = self.db.begin_write().await?;
         let ended = end_in(
             &mut tx,
             &self.revocations,
@@ -182,7 +238,7 @@ impl Store {
             session.started_at_us,
         )
         .await?;
-        let inserted = sqlx::query(
+        sqlx::query(
             "INSERT INTO assist_sessions (id, agent_id, target_id, target_realm, reason, conversation_id, \
              scope, started_at, expires_at, idle_expires_at, last_used_at, action_count, audit_head) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $8, 0, $11)",
@@ -199,17 +255,7 @@ impl Store {
         .bind(session.idle_expires_at_us)
         .bind(audit::genesis(&session.id))
         .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(error) if is_unique_violation(&error) => {
-                tx.rollback().await?;
-                return Err(Error::AlreadyExists(
-                    "another session of this agent started at the same time".into(),
-                ));
-            }
-            Err(error) => return Err(error.into()),
-        }
+        .await?;
         tx.commit().await?;
         Ok(ended)
     }
