@@ -57,27 +57,8 @@ where
         trigger,
         task,
     };
-    wait_serving(name, &running).await;
+    assist_runtime::testing::wait_serving(running.addr, name).await;
     running
-}
-
-async fn wait_serving(name: &str, running: &Running) {
-    let mut health = tonic_health::pb::health_client::HealthClient::new(running.channel());
-    for _ in 0..400 {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .map(|r| r.into_inner().status);
-        if status.ok()
-            == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("{name} never became SERVING");
 }
 
 /// A principal and a fresh access token of theirs.

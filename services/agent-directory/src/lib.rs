@@ -32,7 +32,7 @@ use assist_proto::agentdirectory::v1::agent_directory_server::AgentDirectoryServ
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_runtime::auth::{AuthPolicy, IdentityJwks, TokenVerifier, TrustedIssuer};
 use assist_runtime::client::{Outgoing, ServiceToken};
-use assist_runtime::config::ConfigError;
+use assist_runtime::config::{ConfigError, http_url, positive_secs};
 use assist_runtime::db::{Database, PoolSize};
 use assist_runtime::server::{GrpcServer, Health, ServerSettings};
 use tokio::net::TcpListener;
@@ -144,13 +144,7 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        if !(self.identity_url.starts_with("http://") || self.identity_url.starts_with("https://"))
-        {
-            return Err(ConfigError::new(
-                "ASSIST_AGENT_DIRECTORY_IDENTITY_URL",
-                "must be an http(s) URL",
-            ));
-        }
+        http_url(&self.identity_url, "ASSIST_AGENT_DIRECTORY_IDENTITY_URL")?;
         for (value, variable) in [
             (&self.client_id, "ASSIST_AGENT_DIRECTORY_CLIENT_ID"),
             (&self.client_secret, "ASSIST_AGENT_DIRECTORY_CLIENT_SECRET"),
@@ -164,16 +158,14 @@ impl Config {
                 return Err(ConfigError::new(variable, "must not be empty"));
             }
         }
-        if self.request_timeout_secs == 0 {
-            return Err(ConfigError::new(
-                "ASSIST_AGENT_DIRECTORY_REQUEST_TIMEOUT_SECS",
-                "must be greater than 0",
-            ));
-        }
+        let request_timeout = positive_secs(
+            self.request_timeout_secs,
+            "ASSIST_AGENT_DIRECTORY_REQUEST_TIMEOUT_SECS",
+        )?;
         Ok(Checked {
             server: ServerSettings {
                 metrics_listen: self.metrics_listen,
-                request_timeout: Duration::from_secs(self.request_timeout_secs),
+                request_timeout,
                 max_concurrent_requests: self.max_concurrent_requests.max(1),
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             },

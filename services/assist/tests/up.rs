@@ -19,19 +19,28 @@ struct Up {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
     port: u16,
+    agents_port: u16,
+    impersonation_port: u16,
 }
 
 impl Up {
     fn start(data_dir: &std::path::Path) -> Self {
-        let port = free_port();
+        let (port, agents_port, impersonation_port) = (free_port(), free_port(), free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_assist"))
             .arg("up")
             .arg("--data-dir")
             .arg(data_dir)
             .arg(format!("--identity-listen=127.0.0.1:{port}"))
+            .arg(format!("--agent-directory-listen=127.0.0.1:{agents_port}"))
+            .arg(format!(
+                "--impersonation-listen=127.0.0.1:{impersonation_port}"
+            ))
             .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()))
             .env_remove("ASSIST_DATABASE_URL")
             .env_remove("ASSIST_IDENTITY_KEY_ENCRYPTION_KEY")
+            .env_remove("ASSIST_IMPERSONATION_KEY_ENCRYPTION_KEY")
+            .env_remove("ASSIST_AGENT_DIRECTORY_DATABASE_URL")
+            .env_remove("ASSIST_IMPERSONATION_DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -44,7 +53,13 @@ impl Up {
                 let _ = tx.send(line);
             }
         });
-        Self { child, lines, port }
+        Self {
+            child,
+            lines,
+            port,
+            agents_port,
+            impersonation_port,
+        }
     }
 
     /// Stdout lines until `last` appears (bounded in time).
@@ -102,6 +117,111 @@ async fn login(port: u16, email: &str, password: &str) -> Result<pb::TokenPair, 
     Err(tonic::Status::unavailable("never ready"))
 }
 
+fn channel(port: u16) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_lazy()
+}
+
+fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Calls `call` until the service stops answering UNAVAILABLE (it is still starting).
+async fn when_ready<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    for _ in 0..200 {
+        match call().await {
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => return other,
+        }
+    }
+    Err(tonic::Status::unavailable("never ready"))
+}
+
+/// The administrator (a back-office user) takes the storefront-agent capability and assists a new
+/// customer: identity, agent-directory and impersonation-token of the embedded platform at work.
+async fn assist_a_customer(up: &Up, admin: &str) -> String {
+    use assist_proto::agentdirectory::v1 as dir;
+    use assist_proto::impersonation::v1 as imp;
+    let mut identity = pb::identity_client::IdentityClient::new(channel(up.port));
+    let me = identity
+        .get_jwks(assist_proto::common::v1::GetJwksRequest {})
+        .await
+        .unwrap();
+    assert!(!me.into_inner().keys.is_empty());
+    let email = format!("customer-{}@example.com", uuid::Uuid::now_v7().simple());
+    let customer = identity
+        .create_customer(authed(
+            admin,
+            pb::CreateCustomerRequest {
+                email,
+                first_name: "Casey".into(),
+                last_name: "Customer".into(),
+                password: "customer password".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let admin_id = identity
+        .list_principals(authed(
+            admin,
+            pb::ListPrincipalsRequest {
+                realm: pb::Realm::BackOffice as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .principals[0]
+        .id
+        .clone();
+    let agents = dir::agent_directory_client::AgentDirectoryClient::new(channel(up.agents_port));
+    when_ready(|| {
+        let mut agents = agents.clone();
+        let request = authed(
+            admin,
+            dir::ChangeCapabilityRequest {
+                agent_id: admin_id.clone(),
+                capability: dir::Capability::AssistCustomers as i32,
+            },
+        );
+        async move { agents.grant_capability(request).await }
+    })
+    .await
+    .expect("agent-directory reaches identity with the embedded service account");
+    let impersonation =
+        imp::impersonation_client::ImpersonationClient::new(channel(up.impersonation_port));
+    let started = when_ready(|| {
+        let mut impersonation = impersonation.clone();
+        let request = authed(
+            admin,
+            imp::StartAssistRequest {
+                target_id: customer.id.clone(),
+                ..Default::default()
+            },
+        );
+        async move { impersonation.start_assist(request).await }
+    })
+    .await
+    .expect("impersonation reaches identity and agent-directory")
+    .into_inner();
+    assert_eq!(started.session.unwrap().target_id, customer.id);
+    started.access_token
+}
+
 #[tokio::test]
 async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,8 +243,11 @@ async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restar
     let pair = login(up.port, &email, &password)
         .await
         .expect("the printed credentials work");
-    assert!(pair.access.is_some());
-    assert!(dir.path().join("identity.db").exists());
+    let admin = pair.access.unwrap().token;
+    assist_a_customer(&up, &admin).await;
+    for file in ["identity.db", "agent-directory.db", "impersonation.db"] {
+        assert!(dir.path().join(file).exists(), "{file}");
+    }
     let kek = std::fs::metadata(dir.path().join("identity.kek")).unwrap();
     #[cfg(unix)]
     {
@@ -143,9 +266,11 @@ async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restar
     let again = Up::start(dir.path());
     let lines = again.read_until("administrator:");
     assert!(lines.iter().any(|l| l.contains("(existing)")), "{lines:#?}");
-    login(again.port, &email, &password)
+    let pair = login(again.port, &email, &password)
         .await
         .expect("data kept across restarts");
+    // The service account kept in the data directory still works.
+    assist_a_customer(&again, &pair.access.unwrap().token).await;
     assert!(again.terminate().success());
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use assist_proto::identity::v1::identity_server::IdentityServer;
 use assist_runtime::auth::{AuthPolicy, KeySource, PublicKey, TokenVerifier, TrustedIssuer};
-use assist_runtime::config::ConfigError;
+use assist_runtime::config::{ConfigError, http_url, positive_secs};
 use assist_runtime::db::{Database, PoolSize};
 use assist_runtime::server::{GrpcServer, ServerSettings};
 use futures::future::BoxFuture;
@@ -153,19 +153,7 @@ impl Config {
                 "must start with postgres:// or sqlite:",
             ));
         }
-        let positive = |value: u64, variable: &'static str| {
-            if value == 0 {
-                Err(ConfigError::new(variable, "must be greater than 0"))
-            } else {
-                Ok(Duration::from_secs(value))
-            }
-        };
-        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
-            return Err(ConfigError::new(
-                "ASSIST_IDENTITY_PUBLIC_URL",
-                "must be an http(s) URL",
-            ));
-        }
+        http_url(&self.public_url, "ASSIST_IDENTITY_PUBLIC_URL")?;
         if let Some(url) = &self.smtp_url {
             mail::Mailer::from_url(url, &self.smtp_from)
                 .map_err(|message| ConfigError::new("ASSIST_SMTP_URL", message))?;
@@ -182,20 +170,20 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        let window = positive(self.login_window_secs, "ASSIST_IDENTITY_LOGIN_WINDOW_SECS")?;
-        let block = positive(self.login_block_secs, "ASSIST_IDENTITY_LOGIN_BLOCK_SECS")?;
+        let window = positive_secs(self.login_window_secs, "ASSIST_IDENTITY_LOGIN_WINDOW_SECS")?;
+        let block = positive_secs(self.login_block_secs, "ASSIST_IDENTITY_LOGIN_BLOCK_SECS")?;
         let settings = Settings {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
-            access_token_ttl: positive(
+            access_token_ttl: positive_secs(
                 self.access_token_ttl_secs,
                 "ASSIST_IDENTITY_ACCESS_TOKEN_TTL_SECS",
             )?,
-            refresh_token_ttl: positive(
+            refresh_token_ttl: positive_secs(
                 self.refresh_token_ttl_secs,
                 "ASSIST_IDENTITY_REFRESH_TOKEN_TTL_SECS",
             )?,
-            service_token_ttl: positive(
+            service_token_ttl: positive_secs(
                 self.service_token_ttl_secs,
                 "ASSIST_IDENTITY_SERVICE_TOKEN_TTL_SECS",
             )?,
@@ -215,7 +203,7 @@ impl Config {
         };
         let server = ServerSettings {
             metrics_listen: self.metrics_listen,
-            request_timeout: positive(
+            request_timeout: positive_secs(
                 self.request_timeout_secs,
                 "ASSIST_IDENTITY_REQUEST_TIMEOUT_SECS",
             )?,

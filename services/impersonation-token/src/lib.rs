@@ -21,7 +21,7 @@ use assist_runtime::auth::{
     AuthPolicy, Delegated, IdentityJwks, KeySource, PublicKey, TokenVerifier, TrustedIssuer,
 };
 use assist_runtime::client::{Outgoing, ServiceToken, channel};
-use assist_runtime::config::ConfigError;
+use assist_runtime::config::{ConfigError, http_url, positive_secs};
 use assist_runtime::db::{Database, PoolSize};
 use assist_runtime::keys::KeyEncryptionKey;
 use assist_runtime::server::{GrpcServer, ServerSettings};
@@ -156,17 +156,11 @@ impl Config {
                 "must start with postgres:// or sqlite:",
             ));
         }
-        for (url, variable) in [
-            (&self.identity_url, "ASSIST_IMPERSONATION_IDENTITY_URL"),
-            (
-                &self.agent_directory_url,
-                "ASSIST_IMPERSONATION_AGENT_DIRECTORY_URL",
-            ),
-        ] {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::new(variable, "must be an http(s) URL"));
-            }
-        }
+        http_url(&self.identity_url, "ASSIST_IMPERSONATION_IDENTITY_URL")?;
+        http_url(
+            &self.agent_directory_url,
+            "ASSIST_IMPERSONATION_AGENT_DIRECTORY_URL",
+        )?;
         if self.client_id.is_empty() || self.client_secret.is_empty() {
             return Err(ConfigError::new(
                 "ASSIST_IMPERSONATION_CLIENT_ID",
@@ -179,19 +173,12 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        let positive = |value: u64, variable: &'static str| {
-            if value == 0 {
-                Err(ConfigError::new(variable, "must be greater than 0"))
-            } else {
-                Ok(Duration::from_secs(value))
-            }
-        };
         let limits = Limits {
-            max_length: positive(
+            max_length: positive_secs(
                 self.session_max_secs,
                 "ASSIST_IMPERSONATION_SESSION_MAX_SECS",
             )?,
-            idle_timeout: positive(
+            idle_timeout: positive_secs(
                 self.session_idle_secs,
                 "ASSIST_IMPERSONATION_SESSION_IDLE_SECS",
             )?,
@@ -215,7 +202,7 @@ impl Config {
         };
         let server = ServerSettings {
             metrics_listen: self.metrics_listen,
-            request_timeout: positive(
+            request_timeout: positive_secs(
                 self.request_timeout_secs,
                 "ASSIST_IMPERSONATION_REQUEST_TIMEOUT_SECS",
             )?,

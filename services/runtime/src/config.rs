@@ -20,6 +20,27 @@ impl ConfigError {
     }
 }
 
+/// A duration in seconds that must not be zero.
+pub fn positive_secs(
+    value: u64,
+    variable: &'static str,
+) -> Result<std::time::Duration, ConfigError> {
+    if value == 0 {
+        Err(ConfigError::new(variable, "must be greater than 0"))
+    } else {
+        Ok(std::time::Duration::from_secs(value))
+    }
+}
+
+/// An `http://` or `https://` URL.
+pub fn http_url(value: &str, variable: &'static str) -> Result<(), ConfigError> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ConfigError::new(variable, "must be an http(s) URL"))
+    }
+}
+
 /// Exit code for bad configuration (EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
 

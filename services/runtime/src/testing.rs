@@ -137,3 +137,25 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// Waits (at most 10 s) until the server on `addr` says SERVING on `grpc.health.v1`.
+pub async fn wait_serving(addr: std::net::SocketAddr, what: &str) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("address")
+        .connect_lazy();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for _ in 0..400 {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        if status.ok() == Some(ServingStatus::Serving as i32) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{what} never became SERVING");
+}

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use assist_agent_directory::store::{MIGRATIONS, Store};
 use assist_identity::service::{Actor, PrincipalInput};
@@ -58,15 +57,7 @@ pub async fn health(addr: SocketAddr) -> Option<i32> {
 
 pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
 
-pub async fn wait_serving(addr: SocketAddr, what: &str) {
-    for _ in 0..400 {
-        if health(addr).await == Some(SERVING) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} never became SERVING");
-}
+pub use assist_runtime::testing::wait_serving;
 
 /// A signed-in user: principal id and access token.
 #[derive(Debug, Clone)]

@@ -75,25 +75,7 @@ impl Server {
     }
 
     pub async fn wait_serving(&self) {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect_lazy();
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        for _ in 0..200 {
-            let status = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|r| r.into_inner().status);
-            if status.ok()
-                == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("identity never became SERVING");
+        assist_runtime::testing::wait_serving(self.addr, "identity").await;
     }
 
     /// The use cases over the same database, as the operator (`assist admin`) would reach them.
