@@ -86,7 +86,7 @@ fn session_to_pb(session: Session) -> pb::AssistSession {
         ),
         (false, None) => (
             session.live_until_us(),
-            session.effective_end(),
+            Some(session.effective_end()),
             crate::domain::session::SYSTEM.to_owned(),
         ),
     };
@@ -194,9 +194,7 @@ impl pb::impersonation_server::Impersonation for Api {
             end_reason: if active {
                 pb::EndReason::Unspecified as i32
             } else {
-                session
-                    .effective_end()
-                    .map_or(pb::EndReason::Unspecified, reason_to_pb) as i32
+                reason_to_pb(session.effective_end()) as i32
             },
         })
     }

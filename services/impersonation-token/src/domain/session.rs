@@ -131,14 +131,13 @@ impl Session {
     }
 
     /// Why a session that is no longer live is over: its recorded reason, or the timeout it ran into.
-    pub fn effective_end(&self) -> Option<EndReason> {
-        self.end_reason.or_else(|| {
-            Some(if self.idle_expires_at_us < self.expires_at_us {
+    pub fn effective_end(&self) -> EndReason {
+        self.end_reason
+            .unwrap_or(if self.idle_expires_at_us < self.expires_at_us {
                 EndReason::IdleTimeout
             } else {
                 EndReason::MaxLength
             })
-        })
     }
 }
 
