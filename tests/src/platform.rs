@@ -334,6 +334,40 @@ impl Platform {
             .unwrap();
     }
 
+    /// The gateway in front of this platform (the first impersonation replica), on 127.0.0.1:0 with
+    /// the platform's service account; answers once `/healthz` says it is serving.
+    pub async fn start_gateway(&self) -> Running {
+        let config = assist_gateway::Config::try_parse_from([
+            "gateway".to_owned(),
+            "--listen=127.0.0.1:0".to_owned(),
+            format!("--identity-url={}", self.identity.url()),
+            format!("--agent-directory-url={}", self.agents.url()),
+            format!("--impersonation-url={}", self.impersonation[0].url()),
+            format!("--client-id={}", self.service_accounts.0),
+            format!("--client-secret={}", self.service_accounts.1),
+        ])
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = assist_runtime::shutdown::channel();
+        let task = tokio::spawn(assist_gateway::serve(config, listener, shutdown));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match http(addr, "GET", "/healthz", &[], None).await {
+                Ok(reply) if reply.status == 200 => break,
+                _ if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => panic!("gateway not serving: {other:?}"),
+            }
+        }
+        Running {
+            addr,
+            trigger,
+            task,
+        }
+    }
+
     pub async fn stop(self) {
         for replica in self.impersonation {
             replica.stop().await;
@@ -380,4 +414,75 @@ async fn service_account(
         .unwrap()
         .into_inner();
     (client_id, created.client_secret)
+}
+
+/// One HTTP answer, as the gateway tests read it.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`, read to the end): all the gateway
+/// tests need, without an HTTP client crate.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<HttpReply> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let body = body.unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        request.push_str("content-type: application/vnd.api+json\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer");
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(invalid)?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(invalid)?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+    {
+        return Err(std::io::Error::other("chunked answers are not read here"));
+    }
+    Ok(HttpReply {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
 }

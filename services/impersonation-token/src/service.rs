@@ -193,9 +193,7 @@ impl Impersonation {
     pub async fn end_assist(&self, caller: &Claims, session_id: &str) -> Result<Session> {
         let session_id = assist_runtime::validate::id("session_id", session_id)?.to_string();
         let session = self.find(&session_id).await?;
-        let (reason, by) = if caller.is_admin_or_service() {
-            (EndReason::EndedByAdmin, caller.sub.clone())
-        } else if let (Some(act), Some(sid)) = (&caller.act, &caller.sid) {
+        let (reason, by) = if let (Some(act), Some(sid)) = (&caller.act, &caller.sid) {
             if *sid != session.id {
                 return Err(Error::denied(
                     "a session can only be ended by its own token",
@@ -203,7 +201,10 @@ impl Impersonation {
             }
             (EndReason::EndedByAgent, act.sub.clone())
         } else if caller.realm == Realm::BackOffice && caller.sub == session.agent_id {
+            // Before the admin case: an administrator ending their own session ends it as its agent.
             (EndReason::EndedByAgent, caller.sub.clone())
+        } else if caller.is_admin_or_service() {
+            (EndReason::EndedByAdmin, caller.sub.clone())
         } else {
             return Err(Error::denied(
                 "only the session's agent or an admin can end it",

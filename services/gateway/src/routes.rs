@@ -1,0 +1,782 @@
+//! The storefront agent-assist routes (the Glue-compatible table of issue 4) and the gateway's own:
+//! each handler checks its input, calls the services over gRPC and answers a JSON:API document.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use assist_proto::agentdirectory::v1 as dir;
+use assist_proto::common::v1::{GetJwksRequest, PageRequest};
+use assist_proto::identity::v1 as idp;
+use assist_proto::impersonation::v1 as imp;
+use assist_runtime::auth::{Claims, Realm, bearer};
+use assist_runtime::validate::{self, Page};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use http::{HeaderMap, StatusCode, header};
+use serde_json::{Map, Value, json};
+use tonic::Code;
+use tracing::Instrument;
+
+use crate::jsonapi::{self, ApiError, PageParams, attributes, document, text};
+use crate::{AppState, Upstreams};
+
+type Shared = State<Arc<AppState>>;
+type Answer = Result<Response, ApiError>;
+
+/// Longest password passed on to identity; longer ones cannot be right.
+const PASSWORD_MAX: usize = 1024;
+/// Longest refresh token or customer reference worth a call.
+const OPAQUE_MAX: usize = 512;
+const REFERENCE_MAX: usize = 64;
+const QUERY_MAX: usize = 100;
+const REASON_MAX: usize = 500;
+
+/// Every route, behind the request span, the deadline and the body limit.
+pub fn router(state: Arc<AppState>) -> Router {
+    let timeout = state.checked.request_timeout;
+    let body_limit = state.checked.body_limit;
+    Router::new()
+        .route("/agent-access-tokens", post(agent_access_token))
+        .route("/agent-customer-search", get(customer_search))
+        .route(
+            "/agent-customer-impersonation-access-tokens",
+            post(start_impersonation),
+        )
+        .route(
+            "/agent-customer-impersonation-access-tokens/{session_id}",
+            delete(end_impersonation),
+        )
+        .route("/agent-assist-sessions", get(list_sessions))
+        .route("/access-tokens", post(customer_access_token))
+        .route("/refresh-tokens", post(refresh))
+        .route("/refresh-tokens/{token}", delete(revoke_refresh))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { jsonapi::NOT_FOUND })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(timeout, deadline))
+        .layer(middleware::from_fn(trace))
+        .with_state(state)
+}
+
+/// One span per request, a child of the caller's `traceparent`, named by route (never by the raw path,
+/// which may carry a refresh token).
+async fn trace(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let span = tracing::info_span!("http", method = %request.method(), route = %route);
+    assist_runtime::telemetry::set_parent_from(&span, request.headers());
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request served"
+        )
+    });
+    response
+}
+
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => jsonapi::TIMEOUT.into_response(),
+    }
+}
+
+fn upstreams(state: &AppState) -> Result<Upstreams, ApiError> {
+    state.upstreams.get().cloned().ok_or(jsonapi::UNAVAILABLE)
+}
+
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            jsonapi::BODY_TOO_LARGE
+        } else {
+            jsonapi::INVALID_BODY
+        }
+    })
+}
+
+/// A request that carries `token` as its bearer token.
+fn as_caller<T>(token: &str, message: T) -> Result<tonic::Request<T>, ApiError> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| jsonapi::INVALID_ACCESS_TOKEN)?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+fn expires_in(expires_at_us: i64) -> i64 {
+    ((expires_at_us - assist_runtime::time::now_us()) / 1_000_000).max(0)
+}
+
+fn link(state: &AppState, path: &str) -> String {
+    format!("{}{path}", state.checked.public_url)
+}
+
+/// A 201 token resource as Glue writes it.
+fn token_created(state: &AppState, kind: &str, id: Value, attributes: Value) -> Response {
+    document(
+        StatusCode::CREATED,
+        &json!({
+            "data": {
+                "type": kind,
+                "id": id,
+                "attributes": attributes,
+                "links": { "self": link(state, &format!("/{kind}")) },
+            }
+        }),
+    )
+}
+
+fn pair_attributes(pair: &idp::TokenPair) -> Value {
+    let access = pair.access.clone().unwrap_or_default();
+    json!({
+        "tokenType": "Bearer",
+        "expiresIn": expires_in(access.expires_at_us),
+        "accessToken": access.token,
+        "refreshToken": pair.refresh_token,
+    })
+}
+
+/// The end user's address for login throttling: the peer, or behind a trusted proxy the last
+/// `X-Forwarded-For` entry (the one that proxy appended; earlier ones are the client's to forge).
+fn client_address(trust_forwarded_for: bool, peer: SocketAddr, headers: &HeaderMap) -> String {
+    if trust_forwarded_for
+        && let Some(forwarded) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .next_back()
+            .and_then(|entry| entry.trim().parse::<std::net::IpAddr>().ok())
+    {
+        return forwarded.to_string();
+    }
+    peer.ip().to_string()
+}
+
+/// Signs in with `username` and `password` of a request document; every refusal is `failed`, except
+/// throttling (429) and an unreachable identity.
+async fn sign_in(
+    upstreams: &Upstreams,
+    realm: idp::Realm,
+    attributes: &Map<String, Value>,
+    client_address: String,
+    failed: ApiError,
+) -> Result<idp::TokenPair, ApiError> {
+    let email = validate::email("username", text(attributes, "username").unwrap_or_default())
+        .map_err(|_| failed.clone())?;
+    // Passwords are taken as typed: no trimming.
+    let password = text(attributes, "password").unwrap_or_default();
+    if password.is_empty()
+        || password.chars().count() > PASSWORD_MAX
+        || password.chars().any(char::is_control)
+    {
+        return Err(failed);
+    }
+    let request = idp::LoginRequest {
+        realm: realm as i32,
+        email,
+        password: password.to_owned(),
+        client_address,
+    };
+    match upstreams.identity.clone().login(request).await {
+        Ok(reply) => Ok(reply.into_inner()),
+        Err(status) => Err(match status.code() {
+            Code::ResourceExhausted => jsonapi::TOO_MANY_REQUESTS,
+            Code::Unauthenticated
+            | Code::InvalidArgument
+            | Code::NotFound
+            | Code::PermissionDenied
+            | Code::FailedPrecondition => failed,
+            _ => ApiError::from_status(&status),
+        }),
+    }
+}
+
+/// Whether the back-office principal `id` holds the storefront agent capability now.
+async fn is_customer_agent(upstreams: &Upstreams, id: &str) -> Result<bool, ApiError> {
+    let request = dir::GetAgentRequest { id: id.to_owned() };
+    match upstreams.agents.clone().get_agent(request).await {
+        Ok(agent) => Ok(agent
+            .into_inner()
+            .capabilities
+            .contains(&(dir::Capability::AssistCustomers as i32))),
+        Err(status) if matches!(status.code(), Code::NotFound | Code::PermissionDenied) => {
+            Ok(false)
+        }
+        Err(status) => Err(ApiError::from_status(&status)),
+    }
+}
+
+/// `POST /agent-access-tokens`: a back-office user holding the storefront agent capability signs in.
+async fn agent_access_token(
+    State(state): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let attributes = attributes(&body(raw)?, "agent-access-tokens")?;
+    let client = client_address(state.checked.trust_forwarded_for, peer, &headers);
+    let upstreams = upstreams(&state)?;
+    let pair = sign_in(
+        &upstreams,
+        idp::Realm::BackOffice,
+        &attributes,
+        client,
+        jsonapi::AGENT_LOGIN_FAILED,
+    )
+    .await?;
+    if !is_customer_agent(&upstreams, &pair.principal_id).await? {
+        // Signed in, but not as an agent: the pair is spent at once and the answer is the same as for
+        // a wrong password.
+        let revoke = idp::RevokeRefreshTokenRequest {
+            refresh_token: pair.refresh_token.clone(),
+        };
+        if let Err(status) = upstreams
+            .identity
+            .clone()
+            .revoke_refresh_token(revoke)
+            .await
+        {
+            tracing::warn!(error = %status.message(), "revoking a non-agent's refresh token failed");
+        }
+        return Err(jsonapi::AGENT_LOGIN_FAILED);
+    }
+    tracing::info!(agent_id = %pair.principal_id, "agent signed in");
+    Ok(token_created(
+        &state,
+        "agent-access-tokens",
+        Value::Null,
+        pair_attributes(&pair),
+    ))
+}
+
+/// `POST /access-tokens`: a customer signs in.
+async fn customer_access_token(
+    State(state): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let attributes = attributes(&body(raw)?, "access-tokens")?;
+    let client = client_address(state.checked.trust_forwarded_for, peer, &headers);
+    let upstreams = upstreams(&state)?;
+    let pair = sign_in(
+        &upstreams,
+        idp::Realm::Customer,
+        &attributes,
+        client,
+        jsonapi::USER_LOGIN_FAILED,
+    )
+    .await?;
+    Ok(token_created(
+        &state,
+        "access-tokens",
+        Value::Null,
+        pair_attributes(&pair),
+    ))
+}
+
+/// `POST /refresh-tokens`: a new pair for a refresh token, which is spent.
+async fn refresh(State(state): Shared, raw: Result<Bytes, BytesRejection>) -> Answer {
+    let attributes = attributes(&body(raw)?, "refresh-tokens")?;
+    let token = text(&attributes, "refreshToken").unwrap_or_default().trim();
+    if token.is_empty() {
+        return Err(jsonapi::REFRESH_TOKEN_MISSING);
+    }
+    if token.len() > OPAQUE_MAX || token.chars().any(char::is_control) {
+        return Err(jsonapi::REFRESH_FAILED);
+    }
+    let request = idp::RefreshRequest {
+        refresh_token: token.to_owned(),
+    };
+    match upstreams(&state)?.identity.refresh(request).await {
+        Ok(pair) => Ok(token_created(
+            &state,
+            "refresh-tokens",
+            Value::Null,
+            pair_attributes(&pair.into_inner()),
+        )),
+        Err(status) => Err(match status.code() {
+            Code::ResourceExhausted => jsonapi::TOO_MANY_REQUESTS,
+            Code::Unauthenticated
+            | Code::InvalidArgument
+            | Code::NotFound
+            | Code::PermissionDenied
+            | Code::FailedPrecondition => jsonapi::REFRESH_FAILED,
+            _ => ApiError::from_status(&status),
+        }),
+    }
+}
+
+/// `DELETE /refresh-tokens/{token}`: revokes one refresh token (and its family); `mine` revokes every
+/// refresh token of the caller, who must present an access token.
+async fn revoke_refresh(
+    State(state): Shared,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let upstreams = upstreams(&state)?;
+    if token == "mine" {
+        if !headers.contains_key(header::AUTHORIZATION) {
+            return Err(jsonapi::MISSING_ACCESS_TOKEN);
+        }
+        let access = bearer(&headers).ok_or(jsonapi::INVALID_ACCESS_TOKEN)?;
+        let claims = verify(&state, access, jsonapi::INVALID_ACCESS_TOKEN).await?;
+        let request = idp::RevokeAllRefreshTokensRequest {
+            principal_id: claims.sub,
+        };
+        upstreams
+            .identity
+            .clone()
+            .revoke_all_refresh_tokens(as_caller(access, request)?)
+            .await
+            .map_err(|status| ApiError::from_status(&status))?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if token.len() > OPAQUE_MAX || token.chars().any(char::is_control) {
+        return Err(jsonapi::REFRESH_FAILED);
+    }
+    let request = idp::RevokeRefreshTokenRequest {
+        refresh_token: token,
+    };
+    match upstreams
+        .identity
+        .clone()
+        .revoke_refresh_token(request)
+        .await
+    {
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(status) if status.code() == Code::InvalidArgument => Err(jsonapi::REFRESH_FAILED),
+        Err(status) => Err(ApiError::from_status(&status)),
+    }
+}
+
+/// Verifies one of identity's access tokens; `invalid` when it does not verify.
+async fn verify(state: &AppState, token: &str, invalid: ApiError) -> Result<Claims, ApiError> {
+    match state.verifier.verify(token).await {
+        Ok(claims) => Ok(claims),
+        Err(assist_runtime::Error::Unavailable(_)) => Err(jsonapi::UNAVAILABLE),
+        Err(_) => Err(invalid),
+    }
+}
+
+/// An agent that may assist customers, and the token they called with.
+struct CallingAgent {
+    token: String,
+    claims: Claims,
+}
+
+/// The agent behind a request, as Glue finds them: `X-Agent-Authorization` when present (4102 when it
+/// does not verify), otherwise `Authorization` (4103 when missing, 001 when it does not verify). A
+/// token that verifies but is not a storefront agent's is 4103 either way.
+async fn calling_agent(
+    state: &AppState,
+    upstreams: &Upstreams,
+    headers: &HeaderMap,
+) -> Result<CallingAgent, ApiError> {
+    let (token, invalid) = match headers.get("x-agent-authorization") {
+        Some(value) => {
+            // The same `Bearer <token>` syntax as `Authorization`, read by the same parser.
+            let mut only = HeaderMap::new();
+            only.insert(header::AUTHORIZATION, value.clone());
+            (
+                bearer(&only).map(str::to_owned),
+                jsonapi::INVALID_AGENT_TOKEN,
+            )
+        }
+        None if headers.contains_key(header::AUTHORIZATION) => (
+            bearer(headers).map(str::to_owned),
+            jsonapi::INVALID_ACCESS_TOKEN,
+        ),
+        None => return Err(jsonapi::AGENT_ONLY),
+    };
+    let token = token
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| invalid.clone())?;
+    let claims = verify(state, &token, invalid).await?;
+    if claims.realm != Realm::BackOffice
+        || claims.is_delegated()
+        || !is_customer_agent(upstreams, &claims.sub).await?
+    {
+        return Err(jsonapi::AGENT_ONLY);
+    }
+    Ok(CallingAgent { token, claims })
+}
+
+fn page_of(offset: Option<u64>, limit: Option<u32>) -> Result<Page, ApiError> {
+    Ok(Page::new(limit.unwrap_or(0), offset.unwrap_or(0))?)
+}
+
+fn page_request(page: Page) -> Option<PageRequest> {
+    Some(PageRequest {
+        limit: page.limit,
+        offset: page.offset,
+    })
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    #[serde(rename = "page[offset]")]
+    offset: Option<u64>,
+    #[serde(rename = "page[limit]")]
+    limit: Option<u32>,
+}
+
+/// `GET /agent-customer-search`: customers by name, email or reference, paged, for an agent.
+async fn customer_search(
+    State(state): Shared,
+    headers: HeaderMap,
+    query: Result<Query<SearchParams>, QueryRejection>,
+) -> Answer {
+    let upstreams = upstreams(&state)?;
+    calling_agent(&state, &upstreams, &headers).await?;
+    let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
+    let q = validate::optional("q", params.q.as_deref().unwrap_or_default(), QUERY_MAX)?;
+    let page = page_of(params.offset, params.limit)?;
+    let request = idp::SearchCustomersRequest {
+        query: q.clone(),
+        page: page_request(page),
+    };
+    let reply = upstreams
+        .identity_service
+        .clone()
+        .search_customers(request)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?
+        .into_inner();
+    let info = reply.page.unwrap_or_default();
+    let customers: Vec<Value> = reply
+        .customers
+        .iter()
+        .map(|c| {
+            json!({
+                "customerReference": c.customer_reference,
+                "email": c.email,
+                "firstName": c.first_name,
+                "lastName": c.last_name,
+            })
+        })
+        .collect();
+    let base = if q.is_empty() {
+        link(&state, "/agent-customer-search?")
+    } else {
+        link(
+            &state,
+            &format!(
+                "/agent-customer-search?q={}&",
+                jsonapi::encode_query_value(&q)
+            ),
+        )
+    };
+    let links = jsonapi::page_links(&base, page.offset, page.limit, info.total, info.total_exact);
+    Ok(document(
+        StatusCode::OK,
+        &json!({
+            "data": [{
+                "type": "agent-customer-search",
+                "id": null,
+                "attributes": { "customers": customers },
+                "links": { "self": links["self"] },
+            }],
+            "links": links,
+        }),
+    ))
+}
+
+/// The customer whose reference is exactly `reference` (references are case-insensitive).
+async fn customer_by_reference(
+    upstreams: &Upstreams,
+    reference: &str,
+) -> Result<Option<idp::CustomerSummary>, ApiError> {
+    // Identity answers the exact reference first, ahead of prefix matches.
+    let request = idp::SearchCustomersRequest {
+        query: reference.to_owned(),
+        page: Some(PageRequest {
+            limit: 1,
+            offset: 0,
+        }),
+    };
+    let reply = upstreams
+        .identity_service
+        .clone()
+        .search_customers(request)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?
+        .into_inner();
+    Ok(reply
+        .customers
+        .into_iter()
+        .find(|c| c.customer_reference.eq_ignore_ascii_case(reference)))
+}
+
+fn valid_reference(reference: &str) -> bool {
+    !reference.is_empty()
+        && reference.len() <= REFERENCE_MAX
+        && reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `POST /agent-customer-impersonation-access-tokens`: the agent starts assisting a customer, found by
+/// reference, and gets an impersonation token (not refreshable; the resource id is the session id).
+async fn start_impersonation(
+    State(state): Shared,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let upstreams = upstreams(&state)?;
+    let agent = calling_agent(&state, &upstreams, &headers).await?;
+    let attributes = attributes(&body(raw)?, "agent-customer-impersonation-access-tokens")?;
+    let reference = text(&attributes, "customerReference")
+        .unwrap_or_default()
+        .trim();
+    if !valid_reference(reference) {
+        return Err(jsonapi::IMPERSONATION_FAILED);
+    }
+    let reason = validate::optional(
+        "reason",
+        text(&attributes, "reason").unwrap_or_default(),
+        REASON_MAX,
+    )?;
+    let customer = customer_by_reference(&upstreams, reference)
+        .await?
+        .ok_or(jsonapi::IMPERSONATION_FAILED)?;
+    let request = imp::StartAssistRequest {
+        target_id: customer.id.clone(),
+        reason,
+        ..Default::default()
+    };
+    let started = match upstreams
+        .impersonation
+        .clone()
+        .start_assist(as_caller(&agent.token, request)?)
+        .await
+    {
+        Ok(reply) => reply.into_inner(),
+        Err(status) => {
+            return Err(match status.code() {
+                Code::ResourceExhausted
+                | Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Cancelled
+                | Code::Internal
+                | Code::Unknown => ApiError::from_status(&status),
+                _ => jsonapi::IMPERSONATION_FAILED,
+            });
+        }
+    };
+    let session_id = started.session.map(|s| s.id).unwrap_or_default();
+    tracing::info!(
+        agent_id = %agent.claims.sub,
+        session_id = %session_id,
+        "assist session started"
+    );
+    Ok(token_created(
+        &state,
+        "agent-customer-impersonation-access-tokens",
+        Value::String(session_id),
+        json!({
+            "tokenType": "Bearer",
+            "expiresIn": started.expires_in,
+            "accessToken": started.access_token,
+            "refreshToken": null,
+        }),
+    ))
+}
+
+/// `DELETE /agent-customer-impersonation-access-tokens/{sessionId}`: the agent ends a session.
+async fn end_impersonation(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(session_id): Path<String>,
+) -> Answer {
+    let upstreams = upstreams(&state)?;
+    let agent = calling_agent(&state, &upstreams, &headers).await?;
+    let session_id = validate::id("sessionId", &session_id).map_err(|_| jsonapi::NOT_FOUND)?;
+    let request = imp::EndAssistRequest {
+        session_id: session_id.to_string(),
+    };
+    upstreams
+        .impersonation
+        .clone()
+        .end_assist(as_caller(&agent.token, request)?)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?;
+    tracing::info!(agent_id = %agent.claims.sub, session_id = %session_id, "assist session ended");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn target_realm(value: i32) -> &'static str {
+    match imp::TargetRealm::try_from(value) {
+        Ok(imp::TargetRealm::Customer) => "customer",
+        Ok(imp::TargetRealm::MerchantUser) => "merchant_user",
+        _ => "unspecified",
+    }
+}
+
+fn end_reason(value: i32) -> Value {
+    match imp::EndReason::try_from(value) {
+        Ok(imp::EndReason::Unspecified) | Err(_) => Value::Null,
+        Ok(reason) => {
+            let name = reason.as_str_name();
+            Value::String(name.trim_start_matches("END_REASON_").to_ascii_lowercase())
+        }
+    }
+}
+
+/// `GET /agent-assist-sessions`: the calling agent's sessions, newest first, paged.
+async fn list_sessions(
+    State(state): Shared,
+    headers: HeaderMap,
+    query: Result<Query<PageParams>, QueryRejection>,
+) -> Answer {
+    let upstreams = upstreams(&state)?;
+    let agent = calling_agent(&state, &upstreams, &headers).await?;
+    let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
+    let page = page_of(params.offset, params.limit)?;
+    let request = imp::ListSessionsRequest {
+        page: page_request(page),
+        agent_id: agent.claims.sub.clone(),
+        ..Default::default()
+    };
+    let reply = upstreams
+        .impersonation
+        .clone()
+        .list_sessions(as_caller(&agent.token, request)?)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?
+        .into_inner();
+    let info = reply.page.unwrap_or_default();
+    let sessions: Vec<Value> = reply
+        .sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "type": "agent-assist-sessions",
+                "id": s.id,
+                "attributes": {
+                    "targetId": s.target_id,
+                    "targetRealm": target_realm(s.target_realm),
+                    "reason": s.reason,
+                    "active": s.active,
+                    "startedAtUs": s.started_at_us,
+                    "expiresAtUs": s.expires_at_us,
+                    "endedAtUs": if s.active { Value::Null } else { s.ended_at_us.into() },
+                    "endReason": end_reason(s.end_reason),
+                    "actionCount": s.action_count,
+                },
+            })
+        })
+        .collect();
+    let base = link(&state, "/agent-assist-sessions?");
+    Ok(document(
+        StatusCode::OK,
+        &json!({
+            "data": sessions,
+            "links": jsonapi::page_links(&base, page.offset, page.limit, info.total, info.total_exact),
+        }),
+    ))
+}
+
+/// `GET /.well-known/jwks.json`: identity's and impersonation-token's public keys in one set.
+async fn jwks(State(state): Shared) -> Answer {
+    let upstreams = upstreams(&state)?;
+    let mut identity = upstreams.identity.clone();
+    let mut impersonation = upstreams.impersonation.clone();
+    let (own, delegated) = tokio::join!(
+        identity.get_jwks(GetJwksRequest {}),
+        impersonation.get_jwks(GetJwksRequest {}),
+    );
+    let mut keys = Vec::new();
+    for set in [own, delegated] {
+        let set = set.map_err(|status| ApiError::from_status(&status))?;
+        keys.extend(set.into_inner().keys.into_iter().map(|k| {
+            json!({ "kid": k.kid, "kty": k.kty, "crv": k.crv, "x": k.x, "alg": k.alg, "use": k.r#use })
+        }));
+    }
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json"),
+            (header::CACHE_CONTROL, "public, max-age=60"),
+        ],
+        json!({ "keys": keys }).to_string(),
+    )
+        .into_response())
+}
+
+/// `GET /healthz`: 200 once the gateway can reach the services with its token, 503 before and while
+/// shutting down.
+async fn healthz(State(state): Shared) -> Response {
+    let status = if *state.shutdown.borrow() {
+        "stopping"
+    } else if state.upstreams.get().is_none() {
+        "starting"
+    } else {
+        "serving"
+    };
+    let code = if status == "serving" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "status": status }).to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_checked_before_any_call() {
+        assert!(valid_reference("DE--42"));
+        for bad in ["", "DE 42", "DE--42;", &"A".repeat(REFERENCE_MAX + 1)] {
+            assert!(!valid_reference(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_addresses_only_when_trusted() {
+        let peer: SocketAddr = "10.0.0.9:4000".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "1.2.3.4, 5.6.7.8".parse().unwrap());
+        assert_eq!(client_address(false, peer, &headers), "10.0.0.9");
+        assert_eq!(
+            client_address(true, peer, &headers),
+            "5.6.7.8",
+            "the proxy's entry"
+        );
+        headers.insert("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(client_address(true, peer, &headers), "10.0.0.9");
+    }
+
+    #[test]
+    fn end_reasons_read_as_words() {
+        assert_eq!(
+            end_reason(imp::EndReason::EndedByAgent as i32),
+            "ended_by_agent"
+        );
+        assert_eq!(end_reason(0), Value::Null);
+    }
+}

@@ -1,0 +1,874 @@
+//! The gateway's Glue-compatible agent-assist HTTP API end to end: real HTTP on 127.0.0.1 in front of
+//! identity, agent-directory and impersonation-token, on SQLite and on PostgreSQL. Each row of the table
+//! in issue 4 (storefront part) has its success and each of its error codes here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use assist_proto::agentdirectory::v1::Capability;
+use assist_proto::identity::v1 as idp;
+use assist_runtime::auth::{
+    Claims, IdentityJwks, ImpersonationJwks, Realm, TokenVerifier, TrustedIssuer,
+};
+use assist_runtime::testing::TestBackend;
+use assist_tests::platform::{PASSWORD, Platform, Running, authed, http};
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// Status and JSON body of one call (`Null` for an empty body).
+async fn call(
+    gateway: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string());
+    let reply = http(gateway, method, path, headers, body.as_deref())
+        .await
+        .unwrap();
+    let json = if reply.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&reply.body).unwrap_or_else(|_| panic!("not JSON: {}", reply.body))
+    };
+    (reply.status, json)
+}
+
+/// `(status, code, detail)` of an error object.
+type ErrorObject = (u16, String, String);
+
+/// Request headers, and what they should be refused with, and why.
+type Refusal<'a> = (Vec<(&'a str, &'a str)>, ErrorObject, &'a str);
+
+/// The one error object of an answer.
+fn error_of(status: u16, body: &Value) -> ErrorObject {
+    let error = &body["errors"][0];
+    assert_eq!(
+        error["status"],
+        status.to_string(),
+        "the error object repeats the status: {body}"
+    );
+    (
+        status,
+        error["code"].as_str().unwrap_or_default().to_owned(),
+        error["detail"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+fn sign_in_body(kind: &str, username: &str, password: &str) -> Value {
+    json!({ "data": { "type": kind, "attributes": { "username": username, "password": password } } })
+}
+
+async fn agent_sign_in(gateway: SocketAddr, username: &str, password: &str) -> (u16, Value) {
+    call(
+        gateway,
+        "POST",
+        "/agent-access-tokens",
+        &[],
+        Some(sign_in_body("agent-access-tokens", username, password)),
+    )
+    .await
+}
+
+fn failed(code: &str, detail: &str) -> ErrorObject {
+    (401, code.to_owned(), detail.to_owned())
+}
+
+fn agent_login_failed() -> ErrorObject {
+    failed("4101", "Failed to authenticate an agent.")
+}
+
+fn agent_only() -> ErrorObject {
+    failed("4103", "Action is available to agent user only.")
+}
+
+fn impersonation_failed() -> ErrorObject {
+    failed("4104", "Failed to impersonate a customer.")
+}
+
+fn verifier(platform: &Platform) -> TokenVerifier {
+    TokenVerifier::new(
+        "agent-assist",
+        vec![
+            TrustedIssuer {
+                issuer: "assist-identity".into(),
+                keys: Arc::new(IdentityJwks(platform.identity_client())),
+            },
+            TrustedIssuer {
+                issuer: "assist-impersonation".into(),
+                keys: Arc::new(ImpersonationJwks(platform.impersonation_client(0))),
+            },
+        ],
+    )
+}
+
+async fn claims_of(platform: &Platform, token: &str) -> Claims {
+    verifier(platform).verify(token).await.expect("valid token")
+}
+
+/// A customer with the given names; answers their id and reference.
+async fn customer(platform: &Platform, email: &str, first: &str, last: &str) -> (String, String) {
+    let created = platform
+        .identity_client()
+        .create_customer(authed(
+            &platform.admin.token,
+            idp::CreateCustomerRequest {
+                email: email.into(),
+                first_name: first.into(),
+                last_name: last.into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let reference = match created.kind {
+        Some(idp::principal::Kind::Customer(c)) => c.customer_reference,
+        other => panic!("not a customer: {other:?}"),
+    };
+    (created.id, reference)
+}
+
+async fn start(backend: TestBackend) -> (Platform, Running) {
+    let platform = Platform::start(backend, 1, &[]).await;
+    let gateway = platform.start_gateway().await;
+    (platform, gateway)
+}
+
+async fn stop(platform: Platform, gateway: Running) {
+    gateway.stop().await;
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn agents_sign_in_and_everyone_else_gets_4101() {
+    for backend in TestBackend::all() {
+        let (platform, gateway) = start(backend).await;
+        let gw = gateway.addr;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
+
+        let (status, body) = agent_sign_in(gw, "agent@example.com", PASSWORD).await;
+        assert_eq!(status, 201, "{body}");
+        let data = &body["data"];
+        assert_eq!(data["type"], "agent-access-tokens");
+        assert_eq!(data["id"], Value::Null);
+        let attributes = &data["attributes"];
+        assert_eq!(attributes["tokenType"], "Bearer");
+        assert!(attributes["expiresIn"].as_i64().unwrap() > 0);
+        assert!(!attributes["refreshToken"].as_str().unwrap().is_empty());
+        let claims = claims_of(&platform, attributes["accessToken"].as_str().unwrap()).await;
+        assert_eq!(
+            (claims.sub.as_str(), claims.realm),
+            (agent.id.as_str(), Realm::BackOffice)
+        );
+
+        platform.agent("plain@example.com", &[]).await;
+        platform
+            .agent(
+                "merchant-agent@example.com",
+                &[Capability::AssistMerchantUsers],
+            )
+            .await;
+        let blocked = platform
+            .agent("blocked@example.com", &[Capability::AssistCustomers])
+            .await;
+        platform
+            .set_status(&blocked.id, idp::PrincipalStatus::Blocked)
+            .await;
+        platform.customer("casey@example.com").await;
+        for (username, password, why) in [
+            ("agent@example.com", "wrong password", "bad password"),
+            ("nobody@example.com", PASSWORD, "unknown user"),
+            (
+                "plain@example.com",
+                PASSWORD,
+                "back-office user who is no agent",
+            ),
+            (
+                "merchant-agent@example.com",
+                PASSWORD,
+                "merchant-portal agent only",
+            ),
+            ("blocked@example.com", PASSWORD, "blocked agent"),
+            ("casey@example.com", PASSWORD, "a customer"),
+            ("", PASSWORD, "empty username"),
+            ("agent@example.com", "", "empty password"),
+        ] {
+            let (status, body) = agent_sign_in(gw, username, password).await;
+            assert_eq!(error_of(status, &body), agent_login_failed(), "{why}");
+        }
+        for attributes in [
+            json!({ "username": "agent@example.com" }),
+            json!({}),
+            json!(null),
+        ] {
+            let (status, body) = call(
+                gw,
+                "POST",
+                "/agent-access-tokens",
+                &[],
+                Some(
+                    json!({ "data": { "type": "agent-access-tokens", "attributes": attributes } }),
+                ),
+            )
+            .await;
+            assert_eq!(
+                error_of(status, &body),
+                agent_login_failed(),
+                "{attributes}"
+            );
+        }
+
+        let (status, body) = call(
+            gw,
+            "POST",
+            "/agent-access-tokens",
+            &[],
+            Some(sign_in_body("access-tokens", "agent@example.com", PASSWORD)),
+        )
+        .await;
+        assert_eq!(
+            error_of(status, &body),
+            (400, "400".into(), "Invalid type.".into())
+        );
+        let reply = http(gw, "POST", "/agent-access-tokens", &[], Some("{not json"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/vnd.api+json")
+        );
+        let huge = "x".repeat(70 * 1024);
+        let (status, body) = agent_sign_in(gw, "agent@example.com", &huge).await;
+        assert_eq!(error_of(status, &body).0, 413, "body limit");
+
+        // Throttling last: it blocks this client address for everyone.
+        let mut last = 0;
+        for _ in 0..12 {
+            let (status, body) = agent_sign_in(gw, "agent@example.com", "still wrong").await;
+            last = status;
+            if status == 429 {
+                assert_eq!(error_of(status, &body).1, "429");
+                break;
+            }
+            assert_eq!(error_of(status, &body), agent_login_failed());
+        }
+        assert_eq!(last, 429, "repeated failures are throttled");
+        stop(platform, gateway).await;
+    }
+}
+
+async fn agent_token(gw: SocketAddr, email: &str) -> String {
+    let (status, body) = agent_sign_in(gw, email, PASSWORD).await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["attributes"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn references(body: &Value) -> Vec<String> {
+    body["data"][0]["attributes"]["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["customerReference"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn agents_search_customers_with_paging_links() {
+    for backend in TestBackend::all() {
+        let (platform, gateway) = start(backend).await;
+        let gw = gateway.addr;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        let token = agent_token(gw, "agent@example.com").await;
+        let bearer = format!("Bearer {token}");
+        let (_, ann) = customer(&platform, "ann.lee@example.com", "Ann", "Lee").await;
+        let (_, anton) = customer(&platform, "anton@example.com", "Anton", "Berg").await;
+        let (_, bob) = customer(&platform, "bob@example.com", "Bob", "Stone").await;
+
+        let (status, body) = call(
+            gw,
+            "GET",
+            "/agent-customer-search",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"][0]["type"], "agent-customer-search");
+        let mut all = references(&body);
+        all.sort();
+        let mut expected = vec![ann.clone(), anton.clone(), bob.clone()];
+        expected.sort();
+        assert_eq!(all, expected, "no q lists every customer");
+        let ann_entry = body["data"][0]["attributes"]["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["customerReference"] == ann.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(
+            ann_entry,
+            json!({ "customerReference": ann, "email": "ann.lee@example.com",
+                    "firstName": "Ann", "lastName": "Lee" })
+        );
+        let links = &body["links"];
+        assert_eq!(
+            links["self"], "/agent-customer-search?page[offset]=0&page[limit]=10",
+            "default limit 10"
+        );
+        assert!(links.get("next").is_none() && links.get("prev").is_none());
+
+        let (status, body) = call(
+            gw,
+            "GET",
+            "/agent-customer-search?q=an&page[limit]=1",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(references(&body).len(), 1);
+        let links = &body["links"];
+        assert_eq!(
+            links["first"],
+            "/agent-customer-search?q=an&page[offset]=0&page[limit]=1"
+        );
+        assert_eq!(
+            links["next"],
+            "/agent-customer-search?q=an&page[offset]=1&page[limit]=1"
+        );
+        assert_eq!(
+            links["last"],
+            "/agent-customer-search?q=an&page[offset]=1&page[limit]=1"
+        );
+        assert!(links.get("prev").is_none());
+        let first = references(&body);
+        let (_, body) = call(
+            gw,
+            "GET",
+            "/agent-customer-search?q=an&page%5Boffset%5D=1&page%5Blimit%5D=1",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        let second = references(&body);
+        let mut both = [first, second].concat();
+        both.sort();
+        let mut expected = vec![ann.clone(), anton.clone()];
+        expected.sort();
+        assert_eq!(both, expected, "the two pages hold both matches");
+        assert_eq!(
+            body["links"]["prev"],
+            "/agent-customer-search?q=an&page[offset]=0&page[limit]=1"
+        );
+        assert!(body["links"].get("next").is_none());
+
+        for (q, expected) in [
+            ("bob%40example.com", &bob),
+            ("ann%20lee", &ann),
+            (ann.as_str(), &ann),
+        ] {
+            let (status, body) = call(
+                gw,
+                "GET",
+                &format!("/agent-customer-search?q={q}"),
+                &[("authorization", &bearer)],
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(references(&body).first(), Some(expected), "q={q}");
+        }
+
+        // The agent's token in X-Agent-Authorization, a customer's in Authorization.
+        let casey = platform.customer("casey@example.com").await;
+        let customer_bearer = format!("Bearer {}", casey.token);
+        let (status, _) = call(
+            gw,
+            "GET",
+            "/agent-customer-search?q=bob",
+            &[
+                ("authorization", &customer_bearer),
+                ("x-agent-authorization", &bearer),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+
+        let plain = platform.agent("plain@example.com", &[]).await;
+        let plain_bearer = format!("Bearer {}", plain.token);
+        let refusals: Vec<Refusal> = vec![
+            (vec![], agent_only(), "no token"),
+            (
+                vec![("authorization", &customer_bearer)],
+                agent_only(),
+                "a customer",
+            ),
+            (
+                vec![("authorization", &plain_bearer)],
+                agent_only(),
+                "not an agent",
+            ),
+            (
+                vec![("x-agent-authorization", &customer_bearer)],
+                agent_only(),
+                "a customer as agent",
+            ),
+            (
+                vec![("authorization", "Bearer not-a-token")],
+                failed("001", "Invalid access token."),
+                "bad token",
+            ),
+            (
+                vec![("authorization", "Basic abc")],
+                failed("001", "Invalid access token."),
+                "not bearer",
+            ),
+            (
+                vec![
+                    ("authorization", &bearer),
+                    ("x-agent-authorization", "Bearer not-a-token"),
+                ],
+                failed("4102", "Invalid agent access token."),
+                "bad agent header",
+            ),
+        ];
+        for (headers, expected, why) in refusals {
+            let (status, body) = call(gw, "GET", "/agent-customer-search", &headers, None).await;
+            assert_eq!(error_of(status, &body), expected, "{why}");
+        }
+        for bad in ["page[limit]=101", "page[offset]=abc", "page[limit]=-1"] {
+            let (status, body) = call(
+                gw,
+                "GET",
+                &format!("/agent-customer-search?{bad}"),
+                &[("authorization", &bearer)],
+                None,
+            )
+            .await;
+            assert_eq!(error_of(status, &body).0, 400, "{bad}");
+        }
+
+        // The capability is checked on every call, not only at sign-in.
+        platform
+            .revoke(&agent.id, Capability::AssistCustomers)
+            .await;
+        let (status, body) = call(
+            gw,
+            "GET",
+            "/agent-customer-search",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(error_of(status, &body), agent_only(), "capability revoked");
+        stop(platform, gateway).await;
+    }
+}
+
+fn impersonation_body(attributes: Value) -> Value {
+    json!({ "data": { "type": "agent-customer-impersonation-access-tokens", "attributes": attributes } })
+}
+
+#[tokio::test]
+async fn agents_impersonate_customers_by_reference_and_end_the_session() {
+    for backend in TestBackend::all() {
+        let (platform, gateway) = start(backend).await;
+        let gw = gateway.addr;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        let token = agent_token(gw, "agent@example.com").await;
+        let bearer = format!("Bearer {token}");
+        let (casey_id, reference) = customer(&platform, "casey@example.com", "Casey", "Doe").await;
+
+        let (status, body) = call(
+            gw,
+            "POST",
+            "/agent-customer-impersonation-access-tokens",
+            &[("authorization", &bearer)],
+            Some(impersonation_body(
+                json!({ "customerReference": reference }),
+            )),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let data = &body["data"];
+        assert_eq!(data["type"], "agent-customer-impersonation-access-tokens");
+        let attributes = &data["attributes"];
+        assert_eq!(attributes["tokenType"], "Bearer");
+        assert_eq!(attributes["refreshToken"], Value::Null, "not refreshable");
+        assert!(attributes["expiresIn"].as_u64().unwrap() > 0);
+        let session_id = data["id"].as_str().unwrap().to_owned();
+        let claims = claims_of(&platform, attributes["accessToken"].as_str().unwrap()).await;
+        assert_eq!(claims.iss, "assist-impersonation");
+        assert_eq!(claims.sub, casey_id, "sub is the customer");
+        assert_eq!(claims.realm, Realm::Customer);
+        let act = claims.act.expect("act names the agent");
+        assert_eq!(
+            (act.sub.as_str(), act.realm),
+            (agent.id.as_str(), Realm::BackOffice)
+        );
+        assert_eq!(claims.sid.as_deref(), Some(session_id.as_str()));
+
+        let (status, body) = call(
+            gw,
+            "GET",
+            "/agent-assist-sessions",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let session = &body["data"][0];
+        assert_eq!(session["type"], "agent-assist-sessions");
+        assert_eq!(session["id"], session_id.as_str());
+        assert_eq!(session["attributes"]["targetId"], casey_id.as_str());
+        assert_eq!(session["attributes"]["active"], true);
+        assert_eq!(
+            body["links"]["self"],
+            "/agent-assist-sessions?page[offset]=0&page[limit]=10"
+        );
+
+        let (status, body) = call(
+            gw,
+            "DELETE",
+            &format!("/agent-customer-impersonation-access-tokens/{session_id}"),
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!((status, body), (204, Value::Null));
+        let (_, body) = call(
+            gw,
+            "GET",
+            "/agent-assist-sessions",
+            &[("x-agent-authorization", &bearer)],
+            None,
+        )
+        .await;
+        let attributes = &body["data"][0]["attributes"];
+        assert_eq!(attributes["active"], false);
+        assert_eq!(attributes["endReason"], "ended_by_agent");
+        let (status, body) = call(
+            gw,
+            "DELETE",
+            "/agent-customer-impersonation-access-tokens/not-a-session",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(error_of(status, &body).0, 404);
+
+        // The reference in any case, and the agent's token in X-Agent-Authorization.
+        let (status, body) = call(
+            gw,
+            "POST",
+            "/agent-customer-impersonation-access-tokens",
+            &[("x-agent-authorization", &bearer)],
+            Some(impersonation_body(
+                json!({ "customerReference": reference.to_lowercase() }),
+            )),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+
+        let (blocked_id, blocked) =
+            customer(&platform, "blocked@example.com", "Bo", "Blocked").await;
+        platform
+            .set_status(&blocked_id, idp::PrincipalStatus::Blocked)
+            .await;
+        for (attributes, why) in [
+            (json!({ "customerReference": "DE--999999" }), "unknown"),
+            (json!({ "customerReference": "" }), "empty"),
+            (json!({ "customerReference": "   " }), "blank"),
+            (json!({ "customerReference": "DE 1; --" }), "malformed"),
+            (json!({}), "missing"),
+            (json!({ "customerReference": 42 }), "not a string"),
+            (json!({ "customerReference": blocked }), "refused target"),
+        ] {
+            let (status, body) = call(
+                gw,
+                "POST",
+                "/agent-customer-impersonation-access-tokens",
+                &[("authorization", &bearer)],
+                Some(impersonation_body(attributes)),
+            )
+            .await;
+            assert_eq!(error_of(status, &body), impersonation_failed(), "{why}");
+        }
+        let (status, body) = call(
+            gw,
+            "POST",
+            "/agent-customer-impersonation-access-tokens",
+            &[("authorization", &bearer)],
+            Some(json!({ "data": { "type": "access-tokens",
+                                    "attributes": { "customerReference": reference } } })),
+        )
+        .await;
+        assert_eq!(
+            error_of(status, &body),
+            (400, "400".into(), "Invalid type.".into())
+        );
+        let casey = platform.customer("casey2@example.com").await;
+        for headers in [
+            vec![],
+            vec![("authorization", format!("Bearer {}", casey.token))],
+        ] {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let (status, body) = call(
+                gw,
+                "POST",
+                "/agent-customer-impersonation-access-tokens",
+                &headers,
+                Some(impersonation_body(
+                    json!({ "customerReference": reference }),
+                )),
+            )
+            .await;
+            assert_eq!(error_of(status, &body), agent_only());
+        }
+        stop(platform, gateway).await;
+    }
+}
+
+async fn refresh(gw: SocketAddr, token: &str) -> (u16, Value) {
+    call(
+        gw,
+        "POST",
+        "/refresh-tokens",
+        &[],
+        Some(json!({ "data": { "type": "refresh-tokens", "attributes": { "refreshToken": token } } })),
+    )
+    .await
+}
+
+async fn customer_sign_in(gw: SocketAddr, email: &str) -> (String, String) {
+    let (status, body) = call(
+        gw,
+        "POST",
+        "/access-tokens",
+        &[],
+        Some(sign_in_body("access-tokens", email, PASSWORD)),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let attributes = &body["data"]["attributes"];
+    (
+        attributes["accessToken"].as_str().unwrap().to_owned(),
+        attributes["refreshToken"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn customers_sign_in_refresh_and_revoke() {
+    for backend in TestBackend::all() {
+        let (platform, gateway) = start(backend).await;
+        let gw = gateway.addr;
+        let casey = platform.customer("casey@example.com").await;
+
+        let (status, body) = call(
+            gw,
+            "POST",
+            "/access-tokens",
+            &[],
+            Some(sign_in_body("access-tokens", "casey@example.com", PASSWORD)),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["data"]["type"], "access-tokens");
+        let attributes = &body["data"]["attributes"];
+        assert_eq!(attributes["tokenType"], "Bearer");
+        let claims = claims_of(&platform, attributes["accessToken"].as_str().unwrap()).await;
+        assert_eq!(
+            (claims.sub.as_str(), claims.realm),
+            (casey.id.as_str(), Realm::Customer)
+        );
+        let first_refresh = attributes["refreshToken"].as_str().unwrap().to_owned();
+
+        platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        for (username, password, why) in [
+            ("casey@example.com", "wrong password", "bad password"),
+            ("agent@example.com", PASSWORD, "not a customer"),
+            ("", PASSWORD, "empty username"),
+        ] {
+            let (status, body) = call(
+                gw,
+                "POST",
+                "/access-tokens",
+                &[],
+                Some(sign_in_body("access-tokens", username, password)),
+            )
+            .await;
+            assert_eq!(
+                error_of(status, &body),
+                failed("003", "Failed to authenticate user."),
+                "{why}"
+            );
+        }
+        let (status, body) = call(
+            gw,
+            "POST",
+            "/access-tokens",
+            &[],
+            Some(sign_in_body(
+                "agent-access-tokens",
+                "casey@example.com",
+                PASSWORD,
+            )),
+        )
+        .await;
+        assert_eq!(error_of(status, &body).2, "Invalid type.");
+
+        // Refresh rotates; presenting the spent token fails with 004.
+        let (status, body) = refresh(gw, &first_refresh).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["data"]["type"], "refresh-tokens");
+        let second = body["data"]["attributes"]["refreshToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(second, first_refresh);
+        let refresh_failed = failed("004", "Failed to refresh token.");
+        let (status, body) = refresh(gw, &first_refresh).await;
+        assert_eq!(error_of(status, &body), refresh_failed, "spent token");
+        for attributes in [json!({}), json!({ "refreshToken": "" })] {
+            let (status, body) = call(
+                gw,
+                "POST",
+                "/refresh-tokens",
+                &[],
+                Some(json!({ "data": { "type": "refresh-tokens", "attributes": attributes } })),
+            )
+            .await;
+            assert_eq!(error_of(status, &body).1, "901", "{attributes}");
+        }
+
+        // DELETE one token.
+        let (_, third) = customer_sign_in(gw, "casey@example.com").await;
+        let (status, _) = call(gw, "DELETE", &format!("/refresh-tokens/{third}"), &[], None).await;
+        assert_eq!(status, 204);
+        let (status, body) = refresh(gw, &third).await;
+        assert_eq!(error_of(status, &body), refresh_failed, "revoked token");
+
+        // DELETE mine: every token of the caller.
+        let (access, fourth) = customer_sign_in(gw, "casey@example.com").await;
+        let (_, fifth) = customer_sign_in(gw, "casey@example.com").await;
+        let (status, body) = call(gw, "DELETE", "/refresh-tokens/mine", &[], None).await;
+        assert_eq!(
+            error_of(status, &body),
+            (403, "002".into(), "Missing access token.".into())
+        );
+        let (status, body) = call(
+            gw,
+            "DELETE",
+            "/refresh-tokens/mine",
+            &[("authorization", "Bearer forged")],
+            None,
+        )
+        .await;
+        assert_eq!(
+            error_of(status, &body),
+            failed("001", "Invalid access token.")
+        );
+        let (status, _) = call(
+            gw,
+            "DELETE",
+            "/refresh-tokens/mine",
+            &[("authorization", &format!("Bearer {access}"))],
+            None,
+        )
+        .await;
+        assert_eq!(status, 204);
+        for token in [fourth, fifth] {
+            let (status, body) = refresh(gw, &token).await;
+            assert_eq!(error_of(status, &body), refresh_failed, "revoked by mine");
+        }
+        stop(platform, gateway).await;
+    }
+}
+
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: Value = serde_json::from_slice(&bytes).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn jwks_holds_both_issuers_keys_and_the_gateway_stops_cleanly() {
+    for backend in TestBackend::all() {
+        let (platform, gateway) = start(backend).await;
+        let gw = gateway.addr;
+        platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        let token = agent_token(gw, "agent@example.com").await;
+        let (reference_id, reference) =
+            customer(&platform, "casey@example.com", "Casey", "Doe").await;
+        let (status, body) = call(
+            gw,
+            "POST",
+            "/agent-customer-impersonation-access-tokens",
+            &[("authorization", &format!("Bearer {token}"))],
+            Some(impersonation_body(
+                json!({ "customerReference": reference }),
+            )),
+        )
+        .await;
+        assert_eq!(status, 201, "{body} {reference_id}");
+        let impersonation_token = body["data"]["attributes"]["accessToken"].as_str().unwrap();
+
+        let reply = http(gw, "GET", "/.well-known/jwks.json", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        let jwks: Value = serde_json::from_str(&reply.body).unwrap();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                assert_eq!(
+                    (k["kty"].as_str(), k["crv"].as_str()),
+                    (Some("OKP"), Some("Ed25519"))
+                );
+                k["kid"].as_str().unwrap()
+            })
+            .collect();
+        assert!(kids.contains(&kid_of(&token).as_str()), "identity's key");
+        assert!(
+            kids.contains(&kid_of(impersonation_token).as_str()),
+            "impersonation's key"
+        );
+
+        let (status, body) = call(gw, "GET", "/healthz", &[], None).await;
+        assert_eq!((status, body), (200, json!({ "status": "serving" })));
+        let (status, body) = call(gw, "GET", "/no-such-route", &[], None).await;
+        assert_eq!(error_of(status, &body).0, 404);
+
+        gateway.stop().await;
+        assert!(
+            http(gw, "GET", "/healthz", &[], None).await.is_err(),
+            "stopped: no longer listening"
+        );
+        platform.stop().await;
+    }
+}
