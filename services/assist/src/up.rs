@@ -1,5 +1,6 @@
-//! `assist up`: every service that exists, in one process, each on its own loopback port and talking
-//! real gRPC; SQLite in the data directory. On first start it creates an administrator.
+//! `assist up`: every service that exists and the gateway, in one process, each on its own loopback
+//! port and talking real gRPC; SQLite in the data directory. On first start it creates an administrator
+//! and the service account the services call each other with.
 
 use std::net::SocketAddr;
 
@@ -35,6 +36,9 @@ pub struct Args {
         default_value = "127.0.0.1:50053"
     )]
     pub impersonation_listen: SocketAddr,
+    /// Listen address of the gateway (HTTP: the storefront agent-assist API).
+    #[arg(long, env = "ASSIST_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub gateway_listen: SocketAddr,
     /// Prometheus `/metrics` address.
     #[arg(long, env = "ASSIST_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: SocketAddr,
@@ -103,6 +107,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             format!("--client-secret={client_secret}"),
         ],
     )?;
+    let gateway_config = parse_config::<assist_gateway::Config>(
+        "gateway",
+        [
+            format!("--listen={}", args.gateway_listen),
+            format!("--identity-url={identity_url}"),
+            format!(
+                "--agent-directory-url=http://{}",
+                args.agent_directory_listen
+            ),
+            format!("--impersonation-url=http://{}", args.impersonation_listen),
+            format!("--client-id={client_id}"),
+            format!("--client-secret={client_secret}"),
+        ],
+    )?;
+    if let Err(error) = gateway_config.check() {
+        assist_runtime::config::exit(&error.to_string());
+    }
     if let Err(error) = agents_config.check() {
         assist_runtime::config::exit(&error.to_string());
     }
@@ -126,6 +147,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bind(args.impersonation_listen).await?,
         shutdown.clone(),
     ));
+    let gateway = tokio::spawn(assist_gateway::serve(
+        gateway_config,
+        bind(args.gateway_listen).await?,
+        shutdown.clone(),
+    ));
 
     println!("Agent Assist is running (embedded mode, stop with Ctrl-C)");
     println!("  data:            {}", redact(&database_url));
@@ -141,6 +167,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "  impersonation:   grpc://{}  (assist.impersonation.v1.Impersonation)",
         args.impersonation_listen
     );
+    println!(
+        "  gateway:         http://{}  (storefront agent-assist API, Glue-compatible)",
+        args.gateway_listen
+    );
     println!("  metrics:         http://{}/metrics", args.metrics_listen);
     match created {
         Some(password) => {
@@ -152,6 +182,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "(shown once; change it with `assist admin reset-password --email {}`)",
                 args.admin_email
             );
+            tokio::spawn(make_first_agent(
+                args.identity_listen,
+                args.agent_directory_listen,
+                args.admin_email.clone(),
+                password,
+            ));
         }
         None => println!("  administrator: {} (existing)", args.admin_email),
     }
@@ -161,6 +197,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         r = identity => ("identity", r),
         r = agents => ("agent-directory", r),
         r = impersonation => ("impersonation", r),
+        r = gateway => ("gateway", r),
     };
     let result = result
         .with_context(|| format!("{service} task"))?
@@ -168,6 +205,85 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(_trigger);
     telemetry.shutdown();
     result
+}
+
+/// Grants the first administrator both assist capabilities, so that a newcomer can try agent assist
+/// at once (the services are starting meanwhile: unavailable answers are retried).
+async fn make_first_agent(
+    identity: SocketAddr,
+    agents: SocketAddr,
+    email: String,
+    password: String,
+) {
+    use assist_proto::agentdirectory::v1 as dir;
+    use assist_proto::identity::v1 as idp;
+    let attempt = async {
+        let identity = assist_runtime::client::channel(
+            &format!("http://{identity}"),
+            std::time::Duration::from_secs(10),
+        )?;
+        let agents = assist_runtime::client::channel(
+            &format!("http://{agents}"),
+            std::time::Duration::from_secs(10),
+        )?;
+        let identity = idp::identity_client::IdentityClient::new(identity);
+        let agents = dir::agent_directory_client::AgentDirectoryClient::new(agents);
+        let login = idp::LoginRequest {
+            realm: idp::Realm::BackOffice as i32,
+            email,
+            password,
+            client_address: String::new(),
+        };
+        let pair = until_ready(|| {
+            let mut identity = identity.clone();
+            let login = login.clone();
+            async move { identity.login(login).await }
+        })
+        .await?;
+        let token = pair.access.map(|a| a.token).unwrap_or_default();
+        for capability in [
+            dir::Capability::AssistCustomers,
+            dir::Capability::AssistMerchantUsers,
+        ] {
+            let change = dir::ChangeCapabilityRequest {
+                agent_id: pair.principal_id.clone(),
+                capability: capability as i32,
+            };
+            until_ready(|| {
+                let mut agents = agents.clone();
+                let mut request = tonic::Request::new(change.clone());
+                let bearer = format!("Bearer {token}").parse().expect("token is ASCII");
+                request.metadata_mut().insert("authorization", bearer);
+                async move { agents.grant_capability(request).await }
+            })
+            .await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    match attempt.await {
+        Ok(()) => println!("  The administrator is also a storefront and merchant-portal agent."),
+        Err(error) => {
+            tracing::warn!(error = %error, "granting the administrator the assist capabilities failed")
+        }
+    }
+}
+
+/// Repeats `call` while it answers UNAVAILABLE (for at most 30 s).
+async fn until_ready<T, F, Fut>(mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    for _ in 0..300 {
+        match call().await {
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Ok(reply) => return Ok(reply.into_inner()),
+            Err(status) => anyhow::bail!("{}", status.message()),
+        }
+    }
+    anyhow::bail!("the services did not become ready")
 }
 
 fn parse_config<C: Parser>(

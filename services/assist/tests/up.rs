@@ -21,11 +21,13 @@ struct Up {
     port: u16,
     agents_port: u16,
     impersonation_port: u16,
+    gateway_port: u16,
 }
 
 impl Up {
     fn start(data_dir: &std::path::Path) -> Self {
         let (port, agents_port, impersonation_port) = (free_port(), free_port(), free_port());
+        let gateway_port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_assist"))
             .arg("up")
             .arg("--data-dir")
@@ -35,6 +37,7 @@ impl Up {
             .arg(format!(
                 "--impersonation-listen=127.0.0.1:{impersonation_port}"
             ))
+            .arg(format!("--gateway-listen=127.0.0.1:{gateway_port}"))
             .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()))
             .env_remove("ASSIST_DATABASE_URL")
             .env_remove("ASSIST_IDENTITY_KEY_ENCRYPTION_KEY")
@@ -59,6 +62,7 @@ impl Up {
             port,
             agents_port,
             impersonation_port,
+            gateway_port,
         }
     }
 
@@ -222,6 +226,25 @@ async fn assist_a_customer(up: &Up, admin: &str) -> String {
     started.access_token
 }
 
+/// One HTTP/1.1 request to the gateway; answers the status code and the body.
+async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/vnd.api+json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (status, body.unwrap_or_default())
+}
+
 #[tokio::test]
 async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -244,6 +267,14 @@ async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restar
         .await
         .expect("the printed credentials work");
     let admin = pair.access.unwrap().token;
+    // The first administrator is made an agent of both kinds, so the gateway's agent sign-in works.
+    up.read_until("also a storefront and merchant-portal agent");
+    let sign_in = format!(
+        r#"{{"data":{{"type":"agent-access-tokens","attributes":{{"username":"{email}","password":"{password}"}}}}}}"#
+    );
+    let (status, body) = http(up.gateway_port, "POST", "/agent-access-tokens", &sign_in).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("accessToken"), "{body}");
     assist_a_customer(&up, &admin).await;
     for file in ["identity.db", "agent-directory.db", "impersonation.db"] {
         assert!(dir.path().join(file).exists(), "{file}");
