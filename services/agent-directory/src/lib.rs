@@ -247,39 +247,17 @@ async fn start(
     }
 }
 
-/// This service's token from identity, asked again with backoff while identity is unreachable or
-/// refuses (its service account may not exist yet); `None` when shutdown comes first.
+/// This service's token from identity (see [`ServiceToken::obtain`]); `None` when shutdown comes first.
 async fn service_token(
     config: &Config,
     identity: Channel,
     shutdown: &watch::Receiver<bool>,
 ) -> Option<ServiceToken> {
-    let mut stop = shutdown.clone();
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = tokio::select! {
-            attempt = ServiceToken::start(
-                IdentityClient::new(identity.clone()),
-                config.client_id.clone(),
-                config.client_secret.clone(),
-            ) => attempt,
-            _ = stop.wait_for(|s| *s) => return None,
-        };
-        match attempt {
-            Ok(token) => return Some(token),
-            Err(error) => {
-                tracing::warn!(
-                    client_id = %config.client_id,
-                    error = %error,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "no service token from identity yet"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => return None,
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    ServiceToken::obtain(
+        IdentityClient::new(identity),
+        &config.client_id,
+        &config.client_secret,
+        shutdown,
+    )
+    .await
 }

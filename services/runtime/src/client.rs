@@ -87,6 +87,45 @@ impl ServiceToken {
         Ok(token)
     }
 
+    /// Like [`ServiceToken::start`], asked again with backoff while identity is unreachable or refuses
+    /// (it may start later, and the service account may be created after this service); `None` when
+    /// `shutdown` comes first. Each refusal is logged, so a wrong secret shows.
+    pub async fn obtain(
+        identity: IdentityClient<Channel>,
+        client_id: &str,
+        client_secret: &str,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Self> {
+        let mut stop = shutdown.clone();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let attempt = tokio::select! {
+                attempt = Self::start(
+                    identity.clone(),
+                    client_id.to_owned(),
+                    client_secret.to_owned(),
+                ) => attempt,
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            match attempt {
+                Ok(token) => return Some(token),
+                Err(error) => {
+                    tracing::warn!(
+                        client_id,
+                        error = %error,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "no service token from identity yet"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.wait_for(|s| *s) => return None,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     /// The token to send now.
     pub fn get(&self) -> String {
         self.current.read().expect("service token poisoned").clone()
