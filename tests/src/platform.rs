@@ -48,7 +48,16 @@ where
     F: FnOnce(tokio::net::TcpListener, tokio::sync::watch::Receiver<bool>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_at("127.0.0.1:0".parse().unwrap(), name, serve).await
+}
+
+/// [`start`] on a given address (a restart on the address a service had).
+async fn start_at<F, Fut>(addr: SocketAddr, name: &str, serve: F) -> Running
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = assist_runtime::shutdown::channel();
     let task = tokio::spawn(serve(listener, shutdown));
@@ -176,6 +185,16 @@ impl Platform {
 
     /// Starts one more impersonation-token replica on the same database.
     pub async fn add_impersonation_replica(&mut self, flags: &[&str]) -> usize {
+        let running = self
+            .start_impersonation("127.0.0.1:0".parse().unwrap(), flags)
+            .await;
+        self.impersonation.push(running);
+        self.impersonation.len() - 1
+    }
+
+    /// An impersonation-token server on `addr` (`127.0.0.1:0` for any port) over the platform's
+    /// impersonation database, not yet counted among the replicas: restart tests put it back in place.
+    pub async fn start_impersonation(&self, addr: SocketAddr, flags: &[&str]) -> Running {
         let mut args = vec![
             "impersonation".to_owned(),
             "--listen=127.0.0.1:0".to_owned(),
@@ -188,12 +207,10 @@ impl Platform {
         ];
         args.extend(flags.iter().map(|f| f.to_string()));
         let config = assist_impersonation_token::Config::try_parse_from(args).unwrap();
-        let running = start("impersonation", |l, s| {
+        start_at(addr, "impersonation", |l, s| {
             assist_impersonation_token::serve(config, l, s)
         })
-        .await;
-        self.impersonation.push(running);
-        self.impersonation.len() - 1
+        .await
     }
 
     /// Identity's database (for forged-token tests).

@@ -867,3 +867,68 @@ async fn an_end_reaches_a_verifier_on_another_replica_within_a_second() {
     }
     platform.stop().await;
 }
+
+/// A verifier whose watch breaks stops trusting its cache, and after reconnecting it catches up with an
+/// end it could not be told about: the session is refused, never accepted from stale knowledge.
+#[tokio::test]
+async fn a_verifier_that_reconnects_misses_no_end() {
+    let Some(backend) = TestBackend::postgres() else {
+        eprintln!("note: needs PostgreSQL (two replicas share one database)");
+        return;
+    };
+    let mut platform = Platform::start(backend, 2, &[]).await;
+    let (_trigger, shutdown) = assist_runtime::shutdown::channel();
+    let sessions = SessionLiveness::start(service_client(&platform).await, shutdown);
+    let following = |sessions: &SessionLiveness| sessions.is_following();
+    for _ in 0..200 {
+        if following(&sessions) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let agent = platform
+        .agent("agent@example.com", &[Capability::AssistCustomers])
+        .await;
+    let customer = platform.customer("casey@example.com").await;
+    let sid = start(&platform, &agent, &customer.id)
+        .await
+        .unwrap()
+        .session
+        .unwrap()
+        .id;
+    sessions.check(&sid).await.expect("live and cached");
+
+    // Replica 1 (the one the verifier follows) goes away; meanwhile the session ends through replica 0.
+    let stopped = platform.impersonation.remove(1);
+    let addr = stopped.addr;
+    stopped.stop().await;
+    platform
+        .impersonation_client(0)
+        .end_assist(authed(
+            &agent.token,
+            pb::EndAssistRequest {
+                session_id: sid.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(
+        sessions.check(&sid).await.is_err(),
+        "without its watch the verifier does not answer from its cache"
+    );
+    let restarted = platform.start_impersonation(addr, &[]).await;
+    platform.impersonation.insert(1, restarted);
+    for _ in 0..400 {
+        if following(&sessions) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sessions.is_following(), "the verifier reconnected");
+    assert_eq!(
+        sessions.check(&sid).await.unwrap_err().code(),
+        Code::Unauthenticated,
+        "the end it missed is known after reconnecting"
+    );
+    platform.stop().await;
+}
