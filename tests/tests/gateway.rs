@@ -872,3 +872,592 @@ async fn jwks_holds_both_issuers_keys_and_the_gateway_stops_cleanly() {
         platform.stop().await;
     }
 }
+
+// The merchant portal: the same set under `/merchant-portal/`, for merchant-portal agents.
+
+const MP_SIGN_IN: &str = "/merchant-portal/agent-access-tokens";
+const MP_SEARCH: &str = "/merchant-portal/agent-merchant-user-search";
+const MP_IMPERSONATION: &str = "/merchant-portal/agent-merchant-user-impersonation-access-tokens";
+
+fn merchant_impersonation_failed() -> ErrorObject {
+    failed("4104", "Failed to impersonate a merchant user.")
+}
+
+async fn merchant_agent_sign_in(gw: SocketAddr, username: &str, password: &str) -> (u16, Value) {
+    call(
+        gw,
+        "POST",
+        MP_SIGN_IN,
+        &[],
+        Some(sign_in_body("agent-access-tokens", username, password)),
+    )
+    .await
+}
+
+async fn merchant_agent_token(gw: SocketAddr, email: &str) -> String {
+    let (status, body) = merchant_agent_sign_in(gw, email, PASSWORD).await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["attributes"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A merchant user of `merchant`; answers their id.
+async fn merchant_user(
+    platform: &Platform,
+    merchant: &str,
+    approval: idp::MerchantApproval,
+    email: &str,
+    first: &str,
+    last: &str,
+) -> String {
+    platform
+        .identity_client()
+        .create_merchant_user(authed(
+            &platform.admin.token,
+            idp::CreateMerchantUserRequest {
+                merchant_id: merchant.to_lowercase().replace(' ', "-"),
+                merchant_name: merchant.into(),
+                merchant_approval: approval as i32,
+                email: email.into(),
+                first_name: first.into(),
+                last_name: last.into(),
+                password: PASSWORD.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+#[tokio::test]
+async fn merchant_portal_agents_sign_in_and_each_portal_refuses_the_others_agents() {
+    for backend in TestBackend::all() {
+        let (platform, gateway) = start(backend).await;
+        let gw = gateway.addr;
+        let merchant_agent = platform
+            .agent("mp-agent@example.com", &[Capability::AssistMerchantUsers])
+            .await;
+        platform
+            .agent("shop-agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        platform
+            .agent(
+                "both@example.com",
+                &[Capability::AssistCustomers, Capability::AssistMerchantUsers],
+            )
+            .await;
+        platform.agent("plain@example.com", &[]).await;
+        platform.customer("casey@example.com").await;
+
+        let (status, body) = merchant_agent_sign_in(gw, "mp-agent@example.com", PASSWORD).await;
+        assert_eq!(status, 201, "{body}");
+        let data = &body["data"];
+        assert_eq!(data["type"], "agent-access-tokens");
+        assert_eq!(data["id"], Value::Null);
+        assert_eq!(data["links"]["self"], MP_SIGN_IN);
+        let attributes = &data["attributes"];
+        assert_eq!(attributes["tokenType"], "Bearer");
+        assert!(!attributes["refreshToken"].as_str().unwrap().is_empty());
+        let claims = claims_of(&platform, attributes["accessToken"].as_str().unwrap()).await;
+        assert_eq!(
+            (claims.sub.as_str(), claims.realm),
+            (merchant_agent.id.as_str(), Realm::BackOffice)
+        );
+        merchant_agent_token(gw, "both@example.com").await;
+        agent_token(gw, "both@example.com").await;
+
+        for (username, password, why) in [
+            ("shop-agent@example.com", PASSWORD, "storefront agent only"),
+            ("plain@example.com", PASSWORD, "no agent"),
+            ("casey@example.com", PASSWORD, "a customer"),
+            ("mp-agent@example.com", "wrong password", "bad password"),
+            ("", PASSWORD, "empty username"),
+        ] {
+            let (status, body) = merchant_agent_sign_in(gw, username, password).await;
+            assert_eq!(error_of(status, &body), agent_login_failed(), "{why}");
+        }
+        let (status, body) = agent_sign_in(gw, "mp-agent@example.com", PASSWORD).await;
+        assert_eq!(
+            error_of(status, &body),
+            agent_login_failed(),
+            "a merchant-portal agent on the storefront"
+        );
+        let (status, body) = call(
+            gw,
+            "POST",
+            MP_SIGN_IN,
+            &[],
+            Some(sign_in_body(
+                "access-tokens",
+                "mp-agent@example.com",
+                PASSWORD,
+            )),
+        )
+        .await;
+        assert_eq!(
+            error_of(status, &body),
+            (400, "400".into(), "Invalid type.".into())
+        );
+
+        // Each portal's routes refuse the other portal's agents, whose tokens are valid.
+        let merchant_bearer = format!(
+            "Bearer {}",
+            merchant_agent_token(gw, "mp-agent@example.com").await
+        );
+        let shop_bearer = format!("Bearer {}", agent_token(gw, "shop-agent@example.com").await);
+        let (status, body) = call(
+            gw,
+            "GET",
+            "/agent-customer-search",
+            &[("authorization", &merchant_bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(
+            error_of(status, &body),
+            agent_only(),
+            "merchant agent in the shop"
+        );
+        let (status, body) = call(
+            gw,
+            "GET",
+            MP_SEARCH,
+            &[("authorization", &shop_bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(
+            error_of(status, &body),
+            agent_only(),
+            "shop agent in the portal"
+        );
+        stop(platform, gateway).await;
+    }
+}
+
+fn merchant_user_ids(body: &Value) -> Vec<String> {
+    body["data"][0]["attributes"]["merchantUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["merchantUserId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn merchant_portal_agents_search_merchant_users_with_paging_links() {
+    for backend in TestBackend::all() {
+        let (platform, gateway) = start(backend).await;
+        let gw = gateway.addr;
+        platform
+            .agent("mp-agent@example.com", &[Capability::AssistMerchantUsers])
+            .await;
+        let bearer = format!(
+            "Bearer {}",
+            merchant_agent_token(gw, "mp-agent@example.com").await
+        );
+        let waiting = idp::MerchantApproval::Waiting;
+        let approved = idp::MerchantApproval::Approved;
+        let mia = merchant_user(
+            &platform,
+            "Spryker Shoes",
+            waiting,
+            "mia@shoes.example",
+            "Mia",
+            "Moss",
+        )
+        .await;
+        let sam = merchant_user(
+            &platform,
+            "Spryker Socks",
+            approved,
+            "sam@socks.example",
+            "Sam",
+            "Stone",
+        )
+        .await;
+        let olga = merchant_user(
+            &platform,
+            "Office Goods",
+            approved,
+            "olga@office.example",
+            "Olga",
+            "Nord",
+        )
+        .await;
+        platform
+            .set_status(&olga, idp::PrincipalStatus::Blocked)
+            .await;
+
+        let (status, body) = call(gw, "GET", MP_SEARCH, &[("authorization", &bearer)], None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"][0]["type"], "agent-merchant-user-search");
+        let mut all = merchant_user_ids(&body);
+        all.sort();
+        let mut expected = vec![mia.clone(), sam.clone(), olga.clone()];
+        expected.sort();
+        assert_eq!(all, expected, "no q lists every merchant user");
+        let entry = |id: &str| {
+            body["data"][0]["attributes"]["merchantUsers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["merchantUserId"] == id)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            entry(&mia),
+            json!({ "merchantUserId": mia, "merchantName": "Spryker Shoes", "firstName": "Mia",
+                    "lastName": "Moss", "email": "mia@shoes.example", "status": "active" })
+        );
+        assert_eq!(entry(&olga)["status"], "blocked", "status shown");
+        assert_eq!(
+            body["links"]["self"],
+            format!("{MP_SEARCH}?page[offset]=0&page[limit]=10"),
+            "default limit 10"
+        );
+        assert!(body["links"].get("next").is_none() && body["links"].get("prev").is_none());
+
+        for (q, expected, why) in [
+            ("spryker%20sh", vec![&mia], "merchant name"),
+            ("sam", vec![&sam], "first name"),
+            ("nord", vec![&olga], "last name"),
+            ("mia%40shoes.example", vec![&mia], "email"),
+        ] {
+            let (status, body) = call(
+                gw,
+                "GET",
+                &format!("{MP_SEARCH}?q={q}"),
+                &[("x-agent-authorization", &bearer)],
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let expected: Vec<String> = expected.into_iter().cloned().collect();
+            assert_eq!(merchant_user_ids(&body), expected, "{why}");
+        }
+
+        let (status, body) = call(
+            gw,
+            "GET",
+            &format!("{MP_SEARCH}?q=spryker&page[limit]=1"),
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let first = merchant_user_ids(&body);
+        assert_eq!(first.len(), 1);
+        let links = &body["links"];
+        assert_eq!(
+            links["first"],
+            format!("{MP_SEARCH}?q=spryker&page[offset]=0&page[limit]=1")
+        );
+        assert_eq!(
+            links["next"],
+            format!("{MP_SEARCH}?q=spryker&page[offset]=1&page[limit]=1")
+        );
+        assert_eq!(
+            links["last"],
+            format!("{MP_SEARCH}?q=spryker&page[offset]=1&page[limit]=1")
+        );
+        assert!(links.get("prev").is_none());
+        let (_, body) = call(
+            gw,
+            "GET",
+            &format!("{MP_SEARCH}?q=spryker&page[offset]=1&page[limit]=1"),
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        let mut both = [first, merchant_user_ids(&body)].concat();
+        both.sort();
+        let mut expected = vec![mia.clone(), sam.clone()];
+        expected.sort();
+        assert_eq!(both, expected, "the two pages hold both matches");
+        assert_eq!(
+            body["links"]["prev"],
+            format!("{MP_SEARCH}?q=spryker&page[offset]=0&page[limit]=1")
+        );
+        assert!(body["links"].get("next").is_none());
+
+        let casey = platform.customer("casey@example.com").await;
+        let customer_bearer = format!("Bearer {}", casey.token);
+        let refusals: Vec<Refusal> = vec![
+            (vec![], agent_only(), "no token"),
+            (
+                vec![("authorization", &customer_bearer)],
+                agent_only(),
+                "a customer",
+            ),
+            (
+                vec![("authorization", "Bearer not-a-token")],
+                failed("001", "Invalid access token."),
+                "bad token",
+            ),
+            (
+                vec![
+                    ("authorization", &bearer),
+                    ("x-agent-authorization", "Bearer not-a-token"),
+                ],
+                failed("4102", "Invalid agent access token."),
+                "bad agent header",
+            ),
+        ];
+        for (headers, expected, why) in refusals {
+            let (status, body) = call(gw, "GET", MP_SEARCH, &headers, None).await;
+            assert_eq!(error_of(status, &body), expected, "{why}");
+        }
+        for bad in ["page[limit]=101", "page[offset]=abc"] {
+            let (status, body) = call(
+                gw,
+                "GET",
+                &format!("{MP_SEARCH}?{bad}"),
+                &[("authorization", &bearer)],
+                None,
+            )
+            .await;
+            assert_eq!(error_of(status, &body).0, 400, "{bad}");
+        }
+        stop(platform, gateway).await;
+    }
+}
+
+fn merchant_impersonation_body(attributes: Value) -> Value {
+    json!({ "data": { "type": "agent-merchant-user-impersonation-access-tokens", "attributes": attributes } })
+}
+
+#[tokio::test]
+async fn merchant_portal_agents_impersonate_merchant_users_and_end_the_session() {
+    for backend in TestBackend::all() {
+        let (platform, gateway) = start(backend).await;
+        let gw = gateway.addr;
+        let agent = platform
+            .agent(
+                "both@example.com",
+                &[Capability::AssistCustomers, Capability::AssistMerchantUsers],
+            )
+            .await;
+        platform
+            .agent("shop-agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        let bearer = format!(
+            "Bearer {}",
+            merchant_agent_token(gw, "both@example.com").await
+        );
+        // The merchant still awaits approval: its users cannot sign in, but may be assisted.
+        let mia = platform.merchant_user("mia@shoes.example").await;
+
+        let (status, body) = call(
+            gw,
+            "POST",
+            MP_IMPERSONATION,
+            &[("authorization", &bearer)],
+            Some(merchant_impersonation_body(
+                json!({ "merchantUserId": mia }),
+            )),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let data = &body["data"];
+        assert_eq!(
+            data["type"],
+            "agent-merchant-user-impersonation-access-tokens"
+        );
+        assert_eq!(data["links"]["self"], MP_IMPERSONATION);
+        let attributes = &data["attributes"];
+        assert_eq!(attributes["tokenType"], "Bearer");
+        assert_eq!(attributes["refreshToken"], Value::Null, "not refreshable");
+        assert!(attributes["expiresIn"].as_u64().unwrap() > 0);
+        let session_id = data["id"].as_str().unwrap().to_owned();
+        let claims = claims_of(&platform, attributes["accessToken"].as_str().unwrap()).await;
+        assert_eq!(claims.iss, "assist-impersonation");
+        assert_eq!(claims.sub, mia, "sub is the merchant user");
+        assert_eq!(claims.realm, Realm::MerchantUser);
+        let act = claims.act.expect("act names the agent");
+        assert_eq!(
+            (act.sub.as_str(), act.realm),
+            (agent.id.as_str(), Realm::BackOffice)
+        );
+        assert_eq!(claims.sid.as_deref(), Some(session_id.as_str()));
+
+        // Only a merchant-portal agent ends it here.
+        let shop_bearer = format!("Bearer {}", agent_token(gw, "shop-agent@example.com").await);
+        let end = format!("{MP_IMPERSONATION}/{session_id}");
+        let (status, body) =
+            call(gw, "DELETE", &end, &[("authorization", &shop_bearer)], None).await;
+        assert_eq!(error_of(status, &body), agent_only());
+        let (status, body) = call(gw, "DELETE", &end, &[], None).await;
+        assert_eq!(error_of(status, &body), agent_only());
+        let (status, body) = call(gw, "DELETE", &end, &[("authorization", &bearer)], None).await;
+        assert_eq!((status, body), (204, Value::Null));
+        let (status, body) = call(
+            gw,
+            "GET",
+            "/agent-assist-sessions",
+            &[(
+                "authorization",
+                &format!("Bearer {}", agent_token(gw, "both@example.com").await),
+            )],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let session = &body["data"][0];
+        assert_eq!(session["id"], session_id.as_str());
+        assert_eq!(session["attributes"]["targetRealm"], "merchant_user");
+        assert_eq!(session["attributes"]["endReason"], "ended_by_agent");
+        let (status, body) = call(
+            gw,
+            "DELETE",
+            &format!("{MP_IMPERSONATION}/not-a-session"),
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(error_of(status, &body).0, 404);
+
+        // A customer is no merchant user, even for an agent who may assist customers too.
+        let (casey, _) = customer(&platform, "casey@example.com", "Casey", "Doe").await;
+        let sam = merchant_user(
+            &platform,
+            "Spryker Socks",
+            idp::MerchantApproval::Approved,
+            "sam@socks.example",
+            "Sam",
+            "Stone",
+        )
+        .await;
+        platform
+            .set_status(&sam, idp::PrincipalStatus::Blocked)
+            .await;
+        for (attributes, why) in [
+            (
+                json!({ "merchantUserId": "0190a5d2-0000-7000-8000-000000000000" }),
+                "unknown",
+            ),
+            (json!({ "merchantUserId": "" }), "empty"),
+            (json!({ "merchantUserId": "not a uuid" }), "malformed"),
+            (json!({}), "missing"),
+            (json!({ "merchantUserId": 42 }), "not a string"),
+            (json!({ "merchantUserId": casey }), "a customer"),
+            (json!({ "merchantUserId": agent.id }), "a back-office user"),
+            (json!({ "merchantUserId": sam }), "refused target"),
+        ] {
+            let (status, body) = call(
+                gw,
+                "POST",
+                MP_IMPERSONATION,
+                &[("authorization", &bearer)],
+                Some(merchant_impersonation_body(attributes)),
+            )
+            .await;
+            assert_eq!(
+                error_of(status, &body),
+                merchant_impersonation_failed(),
+                "{why}"
+            );
+        }
+        let (status, body) = call(
+            gw,
+            "POST",
+            MP_IMPERSONATION,
+            &[("authorization", &bearer)],
+            Some(impersonation_body(json!({ "merchantUserId": mia }))),
+        )
+        .await;
+        assert_eq!(
+            error_of(status, &body),
+            (400, "400".into(), "Invalid type.".into())
+        );
+        for headers in [vec![], vec![("authorization", shop_bearer.as_str())]] {
+            let (status, body) = call(
+                gw,
+                "POST",
+                MP_IMPERSONATION,
+                &headers,
+                Some(merchant_impersonation_body(
+                    json!({ "merchantUserId": mia }),
+                )),
+            )
+            .await;
+            assert_eq!(error_of(status, &body), agent_only());
+        }
+        stop(platform, gateway).await;
+    }
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route_the_router_serves() {
+    let (platform, gateway) = start(TestBackend::Sqlite).await;
+    let gw = gateway.addr;
+    let reply = http(gw, "GET", "/openapi.json", &[], None).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let document: Value = serde_json::from_str(&reply.body).expect("the document is JSON");
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+
+    let served = assist_gateway::routes::served();
+    for (path, method) in &served {
+        let operation = &paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is not documented"))[method.as_str().to_lowercase()];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        let responses = operation["responses"].as_object().unwrap();
+        assert!(!responses.is_empty(), "{method} {path} has responses");
+        // Error examples match the status they are filed under.
+        for (status, response) in responses {
+            let examples = &response["content"]["application/vnd.api+json"]["examples"];
+            for example in examples.as_object().into_iter().flat_map(|e| e.values()) {
+                assert_eq!(
+                    &example["value"]["errors"][0]["status"], status,
+                    "{method} {path}"
+                );
+            }
+        }
+        // Every path template parameter is described.
+        for name in path.split('/').filter_map(|s| s.strip_prefix('{')) {
+            let name = name.trim_end_matches('}');
+            let described = operation["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["in"] == "path" && p["name"] == name);
+            assert!(described, "{method} {path}: parameter {name}");
+        }
+    }
+    // Nothing is documented that is not served.
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                served
+                    .iter()
+                    .any(|(p, m)| p == path && m.as_str().eq_ignore_ascii_case(method)),
+                "{method} {path} is documented but not served"
+            );
+        }
+    }
+    for expected in [
+        "/merchant-portal/agent-access-tokens",
+        "/merchant-portal/agent-merchant-user-search",
+        "/merchant-portal/agent-merchant-user-impersonation-access-tokens/{sessionId}",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(expected), "{expected}");
+    }
+    let codes = serde_json::to_string(
+        &paths["/merchant-portal/agent-merchant-user-impersonation-access-tokens"]["post"]["responses"]
+            ["401"],
+    )
+    .unwrap();
+    assert!(
+        codes.contains("Failed to impersonate a merchant user."),
+        "{codes}"
+    );
+    stop(platform, gateway).await;
+}

@@ -63,6 +63,11 @@ pub const IMPERSONATION_FAILED: ApiError = error(
     "4104",
     "Failed to impersonate a customer.",
 );
+pub const MERCHANT_USER_IMPERSONATION_FAILED: ApiError = error(
+    StatusCode::UNAUTHORIZED,
+    "4104",
+    "Failed to impersonate a merchant user.",
+);
 
 // Errors without a Glue code carry their HTTP status as the code.
 pub const INVALID_TYPE: ApiError = error(StatusCode::BAD_REQUEST, "400", "Invalid type.");

@@ -3,6 +3,7 @@
 //! `serve` runs it on a listener; `main.rs` is the thin binary around it.
 
 pub mod jsonapi;
+pub mod openapi;
 pub mod routes;
 
 use std::net::SocketAddr;

@@ -1,12 +1,13 @@
-//! The storefront agent-assist routes (the Glue-compatible table of issue 4) and the gateway's own:
-//! each handler checks its input, calls the services over gRPC and answers a JSON:API document.
+//! The agent-assist routes of the storefront (the Glue-compatible table of issue 4) and of the merchant
+//! portal (the same set under `/merchant-portal/`), and the gateway's own: each handler checks its
+//! input, calls the services over gRPC and answers a JSON:API document.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use assist_proto::agentdirectory::v1 as dir;
-use assist_proto::common::v1::{GetJwksRequest, PageRequest};
+use assist_proto::common::v1::{GetJwksRequest, PageInfo, PageRequest};
 use assist_proto::identity::v1 as idp;
 use assist_proto::impersonation::v1 as imp;
 use assist_runtime::auth::{Claims, Realm, bearer};
@@ -17,8 +18,8 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use http::{HeaderMap, StatusCode, header};
+use axum::routing::{MethodRouter, delete, get, post};
+use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 use tonic::Code;
 use tracing::Instrument;
@@ -37,27 +38,143 @@ const REFERENCE_MAX: usize = 64;
 const QUERY_MAX: usize = 100;
 const REASON_MAX: usize = 500;
 
+/// Which agent-assist surface a route serves. The storefront's and the merchant portal's handlers are
+/// the same; this says what differs between them.
+pub struct Portal {
+    /// Path prefix of the portal's routes: empty for the storefront.
+    pub prefix: &'static str,
+    /// What an agent must hold to sign in here and to call the portal's routes.
+    pub(crate) capability: dir::Capability,
+    pub(crate) target: Target,
+    pub(crate) search_kind: &'static str,
+    pub(crate) impersonation_kind: &'static str,
+    pub(crate) impersonation_failed: ApiError,
+}
+
+/// Who a portal's agents assist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Customers,
+    MerchantUsers,
+}
+
+pub static STOREFRONT: Portal = Portal {
+    prefix: "",
+    capability: dir::Capability::AssistCustomers,
+    target: Target::Customers,
+    search_kind: "agent-customer-search",
+    impersonation_kind: "agent-customer-impersonation-access-tokens",
+    impersonation_failed: jsonapi::IMPERSONATION_FAILED,
+};
+
+pub static MERCHANT_PORTAL: Portal = Portal {
+    prefix: "/merchant-portal",
+    capability: dir::Capability::AssistMerchantUsers,
+    target: Target::MerchantUsers,
+    search_kind: "agent-merchant-user-search",
+    impersonation_kind: "agent-merchant-user-impersonation-access-tokens",
+    impersonation_failed: jsonapi::MERCHANT_USER_IMPERSONATION_FAILED,
+};
+
+/// Picks the portal of a handler at compile time, so that one handler serves both.
+trait Surface: Send + Sync + 'static {
+    fn portal() -> &'static Portal;
+}
+
+enum Storefront {}
+enum MerchantPortal {}
+
+impl Surface for Storefront {
+    fn portal() -> &'static Portal {
+        &STOREFRONT
+    }
+}
+
+impl Surface for MerchantPortal {
+    fn portal() -> &'static Portal {
+        &MERCHANT_PORTAL
+    }
+}
+
+/// Every route the gateway serves: path (in OpenAPI's template syntax, which axum reads too), method
+/// and handler. The router and the OpenAPI document are both built from this one list.
+fn table() -> Vec<(String, Method, MethodRouter<Arc<AppState>>)> {
+    let mut routes = Vec::new();
+    for (prefix, portal) in [
+        (STOREFRONT.prefix, portal_routes::<Storefront>()),
+        (MERCHANT_PORTAL.prefix, portal_routes::<MerchantPortal>()),
+    ] {
+        routes.extend(
+            portal
+                .into_iter()
+                .map(|(path, method, handler)| (format!("{prefix}{path}"), method, handler)),
+        );
+    }
+    let own: [(&str, Method, MethodRouter<Arc<AppState>>); 7] = [
+        ("/agent-assist-sessions", Method::GET, get(list_sessions)),
+        ("/access-tokens", Method::POST, post(customer_access_token)),
+        ("/refresh-tokens", Method::POST, post(refresh)),
+        (
+            "/refresh-tokens/{token}",
+            Method::DELETE,
+            delete(revoke_refresh),
+        ),
+        ("/.well-known/jwks.json", Method::GET, get(jwks)),
+        ("/openapi.json", Method::GET, get(openapi)),
+        ("/healthz", Method::GET, get(healthz)),
+    ];
+    routes.extend(
+        own.into_iter()
+            .map(|(path, method, handler)| (path.to_owned(), method, handler)),
+    );
+    routes
+}
+
+/// The agent-assist routes every portal has, relative to its prefix.
+fn portal_routes<P: Surface>() -> Vec<(String, Method, MethodRouter<Arc<AppState>>)> {
+    let portal = P::portal();
+    vec![
+        (
+            "/agent-access-tokens".to_owned(),
+            Method::POST,
+            post(agent_access_token::<P>),
+        ),
+        (
+            format!("/{}", portal.search_kind),
+            Method::GET,
+            get(agent_search::<P>),
+        ),
+        (
+            format!("/{}", portal.impersonation_kind),
+            Method::POST,
+            post(start_impersonation::<P>),
+        ),
+        (
+            format!("/{}/{{sessionId}}", portal.impersonation_kind),
+            Method::DELETE,
+            delete(end_impersonation::<P>),
+        ),
+    ]
+}
+
+/// The path and method of every route the gateway serves.
+pub fn served() -> Vec<(String, Method)> {
+    table()
+        .into_iter()
+        .map(|(path, method, _)| (path, method))
+        .collect()
+}
+
 /// Every route, behind the request span, the deadline and the body limit.
 pub fn router(state: Arc<AppState>) -> Router {
     let timeout = state.checked.request_timeout;
     let body_limit = state.checked.body_limit;
-    Router::new()
-        .route("/agent-access-tokens", post(agent_access_token))
-        .route("/agent-customer-search", get(customer_search))
-        .route(
-            "/agent-customer-impersonation-access-tokens",
-            post(start_impersonation),
-        )
-        .route(
-            "/agent-customer-impersonation-access-tokens/{session_id}",
-            delete(end_impersonation),
-        )
-        .route("/agent-assist-sessions", get(list_sessions))
-        .route("/access-tokens", post(customer_access_token))
-        .route("/refresh-tokens", post(refresh))
-        .route("/refresh-tokens/{token}", delete(revoke_refresh))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/healthz", get(healthz))
+    let mut router = Router::new();
+    for (path, _, handler) in table() {
+        // Routes on one path with different methods merge.
+        router = router.route(&path, handler);
+    }
+    router
         .fallback(|| async { jsonapi::NOT_FOUND })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(timeout, deadline))
@@ -126,8 +243,14 @@ fn link(state: &AppState, path: &str) -> String {
     format!("{}{path}", state.checked.public_url)
 }
 
-/// A 201 token resource as Glue writes it.
-fn token_created(state: &AppState, kind: &str, id: Value, attributes: Value) -> Response {
+/// A 201 token resource as Glue writes it; `prefix` is the portal's.
+fn token_created(
+    state: &AppState,
+    prefix: &str,
+    kind: &str,
+    id: Value,
+    attributes: Value,
+) -> Response {
     document(
         StatusCode::CREATED,
         &json!({
@@ -135,7 +258,7 @@ fn token_created(state: &AppState, kind: &str, id: Value, attributes: Value) -> 
                 "type": kind,
                 "id": id,
                 "attributes": attributes,
-                "links": { "self": link(state, &format!("/{kind}")) },
+                "links": { "self": link(state, &format!("{prefix}/{kind}")) },
             }
         }),
     )
@@ -207,14 +330,18 @@ async fn sign_in(
     }
 }
 
-/// Whether the back-office principal `id` holds the storefront agent capability now.
-async fn is_customer_agent(upstreams: &Upstreams, id: &str) -> Result<bool, ApiError> {
+/// Whether the back-office principal `id` holds `capability` now.
+async fn holds(
+    upstreams: &Upstreams,
+    id: &str,
+    capability: dir::Capability,
+) -> Result<bool, ApiError> {
     let request = dir::GetAgentRequest { id: id.to_owned() };
     match upstreams.agents.clone().get_agent(request).await {
         Ok(agent) => Ok(agent
             .into_inner()
             .capabilities
-            .contains(&(dir::Capability::AssistCustomers as i32))),
+            .contains(&(capability as i32))),
         Err(status) if matches!(status.code(), Code::NotFound | Code::PermissionDenied) => {
             Ok(false)
         }
@@ -222,8 +349,9 @@ async fn is_customer_agent(upstreams: &Upstreams, id: &str) -> Result<bool, ApiE
     }
 }
 
-/// `POST /agent-access-tokens`: a back-office user holding the storefront agent capability signs in.
-async fn agent_access_token(
+/// `POST /agent-access-tokens`: a back-office user holding the portal's agent capability signs in (an
+/// agent of the other portal only is refused like a wrong password).
+async fn agent_access_token<P: Surface>(
     State(state): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -240,7 +368,8 @@ async fn agent_access_token(
         jsonapi::AGENT_LOGIN_FAILED,
     )
     .await?;
-    if !is_customer_agent(&upstreams, &pair.principal_id).await? {
+    let portal = P::portal();
+    if !holds(&upstreams, &pair.principal_id, portal.capability).await? {
         // Signed in, but not as an agent: the pair is spent at once and the answer is the same as for
         // a wrong password.
         let revoke = idp::RevokeRefreshTokenRequest {
@@ -256,9 +385,10 @@ async fn agent_access_token(
         }
         return Err(jsonapi::AGENT_LOGIN_FAILED);
     }
-    tracing::info!(agent_id = %pair.principal_id, "agent signed in");
+    tracing::info!(agent_id = %pair.principal_id, portal = portal.prefix, "agent signed in");
     Ok(token_created(
         &state,
+        portal.prefix,
         "agent-access-tokens",
         Value::Null,
         pair_attributes(&pair),
@@ -285,6 +415,7 @@ async fn customer_access_token(
     .await?;
     Ok(token_created(
         &state,
+        "",
         "access-tokens",
         Value::Null,
         pair_attributes(&pair),
@@ -307,6 +438,7 @@ async fn refresh(State(state): Shared, raw: Result<Bytes, BytesRejection>) -> An
     match upstreams(&state)?.identity.refresh(request).await {
         Ok(pair) => Ok(token_created(
             &state,
+            "",
             "refresh-tokens",
             Value::Null,
             pair_attributes(&pair.into_inner()),
@@ -375,7 +507,7 @@ async fn verify(state: &AppState, token: &str, invalid: ApiError) -> Result<Clai
     }
 }
 
-/// An agent that may assist customers, and the token they called with.
+/// An agent of a portal, and the token they called with.
 struct CallingAgent {
     token: String,
     claims: Claims,
@@ -383,11 +515,12 @@ struct CallingAgent {
 
 /// The agent behind a request, as Glue finds them: `X-Agent-Authorization` when present (4102 when it
 /// does not verify), otherwise `Authorization` (4103 when missing, 001 when it does not verify). A
-/// token that verifies but is not a storefront agent's is 4103 either way.
+/// token that verifies but is not that of an agent holding `capability` is 4103 either way.
 async fn calling_agent(
     state: &AppState,
     upstreams: &Upstreams,
     headers: &HeaderMap,
+    capability: dir::Capability,
 ) -> Result<CallingAgent, ApiError> {
     let (token, invalid) = match headers.get("x-agent-authorization") {
         Some(value) => {
@@ -411,7 +544,7 @@ async fn calling_agent(
     let claims = verify(state, &token, invalid).await?;
     if claims.realm != Realm::BackOffice
         || claims.is_delegated()
-        || !is_customer_agent(upstreams, &claims.sub).await?
+        || !holds(upstreams, &claims.sub, capability).await?
     {
         return Err(jsonapi::AGENT_ONLY);
     }
@@ -438,19 +571,52 @@ struct SearchParams {
     limit: Option<u32>,
 }
 
-/// `GET /agent-customer-search`: customers by name, email or reference, paged, for an agent.
-async fn customer_search(
+/// `GET /agent-customer-search` and `/merchant-portal/agent-merchant-user-search`: the portal's targets
+/// by name, email (and customer reference), paged, for an agent.
+async fn agent_search<P: Surface>(
     State(state): Shared,
     headers: HeaderMap,
     query: Result<Query<SearchParams>, QueryRejection>,
 ) -> Answer {
+    let portal = P::portal();
     let upstreams = upstreams(&state)?;
-    calling_agent(&state, &upstreams, &headers).await?;
+    calling_agent(&state, &upstreams, &headers, portal.capability).await?;
     let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
     let q = validate::optional("q", params.q.as_deref().unwrap_or_default(), QUERY_MAX)?;
     let page = page_of(params.offset, params.limit)?;
+    let (key, found, info) = match portal.target {
+        Target::Customers => search_customers(&upstreams, &q, page).await?,
+        Target::MerchantUsers => search_merchant_users(&upstreams, &q, page).await?,
+    };
+    let path = format!("{}/{}", portal.prefix, portal.search_kind);
+    let base = if q.is_empty() {
+        link(&state, &format!("{path}?"))
+    } else {
+        link(
+            &state,
+            &format!("{path}?q={}&", jsonapi::encode_query_value(&q)),
+        )
+    };
+    let links = jsonapi::page_links(&base, page.offset, page.limit, info.total, info.total_exact);
+    Ok(document(
+        StatusCode::OK,
+        &json!({
+            "data": [{
+                "type": portal.search_kind,
+                "id": null,
+                "attributes": { key: found },
+                "links": { "self": links["self"] },
+            }],
+            "links": links,
+        }),
+    ))
+}
+
+type Found = (&'static str, Vec<Value>, PageInfo);
+
+async fn search_customers(upstreams: &Upstreams, q: &str, page: Page) -> Result<Found, ApiError> {
     let request = idp::SearchCustomersRequest {
-        query: q.clone(),
+        query: q.to_owned(),
         page: page_request(page),
     };
     let reply = upstreams
@@ -460,8 +626,7 @@ async fn customer_search(
         .await
         .map_err(|status| ApiError::from_status(&status))?
         .into_inner();
-    let info = reply.page.unwrap_or_default();
-    let customers: Vec<Value> = reply
+    let customers = reply
         .customers
         .iter()
         .map(|c| {
@@ -473,30 +638,50 @@ async fn customer_search(
             })
         })
         .collect();
-    let base = if q.is_empty() {
-        link(&state, "/agent-customer-search?")
-    } else {
-        link(
-            &state,
-            &format!(
-                "/agent-customer-search?q={}&",
-                jsonapi::encode_query_value(&q)
-            ),
-        )
+    Ok(("customers", customers, reply.page.unwrap_or_default()))
+}
+
+async fn search_merchant_users(
+    upstreams: &Upstreams,
+    q: &str,
+    page: Page,
+) -> Result<Found, ApiError> {
+    let request = idp::SearchMerchantUsersRequest {
+        query: q.to_owned(),
+        page: page_request(page),
+        status: 0,
     };
-    let links = jsonapi::page_links(&base, page.offset, page.limit, info.total, info.total_exact);
-    Ok(document(
-        StatusCode::OK,
-        &json!({
-            "data": [{
-                "type": "agent-customer-search",
-                "id": null,
-                "attributes": { "customers": customers },
-                "links": { "self": links["self"] },
-            }],
-            "links": links,
-        }),
-    ))
+    let reply = upstreams
+        .identity_service
+        .clone()
+        .search_merchant_users(request)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?
+        .into_inner();
+    let users = reply
+        .merchant_users
+        .iter()
+        .map(|u| {
+            json!({
+                "merchantUserId": u.id,
+                "merchantName": u.merchant_name,
+                "firstName": u.first_name,
+                "lastName": u.last_name,
+                "email": u.email,
+                "status": principal_status(u.status),
+            })
+        })
+        .collect();
+    Ok(("merchantUsers", users, reply.page.unwrap_or_default()))
+}
+
+/// A principal status as a word: `active`, `invited`, `blocked`, `inactive`, `deleted`.
+fn principal_status(value: i32) -> String {
+    idp::PrincipalStatus::try_from(value)
+        .unwrap_or_default()
+        .as_str_name()
+        .trim_start_matches("PRINCIPAL_STATUS_")
+        .to_ascii_lowercase()
 }
 
 /// The customer whose reference is exactly `reference` (references are case-insensitive).
@@ -533,32 +718,69 @@ fn valid_reference(reference: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// `POST /agent-customer-impersonation-access-tokens`: the agent starts assisting a customer, found by
-/// reference, and gets an impersonation token (not refreshable; the resource id is the session id).
-async fn start_impersonation(
+/// The merchant user whose id is `id`; `None` for an unknown id or another kind of principal (which
+/// the merchant portal must not start a session on, whatever the agent may do in the storefront).
+async fn merchant_user(upstreams: &Upstreams, id: &str) -> Result<Option<String>, ApiError> {
+    let request = idp::GetPrincipalRequest { id: id.to_owned() };
+    match upstreams
+        .identity_service
+        .clone()
+        .get_principal(request)
+        .await
+    {
+        Ok(reply) => {
+            let principal = reply.into_inner();
+            Ok((principal.realm == idp::Realm::MerchantUser as i32).then_some(principal.id))
+        }
+        Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => Ok(None),
+        Err(status) => Err(ApiError::from_status(&status)),
+    }
+}
+
+/// `POST /agent-customer-impersonation-access-tokens` and
+/// `/merchant-portal/agent-merchant-user-impersonation-access-tokens`: the agent starts assisting a
+/// customer (found by `customerReference`) or a merchant user (by `merchantUserId`) and gets an
+/// impersonation token (not refreshable; the resource id is the session id).
+async fn start_impersonation<P: Surface>(
     State(state): Shared,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Answer {
+    let portal = P::portal();
+    let failed = || portal.impersonation_failed.clone();
     let upstreams = upstreams(&state)?;
-    let agent = calling_agent(&state, &upstreams, &headers).await?;
-    let attributes = attributes(&body(raw)?, "agent-customer-impersonation-access-tokens")?;
-    let reference = text(&attributes, "customerReference")
-        .unwrap_or_default()
-        .trim();
-    if !valid_reference(reference) {
-        return Err(jsonapi::IMPERSONATION_FAILED);
-    }
+    let agent = calling_agent(&state, &upstreams, &headers, portal.capability).await?;
+    let attributes = attributes(&body(raw)?, portal.impersonation_kind)?;
     let reason = validate::optional(
         "reason",
         text(&attributes, "reason").unwrap_or_default(),
         REASON_MAX,
     )?;
-    let customer = customer_by_reference(&upstreams, reference)
-        .await?
-        .ok_or(jsonapi::IMPERSONATION_FAILED)?;
+    let target_id = match portal.target {
+        Target::Customers => {
+            let reference = text(&attributes, "customerReference")
+                .unwrap_or_default()
+                .trim();
+            if !valid_reference(reference) {
+                return Err(failed());
+            }
+            customer_by_reference(&upstreams, reference)
+                .await?
+                .ok_or_else(failed)?
+                .id
+        }
+        Target::MerchantUsers => {
+            let id = text(&attributes, "merchantUserId")
+                .unwrap_or_default()
+                .trim();
+            let id = validate::id("merchantUserId", id).map_err(|_| failed())?;
+            merchant_user(&upstreams, &id.to_string())
+                .await?
+                .ok_or_else(failed)?
+        }
+    };
     let request = imp::StartAssistRequest {
-        target_id: customer.id.clone(),
+        target_id,
         reason,
         ..Default::default()
     };
@@ -577,7 +799,7 @@ async fn start_impersonation(
                 | Code::Cancelled
                 | Code::Internal
                 | Code::Unknown => ApiError::from_status(&status),
-                _ => jsonapi::IMPERSONATION_FAILED,
+                _ => failed(),
             });
         }
     };
@@ -585,11 +807,13 @@ async fn start_impersonation(
     tracing::info!(
         agent_id = %agent.claims.sub,
         session_id = %session_id,
+        portal = portal.prefix,
         "assist session started"
     );
     Ok(token_created(
         &state,
-        "agent-customer-impersonation-access-tokens",
+        portal.prefix,
+        portal.impersonation_kind,
         Value::String(session_id),
         json!({
             "tokenType": "Bearer",
@@ -600,14 +824,15 @@ async fn start_impersonation(
     ))
 }
 
-/// `DELETE /agent-customer-impersonation-access-tokens/{sessionId}`: the agent ends a session.
-async fn end_impersonation(
+/// `DELETE /agent-customer-impersonation-access-tokens/{sessionId}` (and the merchant portal's): the
+/// agent ends a session.
+async fn end_impersonation<P: Surface>(
     State(state): Shared,
     headers: HeaderMap,
     Path(session_id): Path<String>,
 ) -> Answer {
     let upstreams = upstreams(&state)?;
-    let agent = calling_agent(&state, &upstreams, &headers).await?;
+    let agent = calling_agent(&state, &upstreams, &headers, P::portal().capability).await?;
     let session_id = validate::id("sessionId", &session_id).map_err(|_| jsonapi::NOT_FOUND)?;
     let request = imp::EndAssistRequest {
         session_id: session_id.to_string(),
@@ -640,14 +865,14 @@ fn end_reason(value: i32) -> Value {
     }
 }
 
-/// `GET /agent-assist-sessions`: the calling agent's sessions, newest first, paged.
+/// `GET /agent-assist-sessions`: the calling storefront agent's sessions, newest first, paged.
 async fn list_sessions(
     State(state): Shared,
     headers: HeaderMap,
     query: Result<Query<PageParams>, QueryRejection>,
 ) -> Answer {
     let upstreams = upstreams(&state)?;
-    let agent = calling_agent(&state, &upstreams, &headers).await?;
+    let agent = calling_agent(&state, &upstreams, &headers, STOREFRONT.capability).await?;
     let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
     let page = page_of(params.offset, params.limit)?;
     let request = imp::ListSessionsRequest {
@@ -719,6 +944,16 @@ async fn jwks(State(state): Shared) -> Answer {
         json!({ "keys": keys }).to_string(),
     )
         .into_response())
+}
+
+/// `GET /openapi.json`: the OpenAPI document of every route above.
+async fn openapi(State(state): Shared) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(&state.checked.public_url).to_string(),
+    )
+        .into_response()
 }
 
 /// `GET /healthz`: 200 once the gateway can reach the services with its token, 503 before and while
