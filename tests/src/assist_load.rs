@@ -10,8 +10,10 @@ use assist_runtime::client::{Outgoing, ServiceToken};
 use assist_runtime::sessions::SessionLiveness;
 use assist_runtime::testing::TestBackend;
 
-use crate::Latencies;
-use crate::platform::{Platform, Signed, authed};
+use assist_runtime::testing::TestDb;
+
+use crate::platform::{Platform, Signed, authed, http};
+use crate::{Latencies, SEARCH_PREFIXES};
 
 /// Closed loop: `concurrency` agents each start sessions back to back (each start replaces the
 /// agent's previous session) for `seconds`, after `warmup` seconds.
@@ -180,6 +182,81 @@ pub async fn revocation(admin_url: &str, sessions: usize) -> anyhow::Result<()> 
         "end-to-revocation across two replicas (PostgreSQL LISTEN/NOTIFY), from EndAssist sent: {}",
         Latencies::new(samples).summary()
     );
+    platform.stop().await;
+    Ok(())
+}
+
+/// `GET /agent-customer-search?q=<3 letters>` through the gateway, `concurrency` clients, over an
+/// identity database that is already seeded (kept afterwards).
+pub async fn gateway_search(
+    admin_url: &str,
+    identity_database_url: &str,
+    identity_kek: &str,
+    queries: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let platform = Platform::start_with_identity(
+        TestBackend::Postgres(admin_url.to_owned()),
+        1,
+        &[],
+        TestDb::existing(identity_database_url),
+        identity_kek.to_owned(),
+    )
+    .await;
+    let email = format!("search-agent-{}@example.com", uuid::Uuid::now_v7().simple());
+    let agent = platform.agent(&email, &[Capability::AssistCustomers]).await;
+    let gateway = platform.start_gateway().await;
+    let bearer: Arc<str> = format!("Bearer {}", agent.token).into();
+    let addr = gateway.addr;
+    let search = move |i: usize| {
+        let bearer = bearer.clone();
+        async move {
+            let prefix =
+                SEARCH_PREFIXES[(i * 7 + i / SEARCH_PREFIXES.len()) % SEARCH_PREFIXES.len()];
+            let path = format!("/agent-customer-search?q={prefix}&page[limit]=10");
+            let began = Instant::now();
+            let reply = http(addr, "GET", &path, &[("authorization", &bearer)], None).await?;
+            anyhow::ensure!(
+                reply.status == 200,
+                "search answered {}: {}",
+                reply.status,
+                reply.body
+            );
+            Ok::<_, anyhow::Error>(began.elapsed())
+        }
+    };
+    for i in 0..SEARCH_PREFIXES.len() {
+        search(i).await?;
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let next = next.clone();
+            let search = search.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= queries {
+                        return Ok::<_, anyhow::Error>(samples);
+                    }
+                    samples.push(search(i).await?);
+                }
+            })
+        })
+        .collect();
+    let mut samples = Vec::with_capacity(queries);
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    let elapsed = began.elapsed();
+    println!(
+        "gateway customer search ({concurrency} clients, 3-letter prefixes, page of 10 with links): {:.0}/s, {}",
+        samples.len() as f64 / elapsed.as_secs_f64(),
+        Latencies::new(samples).summary()
+    );
+    gateway.stop().await;
     platform.stop().await;
     Ok(())
 }

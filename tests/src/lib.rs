@@ -6,6 +6,15 @@ pub mod platform;
 
 use std::time::Duration;
 
+/// Three-letter prefixes of common first and last names, the queries of the search load runs.
+pub const SEARCH_PREFIXES: &[&str] = &[
+    "ann", "mar", "sch", "mei", "mue", "ben", "car", "cla", "dan", "dav", "eli", "emm", "eri",
+    "fel", "fin", "geo", "han", "jan", "jon", "jul", "kar", "kla", "lar", "lea", "len", "leo",
+    "lin", "lis", "luk", "max", "mia", "nin", "noa", "nor", "osk", "pau", "pet", "ros", "sar",
+    "sim", "sof", "ste", "the", "tim", "tob", "wal", "web", "wag", "bec", "hof", "kel", "koc",
+    "ric", "wol", "zim", "ber", "bra", "fis", "fra", "hah",
+];
+
 /// Latency percentiles of a run.
 #[derive(Debug, Clone)]
 pub struct Latencies {

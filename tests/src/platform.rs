@@ -111,9 +111,28 @@ impl Platform {
         impersonation_flags: &[&str],
     ) -> Self {
         let identity_db = TestDb::on(&backend).await;
+        let identity_kek = KeyEncryptionKey::generate_base64().unwrap();
+        Self::start_with_identity(
+            backend,
+            replicas,
+            impersonation_flags,
+            identity_db,
+            identity_kek,
+        )
+        .await
+    }
+
+    /// [`Platform::start`] with identity on a database of the caller's (a seeded one, for load runs)
+    /// and its key-encryption key.
+    pub async fn start_with_identity(
+        backend: TestBackend,
+        replicas: usize,
+        impersonation_flags: &[&str],
+        identity_db: TestDb,
+        identity_kek: String,
+    ) -> Self {
         let agents_db = TestDb::on(&backend).await;
         let impersonation_db = TestDb::on(&backend).await;
-        let identity_kek = KeyEncryptionKey::generate_base64().unwrap();
         let config = assist_identity::Config::try_parse_from([
             "identity".to_owned(),
             "--listen=127.0.0.1:0".to_owned(),
@@ -131,7 +150,7 @@ impl Platform {
         )
         .await
         .unwrap();
-        operator
+        let created = operator
             .create_back_office_user(
                 Actor::Operator,
                 PrincipalInput {
@@ -142,8 +161,13 @@ impl Platform {
                     ..Default::default()
                 },
             )
-            .await
-            .unwrap();
+            .await;
+        // A database kept from an earlier run has the administrator already.
+        if let Err(error) = created
+            && !matches!(error, assist_runtime::Error::AlreadyExists(_))
+        {
+            panic!("creating the administrator: {error}");
+        }
         let mut identity_client = IdentityClient::new(identity.channel());
         let admin = login(&mut identity_client, idp::Realm::BackOffice, ADMIN_EMAIL).await;
         let service_accounts =

@@ -90,6 +90,20 @@ impl TestDb {
         }
     }
 
+    /// A database that exists already and is kept afterwards (a seeded one, for load runs).
+    pub fn existing(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_owned(),
+            backend: if url.starts_with("sqlite:") {
+                "sqlite"
+            } else {
+                "postgres"
+            },
+            _dir: None,
+            pg_admin: None,
+        }
+    }
+
     /// One database on each backend the tests run on (see [`TestBackend::all`]).
     pub async fn all() -> Vec<TestDb> {
         let mut dbs = Vec::new();

@@ -6,6 +6,7 @@
 //! - `load startup --binary target/release/assist-identity --database-url …`: time to SERVING, idle RSS.
 //! - `load start-assist --admin-url postgres://…`: StartAssist over gRPC on the whole platform.
 //! - `load revocation --admin-url postgres://…`: end-to-revocation latency across two replicas.
+//! - `load gateway-search --admin-url … --identity-database-url …`: customer search through the gateway.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +70,18 @@ enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=60))]
         warmup_seconds: u64,
     },
+    /// `GET /agent-customer-search` through the gateway over an identity database seeded with
+    /// `assist seed customers` (pass its key-encryption key as ASSIST_IDENTITY_KEY_ENCRYPTION_KEY).
+    GatewaySearch {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long)]
+        identity_database_url: String,
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        queries: u64,
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+        concurrency: u64,
+    },
     Revocation {
         #[arg(long)]
         admin_url: String,
@@ -109,6 +122,21 @@ async fn main() -> anyhow::Result<()> {
                 concurrency as usize,
                 seconds,
                 warmup_seconds,
+            )
+            .await
+        }
+        Command::GatewaySearch {
+            admin_url,
+            identity_database_url,
+            queries,
+            concurrency,
+        } => {
+            assist_tests::assist_load::gateway_search(
+                &admin_url,
+                &identity_database_url,
+                &bench_kek(&identity_database_url),
+                queries as usize,
+                concurrency as usize,
             )
             .await
         }
@@ -351,13 +379,7 @@ impl TokenReceiver {
 }
 
 /// Three-letter prefixes people type: starts of common first and last names and of emails.
-const PREFIXES: &[&str] = &[
-    "ann", "mar", "sch", "mei", "mue", "ben", "car", "cla", "dan", "dav", "eli", "emm", "eri",
-    "fel", "fin", "geo", "han", "jan", "jon", "jul", "kar", "kla", "lar", "lea", "len", "leo",
-    "lin", "lis", "luk", "max", "mia", "nin", "noa", "nor", "osk", "pau", "pet", "ros", "sar",
-    "sim", "sof", "ste", "the", "tim", "tob", "wal", "web", "wag", "bec", "hof", "kel", "koc",
-    "ric", "wol", "zim", "ber", "bra", "fis", "fra", "hah",
-];
+use assist_tests::SEARCH_PREFIXES as PREFIXES;
 
 async fn search(database_url: &str, queries: u64, concurrency: u64) -> anyhow::Result<()> {
     let running = start_identity(database_url, &[]).await?;
