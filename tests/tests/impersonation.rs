@@ -932,3 +932,76 @@ async fn a_verifier_that_reconnects_misses_no_end() {
     );
     platform.stop().await;
 }
+
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// Rotating impersonation-token's key keeps the old one published while its tokens may live, so live
+/// sessions keep working; new tokens carry the new key.
+#[tokio::test]
+async fn signing_keys_rotate_without_ending_live_tokens() {
+    for backend in TestBackend::all() {
+        let platform = Platform::start(backend, 1, &[]).await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        let other = platform
+            .agent("other@example.com", &[Capability::AssistCustomers])
+            .await;
+        let customer = platform.customer("casey@example.com").await;
+        let before = start(&platform, &agent, &customer.id).await.unwrap();
+        let mut client = platform.impersonation_client(0);
+
+        let refused = client
+            .rotate_signing_key(authed(&agent.token, pb::RotateSigningKeyRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "admins only");
+        let rotated = client
+            .rotate_signing_key(authed(
+                &platform.admin.token,
+                pb::RotateSigningKeyRequest {},
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .kid;
+        assert_ne!(rotated, kid_of(&before.access_token));
+
+        let after = start(&platform, &other, &customer.id).await.unwrap();
+        assert_eq!(
+            kid_of(&after.access_token),
+            rotated,
+            "new tokens use the new key"
+        );
+        let published: Vec<String> = client
+            .get_jwks(assist_proto::common::v1::GetJwksRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert!(published.contains(&kid_of(&before.access_token)));
+        assert!(published.contains(&rotated));
+        // A verifier that fetches the keys now accepts both tokens.
+        let fresh = verifier(&platform);
+        fresh
+            .verify(&before.access_token)
+            .await
+            .expect("old token still verifies");
+        fresh
+            .verify(&after.access_token)
+            .await
+            .expect("new token verifies");
+        platform.stop().await;
+    }
+}

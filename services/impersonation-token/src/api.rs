@@ -325,6 +325,15 @@ impl pb::impersonation_server::Impersonation for Api {
         })
     }
 
+    async fn rotate_signing_key(
+        &self,
+        request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Reply<pb::RotateSigningKeyResponse> {
+        let claims = caller(&request)?;
+        let kid = self.service()?.rotate_signing_key(&claims).await?;
+        ok(pb::RotateSigningKeyResponse { kid })
+    }
+
     async fn get_jwks(&self, _request: Request<common::GetJwksRequest>) -> Reply<common::Jwks> {
         ok(assist_runtime::keys::jwks_message(&self.service()?.jwks()))
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use assist_runtime::auth::{Actor as TokenActor, Claims, Realm};
-use assist_runtime::keys::{KEY_RELOAD, KeyEncryptionKey, KeyRing};
+use assist_runtime::keys::{KEY_RELOAD, KeyEncryptionKey, KeyRing, KeyTable};
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{Page, Paged};
 use assist_runtime::{Error, Result};
@@ -449,6 +449,23 @@ impl Impersonation {
         Ok(())
     }
 
+    /// Makes a new key active. The old one stays published for as long as a token it signed may live
+    /// (the maximum session length), plus two key reloads for the replicas that still sign with it.
+    pub async fn rotate_signing_key(&self, caller: &Claims) -> Result<String> {
+        require_admin(caller)?;
+        let now = now_us();
+        let (stored, _) = assist_runtime::keys::generate(self.keys.kek(), now)?;
+        let publish_until = now
+            + self.settings.limits.max_length.as_micros() as i64
+            + 2 * KEY_RELOAD.as_micros() as i64;
+        KeyTable(self.store.database())
+            .rotate(&stored, now, publish_until)
+            .await?;
+        self.keys.reload(self.store.database()).await?;
+        tracing::info!(kid = %stored.kid, "impersonation signing key rotated");
+        Ok(stored.kid)
+    }
+
     /// Housekeeping: records the end of timed-out sessions, updates the gauge of live sessions and
     /// reloads keys.
     pub async fn housekeeping(&self) -> Result<()> {
@@ -461,6 +478,9 @@ impl Impersonation {
             tracing::info!(count = ended.len(), "timed-out assist sessions closed");
         }
         active_sessions().set(self.store.count_live(now).await? as i64);
+        KeyTable(self.store.database())
+            .delete_unpublished(now)
+            .await?;
         self.keys.reload(self.store.database()).await
     }
 }
