@@ -37,6 +37,27 @@ async fn start(
         .map(|r| r.into_inner())
 }
 
+/// Starts a session; answers its id.
+async fn start_sid(platform: &Platform, agent: &Signed, target: &str) -> String {
+    start(platform, agent, target)
+        .await
+        .unwrap()
+        .session
+        .unwrap()
+        .id
+}
+
+/// Waits (at most 4 s) until the verifier follows `WatchRevocations`; answers whether it does.
+async fn wait_following(sessions: &SessionLiveness) -> bool {
+    for _ in 0..400 {
+        if sessions.is_following() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 async fn check(platform: &Platform, replica: usize, sid: &str) -> pb::CheckSessionResponse {
     let service = platform.service_token().await;
     platform
@@ -484,12 +505,7 @@ async fn revoking_the_capability_or_blocking_ends_sessions() {
             Some(pb::EndReason::CapabilityRevoked)
         );
 
-        let by_blocked = start(&platform, &blocked_agent, &other_customer.id)
-            .await
-            .unwrap()
-            .session
-            .unwrap()
-            .id;
+        let by_blocked = start_sid(&platform, &blocked_agent, &other_customer.id).await;
         platform
             .set_status(&blocked_agent.id, idp::PrincipalStatus::Blocked)
             .await;
@@ -498,12 +514,7 @@ async fn revoking_the_capability_or_blocking_ends_sessions() {
             Some(pb::EndReason::AgentBlocked)
         );
 
-        let of_target = start(&platform, &third, &customer.id)
-            .await
-            .unwrap()
-            .session
-            .unwrap()
-            .id;
+        let of_target = start_sid(&platform, &third, &customer.id).await;
         platform
             .set_status(&customer.id, idp::PrincipalStatus::Blocked)
             .await;
@@ -524,12 +535,7 @@ async fn idle_sessions_end_and_use_extends_them() {
             .agent("agent@example.com", &[Capability::AssistCustomers])
             .await;
         let customer = platform.customer("casey@example.com").await;
-        let sid = start(&platform, &agent, &customer.id)
-            .await
-            .unwrap()
-            .session
-            .unwrap()
-            .id;
+        let sid = start_sid(&platform, &agent, &customer.id).await;
         let service = platform.service_token().await;
         let mut client = platform.impersonation_client(0);
         // Used every 700 ms for 2.8 s: longer than the idle timeout, but never idle that long.
@@ -569,12 +575,7 @@ async fn the_audit_chain_records_actions_and_exposes_tampering() {
             .agent("agent@example.com", &[Capability::AssistCustomers])
             .await;
         let customer = platform.customer("casey@example.com").await;
-        let sid = start(&platform, &agent, &customer.id)
-            .await
-            .unwrap()
-            .session
-            .unwrap()
-            .id;
+        let sid = start_sid(&platform, &agent, &customer.id).await;
         let service = platform.service_token().await;
         let mut client = platform.impersonation_client(0);
         for (method, target) in [
@@ -821,13 +822,7 @@ async fn an_end_reaches_a_verifier_on_another_replica_within_a_second() {
     let (_trigger, shutdown) = assist_runtime::shutdown::channel();
     // The verifier follows replica 1; sessions start and end through replica 0.
     let sessions = SessionLiveness::start(service_client(&platform).await, shutdown);
-    for _ in 0..200 {
-        if sessions.is_following() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(sessions.is_following());
+    assert!(wait_following(&sessions).await);
     let customer = platform.customer("casey@example.com").await;
     for round in 0..3 {
         let agent = platform
@@ -836,12 +831,7 @@ async fn an_end_reaches_a_verifier_on_another_replica_within_a_second() {
                 &[Capability::AssistCustomers],
             )
             .await;
-        let sid = start(&platform, &agent, &customer.id)
-            .await
-            .unwrap()
-            .session
-            .unwrap()
-            .id;
+        let sid = start_sid(&platform, &agent, &customer.id).await;
         sessions.check(&sid).await.expect("live and now cached");
         platform
             .impersonation_client(0)
@@ -879,23 +869,12 @@ async fn a_verifier_that_reconnects_misses_no_end() {
     let mut platform = Platform::start(backend, 2, &[]).await;
     let (_trigger, shutdown) = assist_runtime::shutdown::channel();
     let sessions = SessionLiveness::start(service_client(&platform).await, shutdown);
-    let following = |sessions: &SessionLiveness| sessions.is_following();
-    for _ in 0..200 {
-        if following(&sessions) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_following(&sessions).await;
     let agent = platform
         .agent("agent@example.com", &[Capability::AssistCustomers])
         .await;
     let customer = platform.customer("casey@example.com").await;
-    let sid = start(&platform, &agent, &customer.id)
-        .await
-        .unwrap()
-        .session
-        .unwrap()
-        .id;
+    let sid = start_sid(&platform, &agent, &customer.id).await;
     sessions.check(&sid).await.expect("live and cached");
 
     // Replica 1 (the one the verifier follows) goes away; meanwhile the session ends through replica 0.
@@ -918,13 +897,7 @@ async fn a_verifier_that_reconnects_misses_no_end() {
     );
     let restarted = platform.start_impersonation(addr, &[]).await;
     platform.impersonation.insert(1, restarted);
-    for _ in 0..400 {
-        if following(&sessions) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(sessions.is_following(), "the verifier reconnected");
+    assert!(wait_following(&sessions).await, "the verifier reconnected");
     assert_eq!(
         sessions.check(&sid).await.unwrap_err().code(),
         Code::Unauthenticated,

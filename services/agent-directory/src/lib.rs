@@ -32,7 +32,7 @@ use assist_proto::agentdirectory::v1::agent_directory_server::AgentDirectoryServ
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_runtime::auth::{AuthPolicy, IdentityJwks, TokenVerifier, TrustedIssuer};
 use assist_runtime::client::{Outgoing, ServiceToken};
-use assist_runtime::config::{ConfigError, http_url, positive_secs};
+use assist_runtime::config::{ConfigError, database_url, http_url, positive_secs};
 use assist_runtime::db::{Database, PoolSize};
 use assist_runtime::server::{GrpcServer, Health, ServerSettings};
 use tokio::net::TcpListener;
@@ -132,12 +132,7 @@ pub struct Checked {
 impl Config {
     /// Checks values clap cannot: URLs, non-empty names and secrets, positive sizes and durations.
     pub fn check(&self) -> Result<Checked, ConfigError> {
-        if assist_runtime::db::Backend::of_url(&self.database_url).is_none() {
-            return Err(ConfigError::new(
-                "ASSIST_AGENT_DIRECTORY_DATABASE_URL",
-                "must start with postgres:// or sqlite:",
-            ));
-        }
+        database_url(&self.database_url, "ASSIST_AGENT_DIRECTORY_DATABASE_URL")?;
         if self.database_pool_size == 0 {
             return Err(ConfigError::new(
                 "ASSIST_AGENT_DIRECTORY_DATABASE_POOL_SIZE",

@@ -21,7 +21,9 @@ use assist_runtime::auth::{
     AuthPolicy, Delegated, IdentityJwks, KeySource, PublicKey, TokenVerifier, TrustedIssuer,
 };
 use assist_runtime::client::{Outgoing, ServiceToken, channel};
-use assist_runtime::config::{ConfigError, http_url, positive_secs};
+use assist_runtime::config::{
+    ConfigError, database_url, http_url, key_encryption_key, positive_secs,
+};
 use assist_runtime::db::{Database, PoolSize};
 use assist_runtime::keys::KeyEncryptionKey;
 use assist_runtime::server::{GrpcServer, ServerSettings};
@@ -144,18 +146,11 @@ pub struct Checked {
 impl Config {
     /// Checks values clap cannot: key sizes, URLs, positive durations.
     pub fn check(&self) -> Result<Checked, ConfigError> {
-        let kek = KeyEncryptionKey::from_base64(&self.key_encryption_key).ok_or_else(|| {
-            ConfigError::new(
-                "ASSIST_IMPERSONATION_KEY_ENCRYPTION_KEY",
-                "must be base64 of exactly 32 bytes",
-            )
-        })?;
-        if assist_runtime::db::Backend::of_url(&self.database_url).is_none() {
-            return Err(ConfigError::new(
-                "ASSIST_IMPERSONATION_DATABASE_URL",
-                "must start with postgres:// or sqlite:",
-            ));
-        }
+        let kek = key_encryption_key(
+            &self.key_encryption_key,
+            "ASSIST_IMPERSONATION_KEY_ENCRYPTION_KEY",
+        )?;
+        database_url(&self.database_url, "ASSIST_IMPERSONATION_DATABASE_URL")?;
         http_url(&self.identity_url, "ASSIST_IMPERSONATION_IDENTITY_URL")?;
         http_url(
             &self.agent_directory_url,

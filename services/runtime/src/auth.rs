@@ -502,26 +502,27 @@ where
         let policy = self.policy.clone();
         Box::pin(async move {
             let token = bearer(request.headers()).map(str::to_owned);
-            let path = request.uri().path().to_owned();
+            // Set for calls made with an impersonation token: its session and the path to record.
             let mut session = None;
             match token {
                 Some(token) => match policy.verifier.verify(&token).await {
                     Ok(claims) => {
-                        match policy.admit_delegated(&claims, &path).await {
-                            Ok(sid) => session = sid,
+                        let path = request.uri().path();
+                        match policy.admit_delegated(&claims, path).await {
+                            Ok(sid) => session = sid.map(|sid| (sid, path.to_owned())),
                             Err(error) => return Ok(Status::from(error).into_http()),
                         }
                         request.extensions_mut().insert(Arc::new(claims));
                     }
                     Err(error) => return Ok(Status::from(error).into_http()),
                 },
-                None if !policy.is_public(&path) => {
+                None if !policy.is_public(request.uri().path()) => {
                     return Ok(Status::unauthenticated("missing access token").into_http());
                 }
                 None => {}
             }
             let response = inner.call(request).await;
-            if let (Some(sid), Delegated::Check(impersonation), Ok(response)) =
+            if let (Some((sid, path)), Delegated::Check(impersonation), Ok(response)) =
                 (session, &policy.delegated, &response)
             {
                 let code = crate::server::grpc_code(response.headers());

@@ -32,6 +32,26 @@ pub fn positive_secs(
     }
 }
 
+/// A database URL of a backend the services speak (`postgres://…`, `sqlite:…`).
+pub fn database_url(value: &str, variable: &'static str) -> Result<(), ConfigError> {
+    match crate::db::Backend::of_url(value) {
+        Some(_) => Ok(()),
+        None => Err(ConfigError::new(
+            variable,
+            "must start with postgres:// or sqlite:",
+        )),
+    }
+}
+
+/// A key-encryption key: base64 of exactly 32 bytes.
+pub fn key_encryption_key(
+    value: &str,
+    variable: &'static str,
+) -> Result<crate::keys::KeyEncryptionKey, ConfigError> {
+    crate::keys::KeyEncryptionKey::from_base64(value)
+        .ok_or_else(|| ConfigError::new(variable, "must be base64 of exactly 32 bytes"))
+}
+
 /// An `http://` or `https://` URL.
 pub fn http_url(value: &str, variable: &'static str) -> Result<(), ConfigError> {
     if value.starts_with("http://") || value.starts_with("https://") {
