@@ -378,11 +378,40 @@ impl Platform {
     /// The gateway in front of this platform (the first impersonation replica), on 127.0.0.1:0 with
     /// the platform's service account; answers once `/healthz` says it is serving.
     pub async fn start_gateway(&self) -> Running {
-        let config = assist_gateway::Config::try_parse_from([
+        self.start_gateway_with(&[]).await
+    }
+
+    /// The gateway with extra flags (such as `--storefront-upstream=…`).
+    pub async fn start_gateway_with(&self, flags: &[String]) -> Running {
+        let mut args = vec![
             "gateway".to_owned(),
             "--listen=127.0.0.1:0".to_owned(),
             format!("--identity-url={}", self.identity.url()),
             format!("--agent-directory-url={}", self.agents.url()),
+            format!("--impersonation-url={}", self.impersonation[0].url()),
+            format!("--client-id={}", self.service_accounts.0),
+            format!("--client-secret={}", self.service_accounts.1),
+        ];
+        args.extend(flags.iter().cloned());
+        let config = assist_gateway::Config::try_parse_from(args).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = assist_runtime::shutdown::channel();
+        let task = tokio::spawn(assist_gateway::serve(config, listener, shutdown));
+        until_healthy(addr, "gateway").await;
+        Running {
+            addr,
+            trigger,
+            task,
+        }
+    }
+
+    /// The demo shop (storefront and merchant portal) of this platform, on 127.0.0.1:0.
+    pub async fn start_demo_shop(&self) -> Running {
+        let config = assist_demo_shop::Config::try_parse_from([
+            "demo-shop".to_owned(),
+            "--listen=127.0.0.1:0".to_owned(),
+            format!("--identity-url={}", self.identity.url()),
             format!("--impersonation-url={}", self.impersonation[0].url()),
             format!("--client-id={}", self.service_accounts.0),
             format!("--client-secret={}", self.service_accounts.1),
@@ -391,22 +420,26 @@ impl Platform {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = assist_runtime::shutdown::channel();
-        let task = tokio::spawn(assist_gateway::serve(config, listener, shutdown));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            match http(addr, "GET", "/healthz", &[], None).await {
-                Ok(reply) if reply.status == 200 => break,
-                _ if std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                other => panic!("gateway not serving: {other:?}"),
-            }
-        }
+        let task = tokio::spawn(assist_demo_shop::serve(config, listener, shutdown));
+        until_healthy(addr, "demo shop").await;
         Running {
             addr,
             trigger,
             task,
         }
+    }
+
+    /// The demo shop and a gateway fronting it: `(shop, gateway)`.
+    pub async fn start_fronted_shop(&self) -> (Running, Running) {
+        let shop = self.start_demo_shop().await;
+        let upstream = format!("http://{}", shop.addr);
+        let gateway = self
+            .start_gateway_with(&[
+                format!("--storefront-upstream={upstream}"),
+                format!("--merchant-portal-upstream={upstream}"),
+            ])
+            .await;
+        (shop, gateway)
     }
 
     pub async fn stop(self) {
@@ -457,6 +490,20 @@ async fn service_account(
     (client_id, created.client_secret)
 }
 
+/// Waits until `GET /healthz` on `addr` answers 200 (at most 20 s).
+async fn until_healthy(addr: SocketAddr, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match http(addr, "GET", "/healthz", &[], None).await {
+            Ok(reply) if reply.status == 200 => return,
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => panic!("{what} not serving: {other:?}"),
+        }
+    }
+}
+
 /// One HTTP answer, as the gateway tests read it.
 #[derive(Debug, Clone)]
 pub struct HttpReply {
@@ -491,7 +538,10 @@ pub async fn http(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
-    if !body.is_empty() {
+    let typed = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if !body.is_empty() && !typed {
         request.push_str("content-type: application/vnd.api+json\r\n");
     }
     for (name, value) in headers {

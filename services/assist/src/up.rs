@@ -39,6 +39,16 @@ pub struct Args {
     /// Listen address of the gateway (HTTP: the storefront agent-assist API).
     #[arg(long, env = "ASSIST_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub gateway_listen: SocketAddr,
+    /// Listen address of the demo shop (storefront and merchant portal) the gateway fronts, started
+    /// unless both upstreams below are given.
+    #[arg(long, env = "ASSIST_DEMO_SHOP_LISTEN", default_value = "127.0.0.1:8090")]
+    pub demo_shop_listen: SocketAddr,
+    /// A real storefront for the gateway to front instead of the demo shop.
+    #[arg(long, env = "ASSIST_STOREFRONT_UPSTREAM")]
+    pub storefront_upstream: Option<String>,
+    /// A real merchant portal for the gateway to front instead of the demo shop.
+    #[arg(long, env = "ASSIST_MERCHANT_PORTAL_UPSTREAM")]
+    pub merchant_portal_upstream: Option<String>,
     /// Prometheus `/metrics` address.
     #[arg(long, env = "ASSIST_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: SocketAddr,
@@ -107,9 +117,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             format!("--client-secret={client_secret}"),
         ],
     )?;
+    let demo_shop_url = format!("http://{}", args.demo_shop_listen);
+    let demo_shop = args.storefront_upstream.is_none() || args.merchant_portal_upstream.is_none();
     let gateway_config = parse_config::<assist_gateway::Config>(
         "gateway",
         [
+            format!(
+                "--storefront-upstream={}",
+                args.storefront_upstream.as_deref().unwrap_or(&demo_shop_url)
+            ),
+            format!(
+                "--merchant-portal-upstream={}",
+                args.merchant_portal_upstream
+                    .as_deref()
+                    .unwrap_or(&demo_shop_url)
+            ),
             format!("--listen={}", args.gateway_listen),
             format!("--identity-url={identity_url}"),
             format!(
@@ -121,6 +143,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             format!("--client-secret={client_secret}"),
         ],
     )?;
+    let demo_shop_config = parse_config::<assist_demo_shop::Config>(
+        "demo-shop",
+        [
+            format!("--listen={}", args.demo_shop_listen),
+            format!("--identity-url={identity_url}"),
+            format!("--impersonation-url=http://{}", args.impersonation_listen),
+            format!("--client-id={client_id}"),
+            format!("--client-secret={client_secret}"),
+        ],
+    )?;
+    if let Err(error) = demo_shop_config.check() {
+        assist_runtime::config::exit(&error.to_string());
+    }
     if let Err(error) = gateway_config.check() {
         assist_runtime::config::exit(&error.to_string());
     }
@@ -152,6 +187,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bind(args.gateway_listen).await?,
         shutdown.clone(),
     ));
+    let shop = if demo_shop {
+        let listener = bind(args.demo_shop_listen).await?;
+        tokio::spawn(assist_demo_shop::serve(
+            demo_shop_config,
+            listener,
+            shutdown.clone(),
+        ))
+    } else {
+        // No demo shop: a task that ends only with the others.
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            Ok(())
+        })
+    };
 
     println!("Agent Assist is running (embedded mode, stop with Ctrl-C)");
     println!("  data:            {}", redact(&database_url));
@@ -168,9 +218,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.impersonation_listen
     );
     println!(
-        "  gateway:         http://{}  (storefront agent-assist API, Glue-compatible)",
+        "  gateway:         http://{}  (open it in a browser: the shop, and agent sign-in at /agent/login and /merchant-portal/agent/login; the Glue-compatible API)",
         args.gateway_listen
     );
+    if demo_shop {
+        println!(
+            "  demo shop:       http://{}  (the storefront and merchant portal the gateway fronts)",
+            args.demo_shop_listen
+        );
+    }
     println!("  metrics:         http://{}/metrics", args.metrics_listen);
     match created {
         Some(password) => {
@@ -198,6 +254,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         r = agents => ("agent-directory", r),
         r = impersonation => ("impersonation", r),
         r = gateway => ("gateway", r),
+        r = shop => ("demo shop", r),
     };
     let result = result
         .with_context(|| format!("{service} task"))?

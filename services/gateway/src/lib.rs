@@ -1,10 +1,14 @@
-//! The gateway: the storefront agent-assist HTTP API, compatible with the Spryker Glue agent-assist
-//! endpoints (JSON:API), turned into gRPC calls to identity, agent-directory and impersonation-token.
-//! `serve` runs it on a listener; `main.rs` is the thin binary around it.
+//! The gateway: the storefront and merchant-portal agent-assist HTTP API, compatible with the Spryker
+//! Glue agent-assist endpoints (JSON:API), turned into gRPC calls to identity, agent-directory and
+//! impersonation-token; the agents' pages (`web`); and the proxy that fronts the shop and the merchant
+//! portal with the right token (`proxy`). `serve` runs it on a listener; `main.rs` is the thin binary
+//! around it. The browser-side contract is docs/web.md.
 
 pub mod jsonapi;
 pub mod openapi;
+pub mod proxy;
 pub mod routes;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +17,10 @@ use std::time::Duration;
 use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClient;
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
-use assist_runtime::auth::{IdentityJwks, TokenVerifier, TrustedIssuer};
+use assist_runtime::auth::{
+    AuthPolicy, IdentityJwks, ImpersonationJwks, TokenVerifier, TrustedIssuer,
+};
+use assist_runtime::sessions::SessionLiveness;
 use assist_runtime::client::{Outgoing, ServiceToken, channel};
 use assist_runtime::config::{ConfigError, http_url, positive_secs};
 use tokio::net::TcpListener;
@@ -79,6 +86,32 @@ pub struct Config {
     pub body_limit_bytes: usize,
     #[arg(long, env = "ASSIST_GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// `iss` of the impersonation service's tokens (accepted by the proxy only).
+    #[arg(
+        long,
+        env = "ASSIST_GATEWAY_IMPERSONATION_ISSUER",
+        default_value = "assist-impersonation"
+    )]
+    pub impersonation_issuer: String,
+    /// Base URL of the shop the gateway fronts: every path that is not the gateway's own (and not
+    /// under `/merchant-portal/`) is forwarded there. Unset: those paths are 404.
+    #[arg(long, env = "ASSIST_GATEWAY_STOREFRONT_UPSTREAM")]
+    pub storefront_upstream: Option<String>,
+    /// Base URL of the merchant portal the gateway fronts (paths under `/merchant-portal/`).
+    #[arg(long, env = "ASSIST_GATEWAY_MERCHANT_PORTAL_UPSTREAM")]
+    pub merchant_portal_upstream: Option<String>,
+    /// Paths never forwarded while assisting (credentials, email, payment methods, account deletion),
+    /// comma-separated; each covers the paths below it. Compared case-insensitively after decoding.
+    #[arg(
+        long,
+        env = "ASSIST_GATEWAY_SENSITIVE_PATHS",
+        default_value = "/account/password,/account/email,/account/payment-methods,/account/delete,\
+/merchant-portal/password,/merchant-portal/email,/merchant-portal/delete"
+    )]
+    pub sensitive_paths: String,
+    /// Prometheus `/metrics` address; unset: no metrics listener of its own.
+    #[arg(long, env = "ASSIST_GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Take the client address for login throttling from the last `X-Forwarded-For` entry (set it only
     /// behind a proxy that appends it, such as Envoy); otherwise the peer address is used.
     #[arg(
@@ -98,6 +131,11 @@ pub struct Checked {
     /// Base of JSON:API links, without a trailing slash; empty for relative links.
     pub public_url: String,
     pub trust_forwarded_for: bool,
+    /// Cookies get `Secure` (the public URL is `https://`).
+    pub secure_cookies: bool,
+    pub storefront_upstream: Option<http::Uri>,
+    pub merchant_portal_upstream: Option<http::Uri>,
+    pub sensitive_paths: &'static [&'static str],
 }
 
 impl Config {
@@ -140,7 +178,31 @@ impl Config {
             }
             _ => String::new(),
         };
+        let upstream = |value: &Option<String>, variable| -> Result<_, ConfigError> {
+            match value {
+                Some(url) if !url.is_empty() => {
+                    http_url(url, variable)?;
+                    let uri: http::Uri = url
+                        .trim_end_matches('/')
+                        .parse()
+                        .map_err(|_| ConfigError::new(variable, "not a URL"))?;
+                    Ok(Some(uri))
+                }
+                _ => Ok(None),
+            }
+        };
+        let sensitive_paths = sensitive_paths(&self.sensitive_paths)?;
         Ok(Checked {
+            secure_cookies: public_url.starts_with("https://"),
+            storefront_upstream: upstream(
+                &self.storefront_upstream,
+                "ASSIST_GATEWAY_STOREFRONT_UPSTREAM",
+            )?,
+            merchant_portal_upstream: upstream(
+                &self.merchant_portal_upstream,
+                "ASSIST_GATEWAY_MERCHANT_PORTAL_UPSTREAM",
+            )?,
+            sensitive_paths,
             request_timeout: positive_secs(
                 self.request_timeout_secs,
                 "ASSIST_GATEWAY_REQUEST_TIMEOUT_SECS",
@@ -151,6 +213,28 @@ impl Config {
             trust_forwarded_for: self.trust_forwarded_for,
         })
     }
+}
+
+/// The sensitive-path list, checked (each entry absolute, no empty or dot segments) and kept for the
+/// life of the process (the auth policy holds `'static` lists; this is built once at start).
+fn sensitive_paths(list: &str) -> Result<&'static [&'static str], ConfigError> {
+    let mut paths = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let valid = entry.len() > 1
+            && entry.starts_with('/')
+            && entry[1..]
+                .split('/')
+                .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+        if !valid {
+            return Err(ConfigError::new(
+                "ASSIST_GATEWAY_SENSITIVE_PATHS",
+                "each entry must be an absolute path such as /account/password",
+            ));
+        }
+        let entry: &'static str = Box::leak(entry.to_ascii_lowercase().into_boxed_str());
+        paths.push(entry);
+    }
+    Ok(Box::leak(paths.into_boxed_slice()))
 }
 
 pub type Identity = IdentityClient<InterceptedService<Channel, Outgoing>>;
@@ -167,6 +251,10 @@ pub struct Upstreams {
     pub identity: Identity,
     /// Calls that carry the agent's own token (StartAssist, EndAssist, ListSessions).
     pub impersonation: Impersonation,
+    /// Who may go through the proxy: identity's and the impersonation service's tokens, sessions
+    /// checked live (`WatchRevocations`), sensitive paths refused to impersonation tokens.
+    pub proxy_policy: AuthPolicy,
+    pub sessions: Arc<SessionLiveness>,
 }
 
 /// What every handler shares.
@@ -174,7 +262,11 @@ pub struct AppState {
     pub checked: Checked,
     /// Verifies identity's access tokens (agents' and customers').
     pub verifier: TokenVerifier,
+    /// Verifies what the proxy forwards: identity's tokens and impersonation tokens.
+    pub proxy_verifier: Arc<TokenVerifier>,
     pub upstreams: OnceCell<Upstreams>,
+    /// Forwards proxied requests.
+    pub http: proxy::HttpClient,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -182,6 +274,7 @@ pub struct AppState {
 async fn connect(
     config: &Config,
     checked: &Checked,
+    proxy_verifier: Arc<TokenVerifier>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Upstreams> {
     let timeout = checked.request_timeout;
@@ -205,7 +298,15 @@ async fn connect(
         }
     };
     let with_token = Outgoing { token: Some(token) };
+    let impersonation_channel = channel(&config.impersonation_url, timeout)?;
+    let sessions = SessionLiveness::start(
+        ImpersonationClient::with_interceptor(impersonation_channel.clone(), with_token.clone()),
+        shutdown.clone(),
+    );
     Ok(Upstreams {
+        proxy_policy: AuthPolicy::new(proxy_verifier, &[])
+            .accepting_impersonation(sessions.clone(), checked.sensitive_paths),
+        sessions,
         identity_service: IdentityClient::with_interceptor(
             identity_channel.clone(),
             with_token.clone(),
@@ -216,7 +317,7 @@ async fn connect(
         ),
         identity: IdentityClient::with_interceptor(identity_channel, Outgoing::default()),
         impersonation: ImpersonationClient::with_interceptor(
-            channel(&config.impersonation_url, timeout)?,
+            impersonation_channel,
             Outgoing::default(),
         ),
     })
@@ -230,28 +331,45 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let checked = config.check()?;
-    let jwks = IdentityJwks(IdentityClient::new(channel(
+    let identity_jwks = Arc::new(IdentityJwks(IdentityClient::new(channel(
         &config.identity_url,
         checked.request_timeout,
-    )?));
+    )?)));
+    let impersonation_jwks = Arc::new(ImpersonationJwks(ImpersonationClient::new(channel(
+        &config.impersonation_url,
+        checked.request_timeout,
+    )?)));
+    let identity_issuer = || TrustedIssuer {
+        issuer: config.identity_issuer.clone(),
+        keys: identity_jwks.clone(),
+    };
+    let proxy_verifier = Arc::new(TokenVerifier::new(
+        &config.audience,
+        vec![
+            identity_issuer(),
+            TrustedIssuer {
+                issuer: config.impersonation_issuer.clone(),
+                keys: impersonation_jwks,
+            },
+        ],
+    ));
     let state = Arc::new(AppState {
         checked: checked.clone(),
-        verifier: TokenVerifier::new(
-            &config.audience,
-            vec![TrustedIssuer {
-                issuer: config.identity_issuer.clone(),
-                keys: Arc::new(jwks),
-            }],
-        ),
+        verifier: TokenVerifier::new(&config.audience, vec![identity_issuer()]),
+        proxy_verifier: proxy_verifier.clone(),
         upstreams: OnceCell::new(),
+        http: proxy::client(),
         shutdown: shutdown.clone(),
     });
+    if let Some(listener) = assist_runtime::metrics::bind(config.metrics_listen).await? {
+        tokio::spawn(assist_runtime::metrics::serve(listener, shutdown.clone()));
+    }
 
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let ready = state.clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        match connect(&config, &ready.checked, &stop).await {
+        match connect(&config, &ready.checked, proxy_verifier, &stop).await {
             Ok(upstreams) => {
                 let _ = ready.upstreams.set(upstreams);
                 tracing::info!("gateway serving");
@@ -309,6 +427,12 @@ mod tests {
             ),
             ("--body-limit-bytes=0", "ASSIST_GATEWAY_BODY_LIMIT_BYTES"),
             ("--public-url=shop", "ASSIST_GATEWAY_PUBLIC_URL"),
+            (
+                "--storefront-upstream=ftp://x",
+                "ASSIST_GATEWAY_STOREFRONT_UPSTREAM",
+            ),
+            ("--sensitive-paths=account", "ASSIST_GATEWAY_SENSITIVE_PATHS"),
+            ("--sensitive-paths=/a/../b", "ASSIST_GATEWAY_SENSITIVE_PATHS"),
         ] {
             let error = config(&[flag]).check().unwrap_err();
             assert_eq!(error.variable, variable, "{flag}");
@@ -323,5 +447,11 @@ mod tests {
             .check()
             .unwrap();
         assert_eq!(checked.public_url, "https://shop.example.com");
+        assert!(checked.secure_cookies);
+        assert!(
+            checked.sensitive_paths.contains(&"/account/password"),
+            "{:?}",
+            checked.sensitive_paths
+        );
     }
 }

@@ -260,19 +260,17 @@ fn portal_paths(portal: &Portal, paths: &mut Map<String, Value>) {
             "responses": responses(&[(204, json!({ "description": "Ended" }))], &end_errors),
         } }),
     );
-}
 
-fn own_paths(paths: &mut Map<String, Value>) {
     let sessions_errors: Vec<ApiError> = AGENT
         .into_iter()
         .chain([jsonapi::INVALID_QUERY])
         .chain(UPSTREAM)
         .collect();
     paths.insert(
-        "/agent-assist-sessions".into(),
+        format!("{prefix}/agent-assist-sessions"),
         json!({ "get": {
-            "operationId": "agent sessions",
-            "summary": "The calling storefront agent's sessions, newest first, paged",
+            "operationId": format!("{audience} agent sessions"),
+            "summary": "The calling agent's sessions in both portals, newest first, paged",
             "security": agent_security(),
             "parameters": [
                 parameter("AgentAuthorization"),
@@ -282,7 +280,9 @@ fn own_paths(paths: &mut Map<String, Value>) {
             "responses": responses(&[(200, ok("One page of sessions", "Sessions"))], &sessions_errors),
         } }),
     );
+}
 
+fn own_paths(paths: &mut Map<String, Value>) {
     let sign_in_errors: Vec<ApiError> = [jsonapi::USER_LOGIN_FAILED, jsonapi::TOO_MANY_REQUESTS]
         .into_iter()
         .chain(BODY)

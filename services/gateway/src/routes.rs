@@ -49,6 +49,26 @@ pub struct Portal {
     pub(crate) search_kind: &'static str,
     pub(crate) impersonation_kind: &'static str,
     pub(crate) impersonation_failed: ApiError,
+    /// The portal's pages and cookies (docs/web.md).
+    pub web: WebPortal,
+}
+
+/// What differs between the portals' pages.
+pub struct WebPortal {
+    /// Base of the agent pages: `{pages}/login`, `{pages}/assist`, `{pages}/assist/end`,
+    /// `{pages}/logout`.
+    pub pages: &'static str,
+    /// Where a signed-in agent lands: the search page.
+    pub search_path: &'static str,
+    /// Where the agent lands once assisting: the upstream's home page.
+    pub assisted_home: &'static str,
+    pub agent_cookie: &'static str,
+    pub assist_cookie: &'static str,
+    pub cookie_path: &'static str,
+    pub title: &'static str,
+    /// "Customer: First Last" / "User: First Last" in the assist bar.
+    pub target_label: &'static str,
+    pub end_label: &'static str,
 }
 
 /// Who a portal's agents assist.
@@ -65,6 +85,17 @@ pub static STOREFRONT: Portal = Portal {
     search_kind: "agent-customer-search",
     impersonation_kind: "agent-customer-impersonation-access-tokens",
     impersonation_failed: jsonapi::IMPERSONATION_FAILED,
+    web: WebPortal {
+        pages: "/agent",
+        search_path: "/agent/customers",
+        assisted_home: "/",
+        agent_cookie: "assist_agent",
+        assist_cookie: "assist_assist",
+        cookie_path: "/",
+        title: "Storefront agent",
+        target_label: "Customer",
+        end_label: "End Customer Assistance",
+    },
 };
 
 pub static MERCHANT_PORTAL: Portal = Portal {
@@ -74,15 +105,26 @@ pub static MERCHANT_PORTAL: Portal = Portal {
     search_kind: "agent-merchant-user-search",
     impersonation_kind: "agent-merchant-user-impersonation-access-tokens",
     impersonation_failed: jsonapi::MERCHANT_USER_IMPERSONATION_FAILED,
+    web: WebPortal {
+        pages: "/merchant-portal/agent",
+        search_path: "/merchant-portal/agent/users",
+        assisted_home: "/merchant-portal/",
+        agent_cookie: "assist_mp_agent",
+        assist_cookie: "assist_mp_assist",
+        cookie_path: "/merchant-portal",
+        title: "Merchant-portal agent",
+        target_label: "User",
+        end_label: "End User Assistance",
+    },
 };
 
 /// Picks the portal of a handler at compile time, so that one handler serves both.
-trait Surface: Send + Sync + 'static {
+pub(crate) trait Surface: Send + Sync + 'static {
     fn portal() -> &'static Portal;
 }
 
-enum Storefront {}
-enum MerchantPortal {}
+pub(crate) enum Storefront {}
+pub(crate) enum MerchantPortal {}
 
 impl Surface for Storefront {
     fn portal() -> &'static Portal {
@@ -110,8 +152,7 @@ fn table() -> Vec<(String, Method, MethodRouter<Arc<AppState>>)> {
                 .map(|(path, method, handler)| (format!("{prefix}{path}"), method, handler)),
         );
     }
-    let own: [(&str, Method, MethodRouter<Arc<AppState>>); 7] = [
-        ("/agent-assist-sessions", Method::GET, get(list_sessions)),
+    let own: [(&str, Method, MethodRouter<Arc<AppState>>); 6] = [
         ("/access-tokens", Method::POST, post(customer_access_token)),
         ("/refresh-tokens", Method::POST, post(refresh)),
         (
@@ -154,6 +195,11 @@ fn portal_routes<P: Surface>() -> Vec<(String, Method, MethodRouter<Arc<AppState
             Method::DELETE,
             delete(end_impersonation::<P>),
         ),
+        (
+            "/agent-assist-sessions".to_owned(),
+            Method::GET,
+            get(list_sessions::<P>),
+        ),
     ]
 }
 
@@ -175,7 +221,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         router = router.route(&path, handler);
     }
     router
-        .fallback(|| async { jsonapi::NOT_FOUND })
+        .merge(crate::web::routes())
+        .fallback(crate::proxy::forward)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(timeout, deadline))
         .layer(middleware::from_fn(trace))
@@ -188,12 +235,13 @@ async fn trace(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
+        .map_or("upstream", |path| path.as_str())
         .to_owned();
     let span = tracing::info_span!("http", method = %request.method(), route = %route);
     assist_runtime::telemetry::set_parent_from(&span, request.headers());
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
+    assist_runtime::metrics::record_http(&route, response.status().as_u16(), started.elapsed());
     span.in_scope(|| {
         tracing::debug!(
             status = response.status().as_u16(),
@@ -211,7 +259,7 @@ async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -
     }
 }
 
-fn upstreams(state: &AppState) -> Result<Upstreams, ApiError> {
+pub(crate) fn upstreams(state: &AppState) -> Result<Upstreams, ApiError> {
     state.upstreams.get().cloned().ok_or(jsonapi::UNAVAILABLE)
 }
 
@@ -226,7 +274,7 @@ fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// A request that carries `token` as its bearer token.
-fn as_caller<T>(token: &str, message: T) -> Result<tonic::Request<T>, ApiError> {
+pub(crate) fn as_caller<T>(token: &str, message: T) -> Result<tonic::Request<T>, ApiError> {
     let mut request = tonic::Request::new(message);
     let value = format!("Bearer {token}")
         .parse()
@@ -276,7 +324,7 @@ fn pair_attributes(pair: &idp::TokenPair) -> Value {
 
 /// The end user's address for login throttling: the peer, or behind a trusted proxy the last
 /// `X-Forwarded-For` entry (the one that proxy appended; earlier ones are the client's to forge).
-fn client_address(trust_forwarded_for: bool, peer: SocketAddr, headers: &HeaderMap) -> String {
+pub(crate) fn client_address(trust_forwarded_for: bool, peer: SocketAddr, headers: &HeaderMap) -> String {
     if trust_forwarded_for
         && let Some(forwarded) = headers
             .get_all("x-forwarded-for")
@@ -293,7 +341,7 @@ fn client_address(trust_forwarded_for: bool, peer: SocketAddr, headers: &HeaderM
 
 /// Signs in with `username` and `password` of a request document; every refusal is `failed`, except
 /// throttling (429) and an unreachable identity.
-async fn sign_in(
+pub(crate) async fn sign_in(
     upstreams: &Upstreams,
     realm: idp::Realm,
     attributes: &Map<String, Value>,
@@ -331,7 +379,7 @@ async fn sign_in(
 }
 
 /// Whether the back-office principal `id` holds `capability` now.
-async fn holds(
+pub(crate) async fn holds(
     upstreams: &Upstreams,
     id: &str,
     capability: dir::Capability,
@@ -349,27 +397,23 @@ async fn holds(
     }
 }
 
-/// `POST /agent-access-tokens`: a back-office user holding the portal's agent capability signs in (an
-/// agent of the other portal only is refused like a wrong password).
-async fn agent_access_token<P: Surface>(
-    State(state): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> Answer {
-    let attributes = attributes(&body(raw)?, "agent-access-tokens")?;
-    let client = client_address(state.checked.trust_forwarded_for, peer, &headers);
-    let upstreams = upstreams(&state)?;
+/// A back-office user holding `portal`'s agent capability signs in with `username` and `password` of
+/// `attributes`; anyone else (an agent of the other portal only, too) is refused like a wrong password.
+pub(crate) async fn agent_sign_in(
+    upstreams: &Upstreams,
+    portal: &Portal,
+    attributes: &Map<String, Value>,
+    client_address: String,
+) -> Result<idp::TokenPair, ApiError> {
     let pair = sign_in(
-        &upstreams,
+        upstreams,
         idp::Realm::BackOffice,
-        &attributes,
-        client,
+        attributes,
+        client_address,
         jsonapi::AGENT_LOGIN_FAILED,
     )
     .await?;
-    let portal = P::portal();
-    if !holds(&upstreams, &pair.principal_id, portal.capability).await? {
+    if !holds(upstreams, &pair.principal_id, portal.capability).await? {
         // Signed in, but not as an agent: the pair is spent at once and the answer is the same as for
         // a wrong password.
         let revoke = idp::RevokeRefreshTokenRequest {
@@ -386,6 +430,20 @@ async fn agent_access_token<P: Surface>(
         return Err(jsonapi::AGENT_LOGIN_FAILED);
     }
     tracing::info!(agent_id = %pair.principal_id, portal = portal.prefix, "agent signed in");
+    Ok(pair)
+}
+
+/// `POST /agent-access-tokens`: an agent of the portal signs in.
+async fn agent_access_token<P: Surface>(
+    State(state): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let attributes = attributes(&body(raw)?, "agent-access-tokens")?;
+    let client = client_address(state.checked.trust_forwarded_for, peer, &headers);
+    let portal = P::portal();
+    let pair = agent_sign_in(&upstreams(&state)?, portal, &attributes, client).await?;
     Ok(token_created(
         &state,
         portal.prefix,
@@ -499,7 +557,7 @@ async fn revoke_refresh(
 }
 
 /// Verifies one of identity's access tokens; `invalid` when it does not verify.
-async fn verify(state: &AppState, token: &str, invalid: ApiError) -> Result<Claims, ApiError> {
+pub(crate) async fn verify(state: &AppState, token: &str, invalid: ApiError) -> Result<Claims, ApiError> {
     match state.verifier.verify(token).await {
         Ok(claims) => Ok(claims),
         Err(assist_runtime::Error::Unavailable(_)) => Err(jsonapi::UNAVAILABLE),
@@ -551,7 +609,7 @@ async fn calling_agent(
     Ok(CallingAgent { token, claims })
 }
 
-fn page_of(offset: Option<u64>, limit: Option<u32>) -> Result<Page, ApiError> {
+pub(crate) fn page_of(offset: Option<u64>, limit: Option<u32>) -> Result<Page, ApiError> {
     Ok(Page::new(limit.unwrap_or(0), offset.unwrap_or(0))?)
 }
 
@@ -612,9 +670,9 @@ async fn agent_search<P: Surface>(
     ))
 }
 
-type Found = (&'static str, Vec<Value>, PageInfo);
+pub(crate) type Found = (&'static str, Vec<Value>, PageInfo);
 
-async fn search_customers(upstreams: &Upstreams, q: &str, page: Page) -> Result<Found, ApiError> {
+pub(crate) async fn search_customers(upstreams: &Upstreams, q: &str, page: Page) -> Result<Found, ApiError> {
     let request = idp::SearchCustomersRequest {
         query: q.to_owned(),
         page: page_request(page),
@@ -641,7 +699,7 @@ async fn search_customers(upstreams: &Upstreams, q: &str, page: Page) -> Result<
     Ok(("customers", customers, reply.page.unwrap_or_default()))
 }
 
-async fn search_merchant_users(
+pub(crate) async fn search_merchant_users(
     upstreams: &Upstreams,
     q: &str,
     page: Page,
@@ -676,7 +734,7 @@ async fn search_merchant_users(
 }
 
 /// A principal status as a word: `active`, `invited`, `blocked`, `inactive`, `deleted`.
-fn principal_status(value: i32) -> String {
+pub(crate) fn principal_status(value: i32) -> String {
     idp::PrincipalStatus::try_from(value)
         .unwrap_or_default()
         .as_str_name()
@@ -685,7 +743,7 @@ fn principal_status(value: i32) -> String {
 }
 
 /// The customer whose reference is exactly `reference` (references are case-insensitive).
-async fn customer_by_reference(
+pub(crate) async fn customer_by_reference(
     upstreams: &Upstreams,
     reference: &str,
 ) -> Result<Option<idp::CustomerSummary>, ApiError> {
@@ -718,9 +776,10 @@ fn valid_reference(reference: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The merchant user whose id is `id`; `None` for an unknown id or another kind of principal (which
-/// the merchant portal must not start a session on, whatever the agent may do in the storefront).
-async fn merchant_user(upstreams: &Upstreams, id: &str) -> Result<Option<String>, ApiError> {
+/// The merchant user whose id is `id`, with their name; `None` for an unknown id or another kind of
+/// principal (which the merchant portal must not start a session on, whatever the agent may do in the
+/// storefront).
+async fn merchant_user(upstreams: &Upstreams, id: &str) -> Result<Option<Assisted>, ApiError> {
     let request = idp::GetPrincipalRequest { id: id.to_owned() };
     match upstreams
         .identity_service
@@ -728,82 +787,124 @@ async fn merchant_user(upstreams: &Upstreams, id: &str) -> Result<Option<String>
         .get_principal(request)
         .await
     {
-        Ok(reply) => {
-            let principal = reply.into_inner();
-            Ok((principal.realm == idp::Realm::MerchantUser as i32).then_some(principal.id))
-        }
+        Ok(reply) => match reply.into_inner() {
+            idp::Principal {
+                id,
+                kind: Some(idp::principal::Kind::MerchantUser(user)),
+                ..
+            } => Ok(Some(Assisted {
+                id,
+                name: format!("{} {}", user.first_name, user.last_name),
+            })),
+            _ => Ok(None),
+        },
         Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => Ok(None),
         Err(status) => Err(ApiError::from_status(&status)),
     }
 }
 
+/// Who a session assists: their principal id and their name, as the assist bar shows it.
+pub(crate) struct Assisted {
+    pub id: String,
+    pub name: String,
+}
+
+/// A session just started.
+pub(crate) struct Opened {
+    pub started: imp::StartAssistResponse,
+    pub target: Assisted,
+}
+
+impl Opened {
+    pub fn session_id(&self) -> &str {
+        self.started.session.as_ref().map_or("", |s| s.id.as_str())
+    }
+}
+
+/// The agent (signed in with `agent_token`) starts assisting the portal's target named in
+/// `attributes`: a customer by `customerReference`, a merchant user by `merchantUserId`; `reason` is
+/// optional. Every refusal about the target is the portal's `impersonation_failed`.
+pub(crate) async fn open_session(
+    upstreams: &Upstreams,
+    portal: &Portal,
+    agent_token: &str,
+    attributes: &Map<String, Value>,
+) -> Result<Opened, ApiError> {
+    let failed = || portal.impersonation_failed.clone();
+    let reason = validate::optional(
+        "reason",
+        text(attributes, "reason").unwrap_or_default(),
+        REASON_MAX,
+    )?;
+    let target = match portal.target {
+        Target::Customers => {
+            let reference = text(attributes, "customerReference")
+                .unwrap_or_default()
+                .trim();
+            if !valid_reference(reference) {
+                return Err(failed());
+            }
+            let customer = customer_by_reference(upstreams, reference)
+                .await?
+                .ok_or_else(failed)?;
+            Assisted {
+                id: customer.id,
+                name: format!("{} {}", customer.first_name, customer.last_name),
+            }
+        }
+        Target::MerchantUsers => {
+            let id = text(attributes, "merchantUserId")
+                .unwrap_or_default()
+                .trim();
+            let id = validate::id("merchantUserId", id).map_err(|_| failed())?;
+            merchant_user(upstreams, &id.to_string())
+                .await?
+                .ok_or_else(failed)?
+        }
+    };
+    let request = imp::StartAssistRequest {
+        target_id: target.id.clone(),
+        reason,
+        ..Default::default()
+    };
+    match upstreams
+        .impersonation
+        .clone()
+        .start_assist(as_caller(agent_token, request)?)
+        .await
+    {
+        Ok(reply) => Ok(Opened {
+            started: reply.into_inner(),
+            target,
+        }),
+        Err(status) => Err(match status.code() {
+            Code::ResourceExhausted
+            | Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Internal
+            | Code::Unknown => ApiError::from_status(&status),
+            _ => failed(),
+        }),
+    }
+}
+
 /// `POST /agent-customer-impersonation-access-tokens` and
 /// `/merchant-portal/agent-merchant-user-impersonation-access-tokens`: the agent starts assisting a
-/// customer (found by `customerReference`) or a merchant user (by `merchantUserId`) and gets an
-/// impersonation token (not refreshable; the resource id is the session id).
+/// customer or a merchant user and gets an impersonation token (not refreshable; the resource id is
+/// the session id).
 async fn start_impersonation<P: Surface>(
     State(state): Shared,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let portal = P::portal();
-    let failed = || portal.impersonation_failed.clone();
     let upstreams = upstreams(&state)?;
     let agent = calling_agent(&state, &upstreams, &headers, portal.capability).await?;
     let attributes = attributes(&body(raw)?, portal.impersonation_kind)?;
-    let reason = validate::optional(
-        "reason",
-        text(&attributes, "reason").unwrap_or_default(),
-        REASON_MAX,
-    )?;
-    let target_id = match portal.target {
-        Target::Customers => {
-            let reference = text(&attributes, "customerReference")
-                .unwrap_or_default()
-                .trim();
-            if !valid_reference(reference) {
-                return Err(failed());
-            }
-            customer_by_reference(&upstreams, reference)
-                .await?
-                .ok_or_else(failed)?
-                .id
-        }
-        Target::MerchantUsers => {
-            let id = text(&attributes, "merchantUserId")
-                .unwrap_or_default()
-                .trim();
-            let id = validate::id("merchantUserId", id).map_err(|_| failed())?;
-            merchant_user(&upstreams, &id.to_string())
-                .await?
-                .ok_or_else(failed)?
-        }
-    };
-    let request = imp::StartAssistRequest {
-        target_id,
-        reason,
-        ..Default::default()
-    };
-    let started = match upstreams
-        .impersonation
-        .clone()
-        .start_assist(as_caller(&agent.token, request)?)
-        .await
-    {
-        Ok(reply) => reply.into_inner(),
-        Err(status) => {
-            return Err(match status.code() {
-                Code::ResourceExhausted
-                | Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::Cancelled
-                | Code::Internal
-                | Code::Unknown => ApiError::from_status(&status),
-                _ => failed(),
-            });
-        }
-    };
-    let session_id = started.session.map(|s| s.id).unwrap_or_default();
+    let opened = open_session(&upstreams, portal, &agent.token, &attributes).await?;
+    let session_id = opened.session_id().to_owned();
+    let started = opened.started;
     tracing::info!(
         agent_id = %agent.claims.sub,
         session_id = %session_id,
@@ -824,6 +925,26 @@ async fn start_impersonation<P: Surface>(
     ))
 }
 
+/// Ends session `session_id` as the agent signed in with `agent_token` (idempotent).
+pub(crate) async fn close_session(
+    upstreams: &Upstreams,
+    agent_token: &str,
+    session_id: &str,
+) -> Result<(), ApiError> {
+    let session_id = validate::id("sessionId", session_id).map_err(|_| jsonapi::NOT_FOUND)?;
+    let request = imp::EndAssistRequest {
+        session_id: session_id.to_string(),
+    };
+    upstreams
+        .impersonation
+        .clone()
+        .end_assist(as_caller(agent_token, request)?)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?;
+    tracing::info!(session_id = %session_id, "assist session ended");
+    Ok(())
+}
+
 /// `DELETE /agent-customer-impersonation-access-tokens/{sessionId}` (and the merchant portal's): the
 /// agent ends a session.
 async fn end_impersonation<P: Surface>(
@@ -833,17 +954,7 @@ async fn end_impersonation<P: Surface>(
 ) -> Answer {
     let upstreams = upstreams(&state)?;
     let agent = calling_agent(&state, &upstreams, &headers, P::portal().capability).await?;
-    let session_id = validate::id("sessionId", &session_id).map_err(|_| jsonapi::NOT_FOUND)?;
-    let request = imp::EndAssistRequest {
-        session_id: session_id.to_string(),
-    };
-    upstreams
-        .impersonation
-        .clone()
-        .end_assist(as_caller(&agent.token, request)?)
-        .await
-        .map_err(|status| ApiError::from_status(&status))?;
-    tracing::info!(agent_id = %agent.claims.sub, session_id = %session_id, "assist session ended");
+    close_session(&upstreams, &agent.token, &session_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -865,14 +976,16 @@ fn end_reason(value: i32) -> Value {
     }
 }
 
-/// `GET /agent-assist-sessions`: the calling storefront agent's sessions, newest first, paged.
-async fn list_sessions(
+/// `GET /agent-assist-sessions` (and the merchant portal's): the calling agent's sessions in both
+/// portals, newest first, paged (`targetRealm` tells them apart).
+async fn list_sessions<P: Surface>(
     State(state): Shared,
     headers: HeaderMap,
     query: Result<Query<PageParams>, QueryRejection>,
 ) -> Answer {
     let upstreams = upstreams(&state)?;
-    let agent = calling_agent(&state, &upstreams, &headers, STOREFRONT.capability).await?;
+    let portal = P::portal();
+    let agent = calling_agent(&state, &upstreams, &headers, portal.capability).await?;
     let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
     let page = page_of(params.offset, params.limit)?;
     let request = imp::ListSessionsRequest {
@@ -909,7 +1022,7 @@ async fn list_sessions(
             })
         })
         .collect();
-    let base = link(&state, "/agent-assist-sessions?");
+    let base = link(&state, &format!("{}/agent-assist-sessions?", portal.prefix));
     Ok(document(
         StatusCode::OK,
         &json!({

@@ -398,9 +398,33 @@ pub enum Delegated {
 #[derive(Clone)]
 pub struct ImpersonationPolicy {
     pub sessions: Arc<crate::sessions::SessionLiveness>,
-    /// Methods that touch credentials, email, payment methods or account deletion: never for a token
-    /// that carries `act`, whatever its scope.
+    /// Methods (or HTTP paths) that touch credentials, email, payment methods or account deletion:
+    /// never for a token that carries `act`, whatever its scope. An entry covers itself and every path
+    /// below it (`/account/password` covers `/account/password/reset`).
     pub sensitive_methods: &'static [&'static str],
+}
+
+impl ImpersonationPolicy {
+    pub fn is_sensitive(&self, path: &str) -> bool {
+        is_sensitive_path(self.sensitive_methods, path)
+    }
+}
+
+/// Whether `path` is one of `sensitive` or below one of them (`/a/b` is below `/a`, `/ab` is not).
+/// Paths are compared as given: callers pass a normalized path (no `..`, no `//`, no percent-escapes).
+pub fn is_sensitive_path(sensitive: &[&str], path: &str) -> bool {
+    sensitive.iter().any(|entry| {
+        path.strip_prefix(entry)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// A token admitted by [`AuthPolicy::admit`]: its claims, and for an impersonation token the session
+/// each call must be recorded under.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub claims: Claims,
+    pub session: Option<String>,
 }
 
 impl AuthPolicy {
@@ -426,9 +450,25 @@ impl AuthPolicy {
         self
     }
 
+    /// Verifies `token` and checks it against this policy for a call to `path` (a gRPC method path, or
+    /// an HTTP path for services that speak HTTP): what the call may go on with. An impersonation token
+    /// is admitted only while its session is live and never for a sensitive path (that refusal is
+    /// recorded in the session's audit log).
+    /// `method` is what the audit log records the call as: `GRPC`, or the HTTP method.
+    pub async fn admit(&self, token: &str, method: &str, path: &str) -> Result<Admitted> {
+        let claims = self.verifier.verify(token).await?;
+        let session = self.admit_delegated(&claims, method, path).await?;
+        Ok(Admitted { claims, session })
+    }
+
     /// Checks a delegated token against this policy: `Ok(Some(sid))` when the call may go on and must
     /// be recorded under that session.
-    async fn admit_delegated(&self, claims: &Claims, path: &str) -> Result<Option<String>> {
+    async fn admit_delegated(
+        &self,
+        claims: &Claims,
+        method: &str,
+        path: &str,
+    ) -> Result<Option<String>> {
         if claims.act.is_none() && claims.sid.is_none() {
             return Ok(None);
         }
@@ -443,9 +483,9 @@ impl AuthPolicy {
             return Err(Error::unauthenticated("invalid access token"));
         };
         policy.sessions.check(sid).await?;
-        if policy.sensitive_methods.contains(&path) {
+        if policy.is_sensitive(path) {
             let denied = crate::server::code_name(tonic::Code::PermissionDenied);
-            policy.sessions.record(sid.clone(), "GRPC", path, denied);
+            policy.sessions.record(sid.clone(), method, path, denied);
             return Err(Error::denied("not allowed while assisting"));
         }
         Ok(Some(sid.clone()))
@@ -505,14 +545,11 @@ where
             // Set for calls made with an impersonation token: its session and the path to record.
             let mut session = None;
             match token {
-                Some(token) => match policy.verifier.verify(&token).await {
-                    Ok(claims) => {
-                        let path = request.uri().path();
-                        match policy.admit_delegated(&claims, path).await {
-                            Ok(sid) => session = sid.map(|sid| (sid, path.to_owned())),
-                            Err(error) => return Ok(Status::from(error).into_http()),
-                        }
-                        request.extensions_mut().insert(Arc::new(claims));
+                Some(token) => match policy.admit(&token, "GRPC", request.uri().path()).await {
+                    Ok(admitted) => {
+                        let path = request.uri().path().to_owned();
+                        session = admitted.session.map(|sid| (sid, path));
+                        request.extensions_mut().insert(Arc::new(admitted.claims));
                     }
                     Err(error) => return Ok(Status::from(error).into_http()),
                 },
@@ -540,6 +577,21 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
     use ed25519_dalek::pkcs8::EncodePrivateKey;
+
+    #[test]
+    fn sensitive_entries_cover_their_subpaths_only() {
+        let sensitive = ["/account/password", "/assist.identity.v1.Identity/ChangePassword"];
+        for path in [
+            "/account/password",
+            "/account/password/reset",
+            "/assist.identity.v1.Identity/ChangePassword",
+        ] {
+            assert!(is_sensitive_path(&sensitive, path), "{path}");
+        }
+        for path in ["/account/passwords", "/account", "/", "/assist.identity.v1.Identity/Login"] {
+            assert!(!is_sensitive_path(&sensitive, path), "{path}");
+        }
+    }
 
     struct Fixed(Vec<PublicKey>);
 

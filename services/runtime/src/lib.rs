@@ -17,5 +17,6 @@ pub mod telemetry;
 pub mod testing;
 pub mod time;
 pub mod validate;
+pub mod web;
 
 pub use error::{Error, Result};

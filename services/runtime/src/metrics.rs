@@ -22,6 +22,23 @@ pub struct MethodLabels {
     pub method: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+/// The per-route metrics HTTP servers (the gateway) record.
+pub struct HttpMetrics {
+    pub requests: Family<HttpLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram>,
+}
+
 /// The per-RPC metrics every server records.
 pub struct RpcMetrics {
     pub requests: Family<RpcLabels, Counter>,
@@ -32,6 +49,13 @@ pub struct RpcMetrics {
 struct Metrics {
     registry: Mutex<Registry>,
     rpc: RpcMetrics,
+    http: HttpMetrics,
+}
+
+fn latency_buckets() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
 }
 
 fn metrics() -> &'static Metrics {
@@ -41,12 +65,22 @@ fn metrics() -> &'static Metrics {
         let rpc = RpcMetrics {
             requests: Family::default(),
             errors: Family::default(),
-            duration: Family::new_with_constructor(|| {
-                Histogram::new([
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ])
-            }),
+            duration: Family::new_with_constructor(latency_buckets),
         };
+        let http = HttpMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_buckets),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            http.requests.clone(),
+        );
+        registry.register(
+            "http_duration_seconds",
+            "time to answer an HTTP request, by route",
+            http.duration.clone(),
+        );
         registry.register(
             "rpc_requests",
             "gRPC calls handled, by method and status code",
@@ -65,6 +99,7 @@ fn metrics() -> &'static Metrics {
         Metrics {
             registry: Mutex::new(registry),
             rpc,
+            http,
         }
     })
 }
@@ -83,6 +118,22 @@ pub fn record_rpc(method: &str, code: tonic::Code, elapsed: Duration) {
     rpc.duration
         .get_or_create(&MethodLabels {
             method: method.to_owned(),
+        })
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Records one answered HTTP request; `route` is the route template (never the raw path).
+pub fn record_http(route: &str, status: u16, elapsed: Duration) {
+    let http = &metrics().http;
+    http.requests
+        .get_or_create(&HttpLabels {
+            route: route.to_owned(),
+            status,
+        })
+        .inc();
+    http.duration
+        .get_or_create(&RouteLabels {
+            route: route.to_owned(),
         })
         .observe(elapsed.as_secs_f64());
 }

@@ -1,0 +1,350 @@
+//! The demo shop: a tiny storefront and merchant portal in one HTTP server, the upstream that `assist up`
+//! puts behind the gateway. It accepts identity's tokens and the impersonation service's exactly as a
+//! real downstream service would (signature, expiry, audience, the session's liveness, sensitive paths
+//! refused to tokens with `act`), keeps carts, profiles and offers in memory and renders plain HTML.
+//! `serve` runs it on a listener; `main.rs` is the thin binary around it.
+
+pub mod caller;
+pub mod html;
+pub mod input;
+pub mod merchant;
+pub mod names;
+pub mod routes;
+pub mod store;
+pub mod storefront;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use assist_proto::identity::v1::identity_client::IdentityClient;
+use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
+use assist_runtime::auth::{
+    AuthPolicy, IdentityJwks, ImpersonationJwks, TokenVerifier, TrustedIssuer,
+};
+use assist_runtime::client::{Outgoing, ServiceToken, channel};
+use assist_runtime::config::{ConfigError, http_url};
+use assist_runtime::sessions::SessionLiveness;
+use tokio::net::TcpListener;
+use tokio::sync::{OnceCell, watch};
+
+use crate::names::Names;
+use crate::store::Store;
+
+/// Storefront paths refused to impersonation tokens (each covers the paths below it).
+pub const STOREFRONT_SENSITIVE: &[&str] = &[
+    "/account/password",
+    "/account/email",
+    "/account/payment-methods",
+    "/account/delete",
+];
+
+/// Merchant-portal paths refused to impersonation tokens (each covers the paths below it).
+pub const MERCHANT_PORTAL_SENSITIVE: &[&str] = &[
+    "/merchant-portal/password",
+    "/merchant-portal/email",
+    "/merchant-portal/delete",
+];
+
+/// Both lists in one: the demo shop serves both portals with one policy.
+static SENSITIVE: &[&str] = &[
+    "/account/password",
+    "/account/email",
+    "/account/payment-methods",
+    "/account/delete",
+    "/merchant-portal/password",
+    "/merchant-portal/email",
+    "/merchant-portal/delete",
+];
+
+/// Upper bound of one gRPC call to identity or the impersonation service.
+const GRPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long in-flight requests may drain once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Configuration of the demo shop, from flags or `ASSIST_DEMO_SHOP_*` variables.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "assist-demo-shop",
+    about = "Agent Assist demo shop (storefront and merchant portal upstream)"
+)]
+pub struct Config {
+    /// HTTP listen address.
+    #[arg(
+        long,
+        env = "ASSIST_DEMO_SHOP_LISTEN",
+        default_value = "127.0.0.1:8090"
+    )]
+    pub listen: SocketAddr,
+    #[arg(
+        long,
+        env = "ASSIST_DEMO_SHOP_IDENTITY_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub identity_url: String,
+    #[arg(
+        long,
+        env = "ASSIST_DEMO_SHOP_IMPERSONATION_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub impersonation_url: String,
+    /// The service account the shop checks assist sessions and reads names with.
+    #[arg(long, env = "ASSIST_DEMO_SHOP_CLIENT_ID")]
+    pub client_id: String,
+    #[arg(long, env = "ASSIST_DEMO_SHOP_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: String,
+    /// `aud` of the access tokens the shop accepts.
+    #[arg(
+        long,
+        env = "ASSIST_DEMO_SHOP_AUDIENCE",
+        default_value = "agent-assist"
+    )]
+    pub audience: String,
+    /// `iss` of identity's access tokens.
+    #[arg(
+        long,
+        env = "ASSIST_DEMO_SHOP_IDENTITY_ISSUER",
+        default_value = "assist-identity"
+    )]
+    pub identity_issuer: String,
+    /// `iss` of the impersonation service's tokens.
+    #[arg(
+        long,
+        env = "ASSIST_DEMO_SHOP_IMPERSONATION_ISSUER",
+        default_value = "assist-impersonation"
+    )]
+    pub impersonation_issuer: String,
+}
+
+impl Config {
+    /// Checks values clap cannot: URLs, credentials, non-empty names.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        http_url(&self.identity_url, "ASSIST_DEMO_SHOP_IDENTITY_URL")?;
+        http_url(
+            &self.impersonation_url,
+            "ASSIST_DEMO_SHOP_IMPERSONATION_URL",
+        )?;
+        if self.client_id.is_empty() || self.client_secret.is_empty() {
+            return Err(ConfigError::new(
+                "ASSIST_DEMO_SHOP_CLIENT_ID",
+                "a service account id and secret are required",
+            ));
+        }
+        for (value, variable) in [
+            (&self.audience, "ASSIST_DEMO_SHOP_AUDIENCE"),
+            (&self.identity_issuer, "ASSIST_DEMO_SHOP_IDENTITY_ISSUER"),
+            (
+                &self.impersonation_issuer,
+                "ASSIST_DEMO_SHOP_IMPERSONATION_ISSUER",
+            ),
+        ] {
+            if value.is_empty() {
+                return Err(ConfigError::new(variable, "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What needs the service token: the token policy (its session-liveness client) and the names.
+pub struct Ready {
+    pub policy: AuthPolicy,
+    pub names: Names,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    /// Set once the service token is obtained.
+    pub ready: OnceCell<Ready>,
+    pub store: Mutex<Store>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Runs `change` on the store (held for no longer than that).
+    pub fn with_store<T>(&self, change: impl FnOnce(&mut Store) -> T) -> T {
+        change(&mut self.store.lock().expect("store poisoned"))
+    }
+}
+
+/// A verifier that trusts identity's tokens and the impersonation service's.
+fn verifier(config: &Config) -> anyhow::Result<Arc<TokenVerifier>> {
+    let identity = IdentityJwks(IdentityClient::new(channel(
+        &config.identity_url,
+        GRPC_TIMEOUT,
+    )?));
+    let impersonation = ImpersonationJwks(ImpersonationClient::new(channel(
+        &config.impersonation_url,
+        GRPC_TIMEOUT,
+    )?));
+    Ok(Arc::new(TokenVerifier::new(
+        &config.audience,
+        vec![
+            TrustedIssuer {
+                issuer: config.identity_issuer.clone(),
+                keys: Arc::new(identity),
+            },
+            TrustedIssuer {
+                issuer: config.impersonation_issuer.clone(),
+                keys: Arc::new(impersonation),
+            },
+        ],
+    )))
+}
+
+/// Obtains the service token, retrying while identity is unreachable; `None` when shutdown comes first.
+async fn service_token(
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<ServiceToken>> {
+    let identity = IdentityClient::new(channel(&config.identity_url, GRPC_TIMEOUT)?);
+    let mut stop = shutdown.clone();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match ServiceToken::start(
+            identity.clone(),
+            config.client_id.clone(),
+            config.client_secret.clone(),
+        )
+        .await
+        {
+            Ok(token) => return Ok(Some(token)),
+            Err(assist_runtime::Error::Unavailable(_)) => {
+                tracing::warn!("identity not reachable yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => return Ok(None),
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Builds what needs the service token: the token policy and the name lookups.
+async fn connect(
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<Ready>> {
+    let verifier = verifier(config)?;
+    let Some(token) = service_token(config, shutdown).await? else {
+        return Ok(None);
+    };
+    let with_token = Outgoing { token: Some(token) };
+    let sessions = SessionLiveness::start(
+        ImpersonationClient::with_interceptor(
+            channel(&config.impersonation_url, GRPC_TIMEOUT)?,
+            with_token.clone(),
+        ),
+        shutdown.clone(),
+    );
+    let policy = AuthPolicy::new(verifier, &[]).accepting_impersonation(sessions, SENSITIVE);
+    let names = Names::new(IdentityClient::with_interceptor(
+        channel(&config.identity_url, GRPC_TIMEOUT)?,
+        with_token,
+    ));
+    Ok(Some(Ready { policy, names }))
+}
+
+/// Serves the demo shop on `listener` until `shutdown` trips, then drains in-flight requests for a
+/// short grace period. `/healthz` answers 503 until the service token is obtained and once shutdown
+/// begins; pages that need a token check answer 503 until then too.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    config.check()?;
+    let state = Arc::new(AppState {
+        ready: OnceCell::new(),
+        store: Mutex::new(Store::default()),
+        shutdown: shutdown.clone(),
+    });
+
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    let ready = state.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        match connect(&config, &stop).await {
+            Ok(Some(connected)) => {
+                let _ = ready.ready.set(connected);
+                tracing::info!("demo shop serving");
+            }
+            Ok(None) => {}
+            Err(error) if !*stop.borrow() => {
+                let _ = failed_tx.send(error);
+            }
+            Err(_) => {}
+        }
+    });
+
+    let app = routes::router(state);
+    let serving = std::future::IntoFuture::into_future(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(assist_runtime::shutdown::tripped(shutdown.clone())),
+    );
+    let drain_deadline = async move {
+        assist_runtime::shutdown::tripped(shutdown).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = serving => Ok(result?),
+        () = drain_deadline => {
+            tracing::warn!("shutdown grace elapsed with requests in flight");
+            Ok(())
+        }
+        Ok(error) = failed_rx => {
+            tracing::error!(error = format!("{error:#}"), "demo shop did not start");
+            Err(error.context("demo shop did not start"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(extra: &[&str]) -> Config {
+        let mut args = vec!["demo-shop", "--client-id=shop", "--client-secret=s"];
+        args.extend(extra);
+        Config::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert!(config(&[]).check().is_ok());
+        for (flag, variable) in [
+            ("--identity-url=grpc://x", "ASSIST_DEMO_SHOP_IDENTITY_URL"),
+            (
+                "--impersonation-url=x",
+                "ASSIST_DEMO_SHOP_IMPERSONATION_URL",
+            ),
+            ("--audience=", "ASSIST_DEMO_SHOP_AUDIENCE"),
+            (
+                "--impersonation-issuer=",
+                "ASSIST_DEMO_SHOP_IMPERSONATION_ISSUER",
+            ),
+        ] {
+            let error = config(&[flag]).check().unwrap_err();
+            assert_eq!(error.variable, variable, "{flag}");
+        }
+        let mut without_secret = config(&[]);
+        without_secret.client_secret.clear();
+        assert_eq!(
+            without_secret.check().unwrap_err().variable,
+            "ASSIST_DEMO_SHOP_CLIENT_ID"
+        );
+    }
+
+    #[test]
+    fn one_policy_covers_both_portals() {
+        let both: Vec<&str> = STOREFRONT_SENSITIVE
+            .iter()
+            .chain(MERCHANT_PORTAL_SENSITIVE)
+            .copied()
+            .collect();
+        assert_eq!(SENSITIVE, both.as_slice());
+    }
+}

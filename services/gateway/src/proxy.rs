@@ -1,0 +1,362 @@
+//! The gateway in front of the shop and the merchant portal: every path that is not the gateway's own
+//! is forwarded to the configured upstream with the right token (docs/web.md, "Who serves what"):
+//! the request's own `Authorization`, else the impersonation token of an assist session of this
+//! browser, else the signed-in customer's token, else none. Tokens are admitted with the same
+//! `assist-runtime` policy the services use (signature, expiry, the session live, sensitive paths
+//! refused to impersonation tokens), and each request forwarded with an impersonation token is
+//! recorded in the session's audit log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use assist_runtime::auth::bearer;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::routes::{MERCHANT_PORTAL, Portal, STOREFRONT};
+use crate::web::{self, cookies};
+use crate::{AppState, jsonapi};
+
+pub type HttpClient = Client<HttpConnector, Body>;
+
+/// Largest upstream HTML page the assist bar is inserted into; larger pages are refused while
+/// assisting rather than shown without the bar.
+const PAGE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The client the proxy forwards with: HTTP/1.1, pooled connections.
+pub fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1): never forwarded either way.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Which portal a forwarded path belongs to.
+fn portal_of(path: &str) -> &'static Portal {
+    if path == MERCHANT_PORTAL.prefix || path.starts_with("/merchant-portal/") {
+        &MERCHANT_PORTAL
+    } else {
+        &STOREFRONT
+    }
+}
+
+/// The path as an upstream may read it: percent-decoded and lowercased, for the sensitive-path check.
+/// `None` for a path that could mean something else to the upstream than to this check (encoded
+/// slashes, backslashes, dot segments, empty segments, control characters, invalid UTF-8).
+pub fn normalized(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8(decoded).ok()?;
+    let clean = decoded.starts_with('/')
+        && !decoded.contains('\\')
+        && !decoded.chars().any(char::is_control)
+        && decoded[1..]
+            .split('/')
+            .enumerate()
+            .all(|(index, segment)| {
+                segment != "." && segment != ".." && (index == 0 || !segment.is_empty())
+            })
+        // An encoded `/` would be a separator to some upstreams and not to others.
+        && !path.to_ascii_lowercase().contains("%2f");
+    clean.then(|| decoded.to_ascii_lowercase())
+}
+
+/// Where a request's token came from: it decides what a refusal looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The request's own `Authorization` header (an API client): refusals are JSON:API errors.
+    Header,
+    /// The browser's assist-session cookie.
+    AssistCookie,
+    /// The browser's customer sign-in cookie.
+    CustomerCookie,
+}
+
+/// The fallback route: forwards to the upstream of the path's portal (404 when none is configured).
+pub async fn forward(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let portal = portal_of(request.uri().path());
+    let upstream = if std::ptr::eq(portal, &MERCHANT_PORTAL) {
+        state.checked.merchant_portal_upstream.clone()
+    } else {
+        state.checked.storefront_upstream.clone()
+    };
+    let Some(upstream) = upstream else {
+        return jsonapi::NOT_FOUND.into_response();
+    };
+    let Some(path) = normalized(request.uri().path()) else {
+        return web::page_error(StatusCode::BAD_REQUEST, "This address is not valid.");
+    };
+    if !web::same_origin(&state, request.headers(), request.method()) {
+        return web::page_error(StatusCode::FORBIDDEN, "Cross-site requests are refused.");
+    }
+    let Ok(upstreams) = crate::routes::upstreams(&state) else {
+        return jsonapi::UNAVAILABLE.into_response();
+    };
+
+    let headers = request.headers();
+    let assist = cookies::assist_of(headers, portal);
+    let mut set_cookies = Vec::new();
+    let csrf = web::csrf(&state, headers, &mut set_cookies);
+    let (token, source) = if headers.contains_key(header::AUTHORIZATION) {
+        match bearer(headers) {
+            Some(token) => (Some(token.to_owned()), Source::Header),
+            None => return jsonapi::INVALID_ACCESS_TOKEN.into_response(),
+        }
+    } else if let Some(assist) = &assist {
+        (Some(assist.token.clone()), Source::AssistCookie)
+    } else if std::ptr::eq(portal, &STOREFRONT)
+        && let Some(customer) =
+            web::customer_token(&state, &upstreams, headers, &mut set_cookies).await
+    {
+        (Some(customer), Source::CustomerCookie)
+    } else {
+        (None, Source::CustomerCookie)
+    };
+
+    let method = request.method().clone();
+    let mut session = None;
+    if let Some(token) = &token {
+        match upstreams
+            .proxy_policy
+            .admit(token, method.as_str(), &path)
+            .await
+        {
+            Ok(admitted) => session = admitted.session,
+            Err(error) => return refused(portal, source, error),
+        }
+    }
+
+    let raw_path = request.uri().path().to_owned();
+    let assisting = session.is_some() && source == Source::AssistCookie;
+    let forwarded = match outgoing(&upstream, peer, &state, request, token.as_deref()) {
+        Ok(forwarded) => forwarded,
+        Err(response) => return *response,
+    };
+    let answer = match state.http.request(forwarded).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::warn!(error = %error, upstream = %upstream, "upstream request failed");
+            return web::page_error(StatusCode::BAD_GATEWAY, "The shop is not reachable.");
+        }
+    };
+    let status = answer.status();
+    if let Some(sid) = session {
+        upstreams
+            .sessions
+            .record(sid, method.as_str(), &raw_path, status.as_str());
+    }
+    let mut response = incoming(answer.map(Body::new));
+    if assisting && is_html(response.headers()) {
+        if let Some(assist) = &assist {
+            let bar = web::html::bar(portal, &assist.name, &csrf);
+            response = with_bar(response, &bar).await;
+        }
+    }
+    for cookie in set_cookies {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// What a refused token gets: an API client a JSON:API error; a browser whose assist session ended
+/// is sent back to the agent's page with the session cookie cleared; a sensitive page a 403 page.
+fn refused(portal: &'static Portal, source: Source, error: assist_runtime::Error) -> Response {
+    use assist_runtime::Error;
+    match (source, &error) {
+        (_, Error::PermissionDenied(_)) => web::page_error(
+            StatusCode::FORBIDDEN,
+            "Not available while assisting: this page touches the account's credentials, email, \
+             payment methods or deletion.",
+        ),
+        (_, Error::Unavailable(_)) => jsonapi::UNAVAILABLE.into_response(),
+        (Source::Header, _) => jsonapi::INVALID_ACCESS_TOKEN.into_response(),
+        (Source::AssistCookie, _) => {
+            let mut response = web::redirect(&format!("{}?ended=1", portal.web.search_path));
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookies::clear(portal.web.assist_cookie, portal));
+            response
+        }
+        (Source::CustomerCookie, _) => {
+            let mut response = web::redirect("/login");
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                cookies::clear(cookies::CUSTOMER, &STOREFRONT),
+            );
+            response
+        }
+    }
+}
+
+/// The request as the upstream gets it: its URI, the token as `Authorization`, the gateway's cookies
+/// and hop-by-hop headers taken out, `X-Forwarded-*` added.
+fn outgoing(
+    upstream: &Uri,
+    peer: SocketAddr,
+    state: &AppState,
+    request: Request,
+    token: Option<&str>,
+) -> Result<http::Request<Body>, Box<Response>> {
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let base_path = upstream.path().trim_end_matches('/');
+    let uri = Uri::builder()
+        .scheme(upstream.scheme_str().unwrap_or("http"))
+        .authority(upstream.authority().map_or("", |a| a.as_str()))
+        .path_and_query(format!("{base_path}{path_and_query}"))
+        .build()
+        .map_err(|_| {
+            Box::new(web::page_error(
+                StatusCode::BAD_REQUEST,
+                "This address is not valid.",
+            ))
+        })?;
+    let original_host = parts.headers.get(header::HOST).cloned();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+    for (name, value) in parts.headers.iter() {
+        if HOP_BY_HOP.contains(&name.as_str())
+            || name == header::HOST
+            || name == header::AUTHORIZATION
+            || name == header::COOKIE
+            || name == header::ACCEPT_ENCODING
+            || name.as_str().starts_with("x-forwarded-")
+            || name.as_str() == "x-agent-authorization"
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    if let Some(cookie) = cookies::without_gateway_cookies(&parts.headers) {
+        headers.insert(header::COOKIE, cookie);
+    }
+    if let Some(token) = token
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+    }
+    let proto = if state.checked.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
+    if let Some(host) = original_host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    parts.uri = uri;
+    parts.headers = headers;
+    parts.version = http::Version::HTTP_11;
+    Ok(http::Request::from_parts(parts, body))
+}
+
+/// The upstream's answer as the browser gets it: hop-by-hop headers taken out.
+fn incoming(mut answer: http::Response<Body>) -> Response {
+    let headers = answer.headers_mut();
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    answer
+}
+
+fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
+/// The page with the assist bar inserted after its `<body…>` tag.
+async fn with_bar(response: Response, bar: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, PAGE_LIMIT).await else {
+        return web::page_error(
+            StatusCode::BAD_GATEWAY,
+            "The shop's page is too large to show while assisting.",
+        );
+    };
+    let page = web::html::insert_after_body(&String::from_utf8_lossy(&bytes), bar);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    Response::from_parts(parts, Body::from(page))
+}
+
+/// Whether `method` changes state (and so needs a same-origin request).
+pub fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_hide_a_sensitive_path_are_refused() {
+        assert_eq!(
+            normalized("/Account/P%61ssword").as_deref(),
+            Some("/account/password")
+        );
+        assert_eq!(normalized("/cart").as_deref(), Some("/cart"));
+        assert_eq!(normalized("/").as_deref(), Some("/"));
+        assert_eq!(
+            normalized("/merchant-portal/").as_deref(),
+            Some("/merchant-portal/")
+        );
+        for bad in [
+            "/account/../account/password",
+            "/account/./password",
+            "/account//password",
+            "/account%2fpassword",
+            "/account%2Fpassword",
+            "/account\\password",
+            "/account/%2e%2e/x",
+            "/a%ZZ",
+            "/a%ff",
+            "/a%0a",
+        ] {
+            assert_eq!(normalized(bad), None, "{bad}");
+        }
+    }
+}

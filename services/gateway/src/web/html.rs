@@ -1,0 +1,122 @@
+//! The HTML of the gateway's pages: one layout, the assist bar, and inserting that bar into the pages
+//! of an upstream. Everything from outside is escaped with `assist_runtime::web::escape`.
+
+use assist_runtime::web::escape;
+
+use crate::routes::{MERCHANT_PORTAL, Portal};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d2733}\
+main{max-width:60rem;margin:1.5rem auto;padding:0 1rem}\
+#assist-bar{background:#8a3ffc;color:#fff;padding:.5rem 1rem;display:flex;gap:1rem;\
+align-items:center}#assist-bar form{margin:0}\
+#assist-bar button{background:#fff;color:#8a3ffc;border:0;padding:.3rem .8rem;cursor:pointer}\
+.error{color:#b00020}.notice{color:#0b6b2b}table{border-collapse:collapse;width:100%}\
+td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left}\
+label{display:block;margin:.5rem 0}input{padding:.3rem}\
+#suggestions{list-style:none;padding:0;max-width:30rem}\
+#suggestions li{padding:.3rem;border:1px solid #ddd;border-top:0;cursor:pointer}\
+#suggestions li:hover{background:#f0f0ff}";
+
+/// A whole page: `title`, the assist bar when one is given, then `body`.
+pub fn page(title: &str, bar: Option<&str>, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>{STYLE}</style></head>\n<body>{bar}<main>{body}</main></body></html>\n",
+        title = escape(title),
+        bar = bar.unwrap_or_default(),
+    )
+}
+
+/// A hidden CSRF field for a form.
+pub fn csrf_field(csrf: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(csrf)
+    )
+}
+
+/// A form that POSTs to `action` with one button and the CSRF field.
+pub fn post_button(action: &str, csrf: &str, label: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{}\">{}<button type=\"submit\">{}</button></form>",
+        escape(action),
+        csrf_field(csrf),
+        escape(label)
+    )
+}
+
+/// The bar shown on every page while an agent assists: who is assisted, and how to stop.
+pub fn bar(portal: &Portal, name: &str, csrf: &str) -> String {
+    let mut bar = format!(
+        "<div id=\"assist-bar\"><span>{}: {}</span>{}",
+        escape(portal.web.target_label),
+        escape(name),
+        post_button(
+            &format!("{}/assist/end", portal.web.pages),
+            csrf,
+            portal.web.end_label
+        )
+    );
+    if std::ptr::eq(portal, &MERCHANT_PORTAL) {
+        bar.push_str(&post_button(
+            &format!("{}/logout", portal.web.pages),
+            csrf,
+            "Log out Agent",
+        ));
+    }
+    bar.push_str("</div>");
+    bar
+}
+
+/// `page` with `insert` right after its `<body…>` tag (at the start when it has none).
+pub fn insert_after_body(page: &str, insert: &str) -> String {
+    let lower = page.to_ascii_lowercase();
+    let at = lower
+        .match_indices("<body")
+        .find(|(i, _)| {
+            // `<body>` or `<body …>`, not `<bodyguard>`.
+            matches!(
+                lower.as_bytes().get(i + 5),
+                Some(b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'/')
+            )
+        })
+        .and_then(|(i, _)| lower[i..].find('>').map(|end| i + end + 1))
+        .unwrap_or(0);
+    let mut out = String::with_capacity(page.len() + insert.len());
+    out.push_str(&page[..at]);
+    out.push_str(insert);
+    out.push_str(&page[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::STOREFRONT;
+
+    #[test]
+    fn the_bar_goes_right_after_the_body_tag() {
+        assert_eq!(
+            insert_after_body("<html><BODY class=\"x\"><p>hi</p></body>", "[bar]"),
+            "<html><BODY class=\"x\">[bar]<p>hi</p></body>"
+        );
+        assert_eq!(insert_after_body("<p>no body</p>", "[bar]"), "[bar]<p>no body</p>");
+        assert_eq!(
+            insert_after_body("<bodyguard><body>", "[bar]"),
+            "<bodyguard><body>[bar]"
+        );
+    }
+
+    #[test]
+    fn the_bar_escapes_the_name_and_offers_the_portals_buttons() {
+        let storefront = bar(&STOREFRONT, "<script>", "t");
+        assert!(storefront.contains("Customer: &lt;script&gt;"));
+        assert!(storefront.contains("End Customer Assistance"));
+        assert!(!storefront.contains("Log out Agent"));
+        let merchant = bar(&MERCHANT_PORTAL, "Ann Bauer", "t");
+        assert!(merchant.contains("User: Ann Bauer"));
+        assert!(merchant.contains("/merchant-portal/agent/assist/end"));
+        assert!(merchant.contains("Log out Agent"));
+    }
+}
