@@ -260,3 +260,102 @@ pub async fn gateway_search(
     platform.stop().await;
     Ok(())
 }
+
+/// What a proxied request adds: `GET /cart` with impersonation tokens of `sessions` live sessions,
+/// offered at `rate` per second for `seconds` (open loop, keep-alive connections), first straight to
+/// the demo shop, then through the gateway (token verify + session check + audit record + forward),
+/// then straight again. The shop checks the token itself either way, so the difference is the
+/// gateway's.
+pub async fn gateway_overhead(
+    admin_url: &str,
+    rate: u64,
+    seconds: u64,
+    sessions: usize,
+) -> anyhow::Result<()> {
+    let platform = Platform::start(TestBackend::Postgres(admin_url.to_owned()), 1, &[]).await;
+    let (shop, gateway) = platform.start_fronted_shop().await;
+    let mut tokens = Vec::with_capacity(sessions);
+    for i in 0..sessions {
+        let agent = platform
+            .agent(
+                &format!("overhead-agent-{i}@example.com"),
+                &[Capability::AssistCustomers],
+            )
+            .await;
+        let customer = platform
+            .customer(&format!("overhead-customer-{i}@example.com"))
+            .await;
+        let started = platform
+            .impersonation_client(0)
+            .start_assist(authed(
+                &agent.token,
+                pb::StartAssistRequest {
+                    target_id: customer.id,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        tokens.push(format!("Bearer {}", started.access_token));
+    }
+    let tokens: Arc<Vec<String>> = Arc::new(tokens);
+    let client = assist_gateway::proxy::client();
+    let run = |addr: std::net::SocketAddr, duration: Duration| {
+        let client = client.clone();
+        let tokens = tokens.clone();
+        async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let until = Instant::now() + duration;
+            let mut tasks = Vec::new();
+            let mut n = 0usize;
+            while Instant::now() < until {
+                ticks.tick().await;
+                n += 1;
+                let request = http::Request::get(format!("http://{addr}/cart"))
+                    .header("authorization", &tokens[n % tokens.len()])
+                    .body(axum::body::Body::empty())?;
+                let client = client.clone();
+                tasks.push(tokio::spawn(async move {
+                    let began = Instant::now();
+                    let answer = client.request(request).await?;
+                    let status = answer.status();
+                    axum::body::to_bytes(axum::body::Body::new(answer.into_body()), 1 << 20)
+                        .await?;
+                    anyhow::ensure!(status == 200, "GET /cart answered {status}");
+                    Ok::<_, anyhow::Error>(began.elapsed())
+                }));
+            }
+            let mut samples = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                samples.push(task.await??);
+            }
+            Ok::<_, anyhow::Error>(Latencies::new(samples))
+        }
+    };
+    let warmup = Duration::from_secs(2);
+    let measured = Duration::from_secs(seconds);
+    run(shop.addr, warmup).await?;
+    let direct = run(shop.addr, measured).await?;
+    run(gateway.addr, warmup).await?;
+    let proxied = run(gateway.addr, measured).await?;
+    let direct_again = run(shop.addr, measured).await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "gateway overhead, GET /cart at {rate}/s over {sessions} assist sessions (PostgreSQL):"
+    );
+    println!("  straight to the shop: {}", direct.summary());
+    println!("  through the gateway:  {}", proxied.summary());
+    println!("  straight again:       {}", direct_again.summary());
+    for p in [50.0, 99.0] {
+        let baseline = direct.percentile(p).max(direct_again.percentile(p));
+        println!(
+            "  added at p{p}: {:.3} ms",
+            ms(proxied.percentile(p).saturating_sub(baseline))
+        );
+    }
+    gateway.stop().await;
+    shop.stop().await;
+    platform.stop().await;
+    Ok(())
+}

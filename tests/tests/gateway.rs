@@ -1311,6 +1311,30 @@ async fn merchant_portal_agents_impersonate_merchant_users_and_end_the_session()
         assert_eq!(session["id"], session_id.as_str());
         assert_eq!(session["attributes"]["targetRealm"], "merchant_user");
         assert_eq!(session["attributes"]["endReason"], "ended_by_agent");
+        // The merchant portal lists them too, for its agents only, with links under its prefix.
+        let (status, body) = call(
+            gw,
+            "GET",
+            "/merchant-portal/agent-assist-sessions?page[limit]=5",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"][0]["id"], session_id.as_str());
+        assert_eq!(
+            body["links"]["self"],
+            "/merchant-portal/agent-assist-sessions?page[offset]=0&page[limit]=5"
+        );
+        let (status, body) = call(
+            gw,
+            "GET",
+            "/merchant-portal/agent-assist-sessions",
+            &[("authorization", &shop_bearer)],
+            None,
+        )
+        .await;
+        assert_eq!(error_of(status, &body), agent_only());
         let (status, body) = call(
             gw,
             "DELETE",

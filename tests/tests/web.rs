@@ -211,13 +211,27 @@ async fn a_storefront_agent_assists_a_customer_through_the_pages_and_the_proxy()
             .post("/agent/assist", &[("customerReference", &reference)])
             .await;
         assert_eq!(location(&confirmed), "/");
-        let session_id = agent
-            .cookie("assist_assist")
+        let sealed = agent.cookie("assist_assist").unwrap().to_owned();
+        let session_id = platform
+            .impersonation_client(0)
+            .list_sessions(authed(
+                &platform.admin.token,
+                imp::ListSessionsRequest {
+                    target_id: customer.id.clone(),
+                    active_only: true,
+                    ..Default::default()
+                },
+            ))
+            .await
             .unwrap()
-            .split('|')
-            .nth(1)
-            .unwrap()
-            .to_owned();
+            .into_inner()
+            .sessions[0]
+            .id
+            .clone();
+        assert!(
+            !sealed.contains(&session_id),
+            "the session cookie is sealed: {sealed}"
+        );
         let home = agent.get("/").await;
         assert_eq!(home.status, 200);
         assert!(home.body.contains("id=\"assist-bar\""), "{}", home.body);
@@ -240,6 +254,10 @@ async fn a_storefront_agent_assists_a_customer_through_the_pages_and_the_proxy()
             let refused = agent.get(path).await;
             assert_eq!(refused.status, 403, "{path}");
             assert!(refused.body.contains("Not available while assisting"));
+            assert!(
+                refused.body.contains("End Customer Assistance"),
+                "the bar stays"
+            );
         }
         for path in ["/account//password", "/account/../account/password"] {
             assert_eq!(agent.get(path).await.status, 400, "{path}");
@@ -260,23 +278,31 @@ async fn a_storefront_agent_assists_a_customer_through_the_pages_and_the_proxy()
         );
 
         // Ending returns the agent to the search page, still signed in; the token is dead everywhere.
-        let token = agent
-            .cookie("assist_assist")
-            .unwrap()
-            .split('|')
-            .next()
-            .unwrap()
-            .to_owned();
         let ended = agent.post("/agent/assist/end", &[]).await;
         assert_eq!(location(&ended), "/agent/customers");
         assert!(agent.cookie("assist_assist").is_none());
         assert!(agent.cookie("assist_agent").is_some());
         assert_eq!(agent.get("/agent/customers").await.status, 200);
-        let bearer = format!("Bearer {token}");
-        let stale = http(gateway.addr, "GET", "/cart", &[("authorization", &bearer)], None)
-            .await
-            .unwrap();
-        assert_eq!(stale.status, 401, "{stale:?}");
+        // The ended session's cookie, kept by someone, is worth nothing: sent back to search.
+        let mut replay = Browser::new(gateway.addr);
+        replay
+            .cookies
+            .push(("assist_assist".into(), sealed.clone()));
+        let stale = replay.get("/cart").await;
+        assert_eq!(location(&stale), "/agent/customers?ended=1");
+        assert!(
+            replay.cookie("assist_assist").is_none(),
+            "and it is cleared"
+        );
+        // A forged one is no session at all: the shop sees a guest.
+        let mut forged = Browser::new(gateway.addr);
+        forged.cookies.push((
+            "assist_assist".into(),
+            format!("{}x", &sealed[..sealed.len() - 1]),
+        ));
+        let guest = forged.get("/").await;
+        assert_eq!(guest.status, 200);
+        assert!(!guest.body.contains("assist-bar"));
         let home = agent.get("/").await;
         assert!(!home.body.contains("assist-bar"));
 
@@ -292,7 +318,11 @@ async fn a_storefront_agent_assists_a_customer_through_the_pages_and_the_proxy()
             .await;
         assert_eq!(location(&signed), "/");
         let cart = own.get("/cart").await;
-        assert!(cart.body.contains("data-sku=\"french-press\""), "{}", cart.body);
+        assert!(
+            cart.body.contains("data-sku=\"french-press\""),
+            "{}",
+            cart.body
+        );
         let agent_login = own.get("/agent/login").await;
         assert_eq!(agent_login.status, 403);
         assert!(!agent_login.body.contains("name=\"password\""));
@@ -343,9 +373,15 @@ async fn a_merchant_portal_agent_assists_a_merchant_user_and_logs_out() {
         assert!(table.body.contains("Assist User"));
 
         let confirmed = agent
-            .post("/merchant-portal/agent/assist", &[("merchantUserId", &user_id)])
+            .post(
+                "/merchant-portal/agent/assist",
+                &[("merchantUserId", &user_id)],
+            )
             .await;
         assert_eq!(location(&confirmed), "/merchant-portal/");
+        let home = agent.get("/merchant-portal/").await;
+        assert_eq!(home.status, 200, "{home:?}");
+        assert!(home.body.contains("User: Mia Merchant"));
         let offers = agent.get("/merchant-portal/offers").await;
         assert_eq!(offers.status, 200, "{offers:?}");
         assert!(offers.body.contains("User: Mia Merchant"));

@@ -83,6 +83,14 @@ impl Storage {
         )
     }
 
+    /// The key that seals the gateway's browser cookies: kept in the data directory so sign-ins
+    /// survive a restart.
+    pub fn gateway_cookie_key(&self) -> anyhow::Result<String> {
+        self.secret_or_file(&None, "gateway-cookie.key", || {
+            Ok(KeyEncryptionKey::generate_base64()?)
+        })
+    }
+
     /// A secret given, or kept in `file` of the data directory (created by `make` on first use).
     fn secret_or_file(
         &self,

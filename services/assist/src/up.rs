@@ -41,7 +41,11 @@ pub struct Args {
     pub gateway_listen: SocketAddr,
     /// Listen address of the demo shop (storefront and merchant portal) the gateway fronts, started
     /// unless both upstreams below are given.
-    #[arg(long, env = "ASSIST_DEMO_SHOP_LISTEN", default_value = "127.0.0.1:8090")]
+    #[arg(
+        long,
+        env = "ASSIST_DEMO_SHOP_LISTEN",
+        default_value = "127.0.0.1:8090"
+    )]
     pub demo_shop_listen: SocketAddr,
     /// A real storefront for the gateway to front instead of the demo shop.
     #[arg(long, env = "ASSIST_STOREFRONT_UPSTREAM")]
@@ -124,7 +128,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         [
             format!(
                 "--storefront-upstream={}",
-                args.storefront_upstream.as_deref().unwrap_or(&demo_shop_url)
+                args.storefront_upstream
+                    .as_deref()
+                    .unwrap_or(&demo_shop_url)
             ),
             format!(
                 "--merchant-portal-upstream={}",
@@ -141,6 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             format!("--impersonation-url=http://{}", args.impersonation_listen),
             format!("--client-id={client_id}"),
             format!("--client-secret={client_secret}"),
+            format!("--cookie-key={}", args.storage.gateway_cookie_key()?),
         ],
     )?;
     let demo_shop_config = parse_config::<assist_demo_shop::Config>(

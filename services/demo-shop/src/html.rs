@@ -16,21 +16,7 @@ header{background:#eee}nav a{margin-right:1rem}table{border-collapse:collapse}\
 td,th{border:1px solid #ccc;padding:0.25rem 0.5rem}.error{color:#b00}\
 .product{border:1px solid #ccc;padding:0.5rem;margin:0.5rem 0}";
 
-/// `text` with `& < > " '` escaped: safe in element content and in quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
+pub use assist_runtime::web::escape;
 
 /// An amount of cents as shown: `1234` is `12.34`.
 pub fn price(cents: u64) -> String {
@@ -148,15 +134,6 @@ impl IntoResponse for Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            escape(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-        assert_eq!(escape("Zoë"), "Zoë");
-    }
 
     #[test]
     fn prices_have_two_decimals() {

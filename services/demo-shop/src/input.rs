@@ -103,17 +103,11 @@ fn whole_number(value: &str, digits: usize) -> Option<u64> {
     value.parse().ok()
 }
 
-/// The guest cart in the `demo_cart` cookie of a `Cookie` header: `sku:quantity` entries joined by
+/// The guest cart in the request's `demo_cart` cookie: `sku:quantity` entries joined by
 /// `|`, each a catalogue product at most once with a quantity of 1 to 99. Anything else (garbage, a
 /// tampered or oversized value) is an empty cart.
-pub fn guest_cart(cookie_header: Option<&str>) -> Cart {
-    let value = cookie_header
-        .into_iter()
-        .flat_map(|header| header.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == GUEST_CART_COOKIE)
-        .map(|(_, value)| value);
-    match value {
+pub fn guest_cart(headers: &http::HeaderMap) -> Cart {
+    match assist_runtime::web::cookie(headers, GUEST_CART_COOKIE) {
         Some(value) if !value.is_empty() && value.len() <= GUEST_CART_MAX => {
             parse_guest_cart(value).unwrap_or_default()
         }
@@ -224,7 +218,15 @@ mod tests {
         cart.insert("travel-mug", 99);
         let set_cookie = guest_cart_cookie(&cart);
         let value = set_cookie.split(';').next().unwrap();
-        assert_eq!(guest_cart(Some(&format!("a=b; {value}; c=d"))), cart);
+        let with_cookie = |line: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::COOKIE, line.parse().unwrap());
+            headers
+        };
+        assert_eq!(
+            guest_cart(&with_cookie(&format!("a=b; {value}; c=d"))),
+            cart
+        );
         for garbage in [
             "demo_cart=espresso-cup:0",
             "demo_cart=espresso-cup:100",
@@ -234,9 +236,9 @@ mod tests {
             "demo_cart=espresso-cup:1|",
             "demo_cart=%3Cscript%3E",
         ] {
-            assert!(guest_cart(Some(garbage)).is_empty(), "{garbage}");
+            assert!(guest_cart(&with_cookie(garbage)).is_empty(), "{garbage}");
         }
-        assert!(guest_cart(None).is_empty());
+        assert!(guest_cart(&http::HeaderMap::new()).is_empty());
         assert!(guest_cart_cookie(&Cart::new()).contains("Max-Age=0"));
     }
 }

@@ -78,18 +78,8 @@ fn product_card(product: &Product) -> String {
 fn current_cart(state: &AppState, caller: &Caller, headers: &HeaderMap) -> Cart {
     match caller.customer() {
         Some(customer) => state.with_store(|store| store.cart(&customer.id)),
-        None => input::guest_cart(cookie_header(headers).as_deref()),
+        None => input::guest_cart(headers),
     }
-}
-
-/// Every `Cookie` header of the request, joined.
-fn cookie_header(headers: &HeaderMap) -> Option<String> {
-    let values: Vec<&str> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.join("; "))
 }
 
 /// `GET /cart`.
@@ -179,16 +169,16 @@ fn change_cart(
 ) -> Page {
     if let Some(customer) = caller.customer() {
         state
-            .with_store(|store| {
+            .with_store(|store| -> Checked<()> {
                 let mut cart = store.cart(&customer.id);
                 change(&mut cart)?;
                 store.set_cart(&customer.id, cart);
-                Checked::Ok(())
+                Ok(())
             })
             .map_err(Refusal::invalid)?;
         return Ok(see_other("/cart"));
     }
-    let mut cart = input::guest_cart(cookie_header(headers).as_deref());
+    let mut cart = input::guest_cart(headers);
     change(&mut cart).map_err(Refusal::invalid)?;
     let mut response = see_other("/cart");
     let cookie = HeaderValue::from_str(&input::guest_cart_cookie(&cart))

@@ -20,9 +20,10 @@ use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
 use assist_runtime::auth::{
     AuthPolicy, IdentityJwks, ImpersonationJwks, TokenVerifier, TrustedIssuer,
 };
-use assist_runtime::sessions::SessionLiveness;
 use assist_runtime::client::{Outgoing, ServiceToken, channel};
-use assist_runtime::config::{ConfigError, http_url, positive_secs};
+use assist_runtime::config::{ConfigError, http_url, key_encryption_key, positive_secs};
+use assist_runtime::keys::KeyEncryptionKey;
+use assist_runtime::sessions::SessionLiveness;
 use tokio::net::TcpListener;
 use tokio::sync::{OnceCell, watch};
 use tonic::codegen::InterceptedService;
@@ -109,6 +110,10 @@ pub struct Config {
 /merchant-portal/password,/merchant-portal/email,/merchant-portal/delete"
     )]
     pub sensitive_paths: String,
+    /// Key that seals the browser cookies (base64 of 32 bytes); every replica needs the same one.
+    /// Unset: a random key per start (sign-ins end when the gateway restarts).
+    #[arg(long, env = "ASSIST_GATEWAY_COOKIE_KEY", hide_env_values = true)]
+    pub cookie_key: Option<String>,
     /// Prometheus `/metrics` address; unset: no metrics listener of its own.
     #[arg(long, env = "ASSIST_GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -192,6 +197,9 @@ impl Config {
             }
         };
         let sensitive_paths = sensitive_paths(&self.sensitive_paths)?;
+        if let Some(key) = &self.cookie_key {
+            key_encryption_key(key, "ASSIST_GATEWAY_COOKIE_KEY")?;
+        }
         Ok(Checked {
             secure_cookies: public_url.starts_with("https://"),
             storefront_upstream: upstream(
@@ -267,7 +275,24 @@ pub struct AppState {
     pub upstreams: OnceCell<Upstreams>,
     /// Forwards proxied requests.
     pub http: proxy::HttpClient,
+    /// Seals the sign-in and session cookies.
+    pub cookie_key: KeyEncryptionKey,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// The configured cookie key, or a random one for this start.
+fn cookie_key(config: &Config) -> anyhow::Result<KeyEncryptionKey> {
+    let encoded = match &config.cookie_key {
+        Some(key) => key.clone(),
+        None => {
+            tracing::warn!(
+                "no ASSIST_GATEWAY_COOKIE_KEY: browser sign-ins end when the gateway restarts and \
+                 replicas cannot share them"
+            );
+            KeyEncryptionKey::generate_base64()?
+        }
+    };
+    Ok(key_encryption_key(&encoded, "ASSIST_GATEWAY_COOKIE_KEY")?)
 }
 
 /// Obtains the service token, retrying while identity is unreachable, and builds the clients.
@@ -359,6 +384,7 @@ pub async fn serve(
         proxy_verifier: proxy_verifier.clone(),
         upstreams: OnceCell::new(),
         http: proxy::client(),
+        cookie_key: cookie_key(&config)?,
         shutdown: shutdown.clone(),
     });
     if let Some(listener) = assist_runtime::metrics::bind(config.metrics_listen).await? {
@@ -431,8 +457,15 @@ mod tests {
                 "--storefront-upstream=ftp://x",
                 "ASSIST_GATEWAY_STOREFRONT_UPSTREAM",
             ),
-            ("--sensitive-paths=account", "ASSIST_GATEWAY_SENSITIVE_PATHS"),
-            ("--sensitive-paths=/a/../b", "ASSIST_GATEWAY_SENSITIVE_PATHS"),
+            (
+                "--sensitive-paths=account",
+                "ASSIST_GATEWAY_SENSITIVE_PATHS",
+            ),
+            (
+                "--sensitive-paths=/a/../b",
+                "ASSIST_GATEWAY_SENSITIVE_PATHS",
+            ),
+            ("--cookie-key=short", "ASSIST_GATEWAY_COOKIE_KEY"),
         ] {
             let error = config(&[flag]).check().unwrap_err();
             assert_eq!(error.variable, variable, "{flag}");

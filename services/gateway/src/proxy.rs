@@ -79,12 +79,15 @@ pub fn normalized(path: &str) -> Option<String> {
     let clean = decoded.starts_with('/')
         && !decoded.contains('\\')
         && !decoded.chars().any(char::is_control)
-        && decoded[1..]
-            .split('/')
-            .enumerate()
-            .all(|(index, segment)| {
-                segment != "." && segment != ".." && (index == 0 || !segment.is_empty())
+        && {
+            // Empty segments only last (a trailing slash, or `/` itself).
+            let segments: Vec<&str> = decoded[1..].split('/').collect();
+            segments.iter().enumerate().all(|(index, segment)| {
+                *segment != "."
+                    && *segment != ".."
+                    && (index + 1 == segments.len() || !segment.is_empty())
             })
+        }
         // An encoded `/` would be a separator to some upstreams and not to others.
         && !path.to_ascii_lowercase().contains("%2f");
     clean.then(|| decoded.to_ascii_lowercase())
@@ -127,7 +130,7 @@ pub async fn forward(
     };
 
     let headers = request.headers();
-    let assist = cookies::assist_of(headers, portal);
+    let assist = cookies::assist_of(headers, portal, &state.cookie_key);
     let mut set_cookies = Vec::new();
     let csrf = web::csrf(&state, headers, &mut set_cookies);
     let (token, source) = if headers.contains_key(header::AUTHORIZATION) {
@@ -147,6 +150,9 @@ pub async fn forward(
     };
 
     let method = request.method().clone();
+    let bar = assist
+        .as_ref()
+        .map(|assist| web::html::bar(portal, &assist.name, &csrf));
     let mut session = None;
     if let Some(token) = &token {
         match upstreams
@@ -155,7 +161,10 @@ pub async fn forward(
             .await
         {
             Ok(admitted) => session = admitted.session,
-            Err(error) => return refused(portal, source, error),
+            Err(error) => {
+                let bar = (source == Source::AssistCookie).then_some(bar).flatten();
+                return web::with_cookies(refused(portal, source, error, bar), set_cookies);
+            }
         }
     }
 
@@ -179,35 +188,40 @@ pub async fn forward(
             .record(sid, method.as_str(), &raw_path, status.as_str());
     }
     let mut response = incoming(answer.map(Body::new));
-    if assisting && is_html(response.headers()) {
-        if let Some(assist) = &assist {
-            let bar = web::html::bar(portal, &assist.name, &csrf);
-            response = with_bar(response, &bar).await;
-        }
+    if assisting
+        && is_html(response.headers())
+        && let Some(bar) = &bar
+    {
+        response = with_bar(response, bar).await;
     }
-    for cookie in set_cookies {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
+    web::with_cookies(response, set_cookies)
 }
 
 /// What a refused token gets: an API client a JSON:API error; a browser whose assist session ended
-/// is sent back to the agent's page with the session cookie cleared; a sensitive page a 403 page.
-fn refused(portal: &'static Portal, source: Source, error: assist_runtime::Error) -> Response {
+/// is sent back to the agent's page with the session cookie cleared; a sensitive page a 403 page (with
+/// the assist bar when it is the browser's session).
+fn refused(
+    portal: &'static Portal,
+    source: Source,
+    error: assist_runtime::Error,
+    bar: Option<String>,
+) -> Response {
     use assist_runtime::Error;
     match (source, &error) {
-        (_, Error::PermissionDenied(_)) => web::page_error(
+        (_, Error::PermissionDenied(_)) => web::page_error_with_bar(
             StatusCode::FORBIDDEN,
             "Not available while assisting: this page touches the account's credentials, email, \
              payment methods or deletion.",
+            bar.as_deref(),
         ),
         (_, Error::Unavailable(_)) => jsonapi::UNAVAILABLE.into_response(),
         (Source::Header, _) => jsonapi::INVALID_ACCESS_TOKEN.into_response(),
         (Source::AssistCookie, _) => {
             let mut response = web::redirect(&format!("{}?ended=1", portal.web.search_path));
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, cookies::clear(portal.web.assist_cookie, portal));
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                cookies::clear(portal.web.assist_cookie, portal),
+            );
             response
         }
         (Source::CustomerCookie, _) => {
@@ -340,6 +354,7 @@ mod tests {
         );
         assert_eq!(normalized("/cart").as_deref(), Some("/cart"));
         assert_eq!(normalized("/").as_deref(), Some("/"));
+        assert_eq!(normalized("/cart/").as_deref(), Some("/cart/"));
         assert_eq!(
             normalized("/merchant-portal/").as_deref(),
             Some("/merchant-portal/")

@@ -324,7 +324,11 @@ fn pair_attributes(pair: &idp::TokenPair) -> Value {
 
 /// The end user's address for login throttling: the peer, or behind a trusted proxy the last
 /// `X-Forwarded-For` entry (the one that proxy appended; earlier ones are the client's to forge).
-pub(crate) fn client_address(trust_forwarded_for: bool, peer: SocketAddr, headers: &HeaderMap) -> String {
+pub(crate) fn client_address(
+    trust_forwarded_for: bool,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> String {
     if trust_forwarded_for
         && let Some(forwarded) = headers
             .get_all("x-forwarded-for")
@@ -557,7 +561,11 @@ async fn revoke_refresh(
 }
 
 /// Verifies one of identity's access tokens; `invalid` when it does not verify.
-pub(crate) async fn verify(state: &AppState, token: &str, invalid: ApiError) -> Result<Claims, ApiError> {
+pub(crate) async fn verify(
+    state: &AppState,
+    token: &str,
+    invalid: ApiError,
+) -> Result<Claims, ApiError> {
     match state.verifier.verify(token).await {
         Ok(claims) => Ok(claims),
         Err(assist_runtime::Error::Unavailable(_)) => Err(jsonapi::UNAVAILABLE),
@@ -672,7 +680,11 @@ async fn agent_search<P: Surface>(
 
 pub(crate) type Found = (&'static str, Vec<Value>, PageInfo);
 
-pub(crate) async fn search_customers(upstreams: &Upstreams, q: &str, page: Page) -> Result<Found, ApiError> {
+pub(crate) async fn search_customers(
+    upstreams: &Upstreams,
+    q: &str,
+    page: Page,
+) -> Result<Found, ApiError> {
     let request = idp::SearchCustomersRequest {
         query: q.to_owned(),
         page: page_request(page),

@@ -580,7 +580,10 @@ mod tests {
 
     #[test]
     fn sensitive_entries_cover_their_subpaths_only() {
-        let sensitive = ["/account/password", "/assist.identity.v1.Identity/ChangePassword"];
+        let sensitive = [
+            "/account/password",
+            "/assist.identity.v1.Identity/ChangePassword",
+        ];
         for path in [
             "/account/password",
             "/account/password/reset",
@@ -588,7 +591,12 @@ mod tests {
         ] {
             assert!(is_sensitive_path(&sensitive, path), "{path}");
         }
-        for path in ["/account/passwords", "/account", "/", "/assist.identity.v1.Identity/Login"] {
+        for path in [
+            "/account/passwords",
+            "/account",
+            "/",
+            "/assist.identity.v1.Identity/Login",
+        ] {
             assert!(!is_sensitive_path(&sensitive, path), "{path}");
         }
     }

@@ -16,7 +16,7 @@ use crate::auth::{Claims, PublicKey};
 use crate::db::{Database, WriteTransaction};
 use crate::{Error, Result};
 
-/// The 32-byte key that encrypts signing keys at rest.
+/// A 32-byte XChaCha20-Poly1305 key: encrypts signing keys at rest, and the gateway's cookies.
 #[derive(Clone)]
 pub struct KeyEncryptionKey([u8; 32]);
 
@@ -34,8 +34,9 @@ impl KeyEncryptionKey {
         Ok(STANDARD.encode(bytes))
     }
 
-    /// Encrypts `plaintext`, binding it to `kid`: base64 of nonce || ciphertext.
-    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String> {
+    /// Encrypts and authenticates `plaintext`, binding it to `kid` (associated data: it opens only
+    /// under the same `kid`): base64 of nonce || ciphertext.
+    pub fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String> {
         let cipher = XChaCha20Poly1305::new(&self.0.into());
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).map_err(|e| Error::internal(anyhow::anyhow!("rng: {e}")))?;
@@ -47,16 +48,17 @@ impl KeyEncryptionKey {
                     aad: kid.as_bytes(),
                 },
             )
-            .map_err(|_| Error::internal(anyhow::anyhow!("sealing a signing key failed")))?;
+            .map_err(|_| Error::internal(anyhow::anyhow!("sealing {kid} failed")))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(STANDARD.encode(out))
     }
 
-    fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>> {
+    /// The plaintext `seal` sealed under `kid`; an error for another key, another `kid` or any change.
+    pub fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>> {
         let wrong = || {
             Error::internal(anyhow::anyhow!(
-                "signing key {kid} cannot be decrypted: wrong key-encryption key or damaged row"
+                "{kid} cannot be decrypted: wrong key or damaged data"
             ))
         };
         let bytes = STANDARD.decode(sealed).map_err(|_| wrong())?;

@@ -65,7 +65,9 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::COOKIE,
-            "assist_agent_x=1; assist_agent=abc|def; other=\"q\"".parse().unwrap(),
+            "assist_agent_x=1; assist_agent=abc|def; other=\"q\""
+                .parse()
+                .unwrap(),
         );
         assert_eq!(cookie(&headers, "assist_agent"), Some("abc|def"));
         assert_eq!(cookie(&headers, "other"), Some("q"));

@@ -7,6 +7,7 @@
 //! - `load start-assist --admin-url postgres://…`: StartAssist over gRPC on the whole platform.
 //! - `load revocation --admin-url postgres://…`: end-to-revocation latency across two replicas.
 //! - `load gateway-search --admin-url … --identity-database-url …`: customer search through the gateway.
+//! - `load gateway-overhead --admin-url postgres://…`: what the gateway's proxy adds to a shop request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +83,17 @@ enum Command {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
         concurrency: u64,
     },
+    /// Creates its own databases on the server of `--admin-url` and drops them afterwards.
+    GatewayOverhead {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=20_000))]
+        rate: u64,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+        seconds: u64,
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        sessions: u64,
+    },
     Revocation {
         #[arg(long)]
         admin_url: String,
@@ -137,6 +149,20 @@ async fn main() -> anyhow::Result<()> {
                 &bench_kek(&identity_database_url),
                 queries as usize,
                 concurrency as usize,
+            )
+            .await
+        }
+        Command::GatewayOverhead {
+            admin_url,
+            rate,
+            seconds,
+            sessions,
+        } => {
+            assist_tests::assist_load::gateway_overhead(
+                &admin_url,
+                rate,
+                seconds,
+                sessions as usize,
             )
             .await
         }

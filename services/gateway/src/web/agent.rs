@@ -23,8 +23,8 @@ use super::{
 };
 use crate::routes::{
     MERCHANT_PORTAL, Portal, STOREFRONT, Surface, Target, agent_sign_in, client_address,
-    close_session, customer_by_reference, open_session, page_of,
-    search_customers, search_merchant_users, upstreams,
+    close_session, customer_by_reference, open_session, page_of, search_customers,
+    search_merchant_users, upstreams,
 };
 use crate::{AppState, Upstreams};
 
@@ -146,9 +146,14 @@ async fn login<P: Surface>(
 ) -> Response {
     let portal = P::portal();
     let Ok(Form(fields)) = form else {
-        return agent_error(portal, StatusCode::BAD_REQUEST, "The form could not be read.");
+        return agent_error(
+            portal,
+            StatusCode::BAD_REQUEST,
+            "The form could not be read.",
+        );
     };
-    if !same_origin(&state, &headers, &Method::POST) || !csrf_matches(&headers, fields.get("csrf")) {
+    if !same_origin(&state, &headers, &Method::POST) || !csrf_matches(&headers, fields.get("csrf"))
+    {
         return expired_form(portal);
     }
     let csrf = fields.get("csrf").cloned().unwrap_or_default();
@@ -168,7 +173,7 @@ async fn login<P: Surface>(
             };
             set.push(cookies::set(
                 portal.web.agent_cookie,
-                &tokens.value(),
+                &tokens.value(portal.web.agent_cookie, &state.cookie_key),
                 portal,
                 state.checked.secure_cookies,
             ));
@@ -201,7 +206,11 @@ async fn search_page<P: Surface>(
 ) -> Response {
     let portal = P::portal();
     let Ok(Query(params)) = query else {
-        return agent_error(portal, StatusCode::BAD_REQUEST, "Invalid search parameters.");
+        return agent_error(
+            portal,
+            StatusCode::BAD_REQUEST,
+            "Invalid search parameters.",
+        );
     };
     let Ok(upstreams) = upstreams(&state) else {
         return starting(portal);
@@ -224,7 +233,7 @@ async fn search_page<P: Surface>(
         Ok(content) => content,
         Err(error) => return agent_error(portal, error.status, &error.detail),
     };
-    let bar = cookies::assist_of(&headers, portal)
+    let bar = cookies::assist_of(&headers, portal, &state.cookie_key)
         .map(|assist| html::bar(portal, &assist.name, &csrf));
     let notice = if params.ended.is_some() {
         "<p class=\"notice\">The assistance has ended.</p>"
@@ -482,16 +491,16 @@ fn checked_form(
     portal: &Portal,
     headers: &HeaderMap,
     form: Fields,
-) -> Result<HashMap<String, String>, Response> {
+) -> Result<HashMap<String, String>, Box<Response>> {
     let Ok(Form(fields)) = form else {
-        return Err(agent_error(
+        return Err(Box::new(agent_error(
             portal,
             StatusCode::BAD_REQUEST,
             "The form could not be read.",
-        ));
+        )));
     };
     if !same_origin(state, headers, &Method::POST) || !csrf_matches(headers, fields.get("csrf")) {
-        return Err(expired_form(portal));
+        return Err(Box::new(expired_form(portal)));
     }
     Ok(fields)
 }
@@ -503,13 +512,13 @@ async fn required_agent(
     headers: &HeaderMap,
     portal: &Portal,
     set: &mut Vec<HeaderValue>,
-) -> Result<SignedIn, Response> {
+) -> Result<SignedIn, Box<Response>> {
     match agent_of(state, upstreams, headers, portal, set).await {
         Some(agent) => Ok(agent),
-        None => Err(with_cookies(
+        None => Err(Box::new(with_cookies(
             redirect(&format!("{}/login", portal.web.pages)),
             std::mem::take(set),
-        )),
+        ))),
     }
 }
 
@@ -519,7 +528,7 @@ async fn assist<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fiel
     let portal = P::portal();
     let fields = match checked_form(&state, portal, &headers, form) {
         Ok(fields) => fields,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Ok(upstreams) = upstreams(&state) else {
         return starting(portal);
@@ -527,7 +536,7 @@ async fn assist<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fiel
     let mut set = Vec::new();
     let agent = match required_agent(&state, &upstreams, &headers, portal, &mut set).await {
         Ok(agent) => agent,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let key = match portal.target {
         Target::Customers => "customerReference",
@@ -553,7 +562,7 @@ async fn assist<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fiel
             );
             set.push(cookies::set(
                 portal.web.assist_cookie,
-                &assist.value(),
+                &assist.value(portal.web.assist_cookie, &state.cookie_key),
                 portal,
                 state.checked.secure_cookies,
             ));
@@ -566,12 +575,13 @@ async fn assist<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fiel
 /// Ends this browser's assist session of `portal`, as the agent when signed in, otherwise with the
 /// session's own impersonation token (which may end its session).
 async fn end_assist(
+    state: &AppState,
     upstreams: &Upstreams,
     headers: &HeaderMap,
     portal: &Portal,
     agent: Option<&SignedIn>,
 ) -> Result<(), crate::jsonapi::ApiError> {
-    let Some(assist) = cookies::assist_of(headers, portal) else {
+    let Some(assist) = cookies::assist_of(headers, portal, &state.cookie_key) else {
         return Ok(());
     };
     let token = agent.map_or(assist.token.as_str(), |a| a.token.as_str());
@@ -593,14 +603,14 @@ async fn end_assist(
 async fn end<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fields) -> Response {
     let portal = P::portal();
     if let Err(response) = checked_form(&state, portal, &headers, form) {
-        return response;
+        return *response;
     }
     let Ok(upstreams) = upstreams(&state) else {
         return starting(portal);
     };
     let mut set = Vec::new();
     let agent = agent_of(&state, &upstreams, &headers, portal, &mut set).await;
-    if let Err(error) = end_assist(&upstreams, &headers, portal, agent.as_ref()).await {
+    if let Err(error) = end_assist(&state, &upstreams, &headers, portal, agent.as_ref()).await {
         return with_cookies(agent_error(portal, error.status, &error.detail), set);
     }
     set.push(cookies::clear(portal.web.assist_cookie, portal));
@@ -611,21 +621,28 @@ async fn end<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fields)
 async fn logout<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fields) -> Response {
     let portal = P::portal();
     if let Err(response) = checked_form(&state, portal, &headers, form) {
-        return response;
+        return *response;
     }
     let Ok(upstreams) = upstreams(&state) else {
         return starting(portal);
     };
     let mut set = Vec::new();
     let agent = agent_of(&state, &upstreams, &headers, portal, &mut set).await;
-    if let Err(error) = end_assist(&upstreams, &headers, portal, agent.as_ref()).await {
+    if let Err(error) = end_assist(&state, &upstreams, &headers, portal, agent.as_ref()).await {
         return with_cookies(agent_error(portal, error.status, &error.detail), set);
     }
-    if let Some(tokens) = cookies::Tokens::read(&headers, portal.web.agent_cookie) {
+    if let Some(tokens) =
+        cookies::Tokens::read(&headers, portal.web.agent_cookie, &state.cookie_key)
+    {
         let request = idp::RevokeRefreshTokenRequest {
             refresh_token: tokens.refresh,
         };
-        if let Err(status) = upstreams.identity.clone().revoke_refresh_token(request).await {
+        if let Err(status) = upstreams
+            .identity
+            .clone()
+            .revoke_refresh_token(request)
+            .await
+        {
             tracing::warn!(error = %status.message(), "revoking an agent's refresh token failed");
         }
     }

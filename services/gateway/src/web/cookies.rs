@@ -1,12 +1,15 @@
 //! The gateway's cookies (docs/web.md): the customer's and each portal's agent sign-in, each portal's
 //! assist session, and the CSRF token. All are `HttpOnly` and `SameSite=Lax`, `Secure` when served
 //! over TLS; the agent's own sign-in and the assist session are separate cookies, so ending
-//! assistance leaves the agent signed in.
+//! assistance leaves the agent signed in. Sign-ins and sessions are sealed (XChaCha20-Poly1305 with
+//! the gateway's cookie key, bound to the cookie's name): the browser can neither read the tokens nor
+//! change or move them.
 
+use assist_runtime::keys::KeyEncryptionKey;
 use assist_runtime::web::cookie;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, header};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::routes::Portal;
 
@@ -14,43 +17,44 @@ pub const CUSTOMER: &str = "assist_customer";
 pub const CSRF: &str = "assist_csrf";
 /// Every cookie of the gateway starts so; none of them is passed on to an upstream.
 const GATEWAY_PREFIX: &str = "assist_";
-/// Longest cookie value read (two tokens and a name fit well below it).
-const VALUE_MAX: usize = 3500;
+/// Longest cookie value read (two tokens and a name, sealed, fit well below it).
+const VALUE_MAX: usize = 4000;
 
-/// Characters of tokens as identity and the impersonation service issue them (JWS compact form,
-/// base64url secrets): nothing that needs quoting in a cookie.
-fn token_like(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+/// Reads cookie `name` sealed with `key` (bound to the name, so a value cannot be moved to another
+/// cookie); `None` when absent, forged, damaged or sealed with another key.
+fn open<T: DeserializeOwned>(headers: &HeaderMap, name: &str, key: &KeyEncryptionKey) -> Option<T> {
+    let value = cookie(headers, name).filter(|v| v.len() <= VALUE_MAX)?;
+    let plain = key.open(name, value).ok()?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// `content` as the sealed value of cookie `name`.
+fn seal<T: Serialize>(content: &T, name: &str, key: &KeyEncryptionKey) -> String {
+    let plain = serde_json::to_vec(content).expect("cookie contents serialize");
+    key.seal(name, &plain)
+        .expect("the operating system's random source failed")
 }
 
 /// A sign-in kept in a cookie: the access token and the refresh token that renews it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
     pub access: String,
     pub refresh: String,
 }
 
 impl Tokens {
-    pub fn read(headers: &HeaderMap, name: &str) -> Option<Self> {
-        let value = cookie(headers, name).filter(|v| v.len() <= VALUE_MAX)?;
-        let (access, refresh) = value.split_once('|')?;
-        (token_like(access) && token_like(refresh)).then(|| Self {
-            access: access.to_owned(),
-            refresh: refresh.to_owned(),
-        })
+    pub fn read(headers: &HeaderMap, name: &str, key: &KeyEncryptionKey) -> Option<Self> {
+        open(headers, name, key)
     }
 
-    pub fn value(&self) -> String {
-        format!("{}|{}", self.access, self.refresh)
+    pub fn value(&self, name: &str, key: &KeyEncryptionKey) -> String {
+        seal(self, name, key)
     }
 }
 
 /// An assist session of this browser: the impersonation token, the session id and the assisted
 /// person's name (for the bar).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assist {
     pub token: String,
     pub session_id: String,
@@ -58,34 +62,14 @@ pub struct Assist {
 }
 
 impl Assist {
-    pub fn read(headers: &HeaderMap, name: &str) -> Option<Self> {
-        let value = cookie(headers, name).filter(|v| v.len() <= VALUE_MAX)?;
-        let mut parts = value.split('|');
-        let (token, session_id, encoded) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !token_like(token) || !token_like(session_id) {
-            return None;
-        }
-        let name = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
-        Some(Self {
-            token: token.to_owned(),
-            session_id: session_id.to_owned(),
-            name,
-        })
-    }
-
-    pub fn value(&self) -> String {
-        format!(
-            "{}|{}|{}",
-            self.token,
-            self.session_id,
-            URL_SAFE_NO_PAD.encode(self.name.as_bytes())
-        )
+    pub fn value(&self, name: &str, key: &KeyEncryptionKey) -> String {
+        seal(self, name, key)
     }
 }
 
 /// The portal's assist session in this browser, if any.
-pub fn assist_of(headers: &HeaderMap, portal: &Portal) -> Option<Assist> {
-    Assist::read(headers, portal.web.assist_cookie)
+pub fn assist_of(headers: &HeaderMap, portal: &Portal, key: &KeyEncryptionKey) -> Option<Assist> {
+    open(headers, portal.web.assist_cookie, key)
 }
 
 /// `Set-Cookie` for `name=value`, on `portal`'s paths, for the browser session (no `Max-Age`: the
@@ -96,7 +80,7 @@ pub fn set(name: &str, value: &str, portal: &Portal, secure: bool) -> HeaderValu
         "{name}={value}; Path={}; HttpOnly; SameSite=Lax{secure}",
         portal.web.cookie_path
     );
-    HeaderValue::from_str(&line).expect("cookie values are token characters")
+    HeaderValue::from_str(&line).expect("cookie values are base64")
 }
 
 /// `Set-Cookie` that removes `name` from `portal`'s paths.
@@ -136,29 +120,50 @@ mod tests {
         headers
     }
 
+    fn key() -> KeyEncryptionKey {
+        KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap()
+    }
+
     #[test]
-    fn sessions_round_trip_and_garbage_is_no_session() {
+    fn sessions_are_sealed_and_bound_to_their_cookie() {
+        let key = key();
         let assist = Assist {
             token: "a.b.c".into(),
             session_id: "0199-aa".into(),
-            name: "Zoë <O'Neil>".into(),
+            name: "Zoë <O'Neil> | x".into(),
         };
-        let headers = with_cookie(&format!("assist_assist={}", assist.value()));
-        assert_eq!(Assist::read(&headers, "assist_assist"), Some(assist));
-        for garbage in [
-            "assist_assist=a.b.c|x",
-            "assist_assist=a b|x|eA",
-            "assist_assist=a|b|!!",
-            "assist_assist=a|b|c|d",
-        ] {
-            assert_eq!(Assist::read(&with_cookie(garbage), "assist_assist"), None);
-        }
+        let value = assist.value("assist_assist", &key);
+        assert!(!value.contains("a.b.c"), "the token is not readable");
+        let headers = with_cookie(&format!("assist_assist={value}"));
+        assert_eq!(assist_of(&headers, &STOREFRONT, &key), Some(assist.clone()));
+        assert_eq!(
+            assist_of(&headers, &STOREFRONT, &self::key()),
+            None,
+            "another key"
+        );
+        // The same value under another cookie's name does not open.
+        let moved = with_cookie(&format!("assist_mp_assist={value}"));
+        assert_eq!(assist_of(&moved, &MERCHANT_PORTAL, &key), None);
+        let mut tampered = value.into_bytes();
+        let last = tampered.len() - 3;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        let headers = with_cookie(&format!("assist_assist={tampered}"));
+        assert_eq!(assist_of(&headers, &STOREFRONT, &key), None);
+        assert_eq!(
+            assist_of(&with_cookie("assist_assist=garbage"), &STOREFRONT, &key),
+            None
+        );
+
         let tokens = Tokens {
             access: "h.p.s".into(),
             refresh: "r-1_x".into(),
         };
-        let headers = with_cookie(&format!("x=1; assist_agent={}", tokens.value()));
-        assert_eq!(Tokens::read(&headers, "assist_agent"), Some(tokens));
+        let headers = with_cookie(&format!(
+            "x=1; assist_agent={}",
+            tokens.value("assist_agent", &key)
+        ));
+        assert_eq!(Tokens::read(&headers, "assist_agent", &key), Some(tokens));
     }
 
     #[test]

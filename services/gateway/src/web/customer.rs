@@ -62,7 +62,8 @@ pub async fn login(
     let Ok(Form(fields)) = form else {
         return page_error(StatusCode::BAD_REQUEST, "The form could not be read.");
     };
-    if !same_origin(&state, &headers, &Method::POST) || !csrf_matches(&headers, fields.get("csrf")) {
+    if !same_origin(&state, &headers, &Method::POST) || !csrf_matches(&headers, fields.get("csrf"))
+    {
         return page_error(
             StatusCode::FORBIDDEN,
             "The form has expired. Reload the page and try again.",
@@ -89,7 +90,7 @@ pub async fn login(
             };
             let cookie = cookies::set(
                 cookies::CUSTOMER,
-                &tokens.value(),
+                &tokens.value(cookies::CUSTOMER, &state.cookie_key),
                 &STOREFRONT,
                 state.checked.secure_cookies,
             );
@@ -112,20 +113,26 @@ pub async fn logout(
     let Ok(Form(fields)) = form else {
         return page_error(StatusCode::BAD_REQUEST, "The form could not be read.");
     };
-    if !same_origin(&state, &headers, &Method::POST) || !csrf_matches(&headers, fields.get("csrf")) {
+    if !same_origin(&state, &headers, &Method::POST) || !csrf_matches(&headers, fields.get("csrf"))
+    {
         return page_error(
             StatusCode::FORBIDDEN,
             "The form has expired. Reload the page and try again.",
         );
     }
     if let (Some(tokens), Ok(upstreams)) = (
-        cookies::Tokens::read(&headers, cookies::CUSTOMER),
+        cookies::Tokens::read(&headers, cookies::CUSTOMER, &state.cookie_key),
         upstreams(&state),
     ) {
         let request = idp::RevokeRefreshTokenRequest {
             refresh_token: tokens.refresh,
         };
-        if let Err(status) = upstreams.identity.clone().revoke_refresh_token(request).await {
+        if let Err(status) = upstreams
+            .identity
+            .clone()
+            .revoke_refresh_token(request)
+            .await
+        {
             tracing::warn!(error = %status.message(), "revoking a customer's refresh token failed");
         }
     }

@@ -101,7 +101,10 @@ mod tests {
             insert_after_body("<html><BODY class=\"x\"><p>hi</p></body>", "[bar]"),
             "<html><BODY class=\"x\">[bar]<p>hi</p></body>"
         );
-        assert_eq!(insert_after_body("<p>no body</p>", "[bar]"), "[bar]<p>no body</p>");
+        assert_eq!(
+            insert_after_body("<p>no body</p>", "[bar]"),
+            "[bar]<p>no body</p>"
+        );
         assert_eq!(
             insert_after_body("<bodyguard><body>", "[bar]"),
             "<bodyguard><body>[bar]"

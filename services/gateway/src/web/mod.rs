@@ -33,21 +33,22 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// A page with one message, for errors.
 pub fn page_error(status: StatusCode, message: &str) -> Response {
+    page_error_with_bar(status, message, None)
+}
+
+/// A page with one message and, while assisting, the assist bar.
+pub fn page_error_with_bar(status: StatusCode, message: &str, bar: Option<&str>) -> Response {
     let body = format!(
         "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/\">Home</a></p>",
         status.canonical_reason().unwrap_or("Error"),
         assist_runtime::web::escape(message)
     );
-    (status, Html(html::page("Agent Assist", None, &body))).into_response()
+    (status, Html(html::page("Agent Assist", bar, &body))).into_response()
 }
 
 /// `303 See Other` to `path`.
 pub fn redirect(path: &str) -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [(header::LOCATION, path.to_owned())],
-    )
-        .into_response()
+    (StatusCode::SEE_OTHER, [(header::LOCATION, path.to_owned())]).into_response()
 }
 
 /// `response` with `cookies` set.
@@ -146,7 +147,7 @@ async fn signed_in(
     portal: &Portal,
     set: &mut Vec<HeaderValue>,
 ) -> Option<SignedIn> {
-    let tokens = Tokens::read(headers, name)?;
+    let tokens = Tokens::read(headers, name, &state.cookie_key)?;
     if let Ok(claims) = state.verifier.verify(&tokens.access).await {
         return Some(SignedIn {
             token: tokens.access,
@@ -171,7 +172,7 @@ async fn signed_in(
     };
     set.push(cookies::set(
         name,
-        &tokens.value(),
+        &tokens.value(name, &state.cookie_key),
         portal,
         state.checked.secure_cookies,
     ));
@@ -188,7 +189,15 @@ pub async fn customer(
     headers: &HeaderMap,
     set: &mut Vec<HeaderValue>,
 ) -> Option<SignedIn> {
-    let signed = signed_in(state, upstreams, headers, cookies::CUSTOMER, &STOREFRONT, set).await?;
+    let signed = signed_in(
+        state,
+        upstreams,
+        headers,
+        cookies::CUSTOMER,
+        &STOREFRONT,
+        set,
+    )
+    .await?;
     (signed.claims.realm == Realm::Customer && !signed.claims.is_delegated()).then_some(signed)
 }
 
@@ -244,10 +253,7 @@ mod tests {
             origin_of("https://shop.example.com/base"),
             "https://shop.example.com"
         );
-        assert_eq!(
-            origin_of("http://127.0.0.1:8080"),
-            "http://127.0.0.1:8080"
-        );
+        assert_eq!(origin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 
     #[test]
