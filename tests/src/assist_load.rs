@@ -340,6 +340,8 @@ pub async fn gateway_overhead(
     run(gateway.addr, warmup).await?;
     let proxied = run(gateway.addr, measured).await?;
     let direct_again = run(shop.addr, measured).await?;
+    let forwarded = proxied.len() as u64 + (warmup.as_secs() * rate);
+    let recorded = recorded_actions(&platform, forwarded).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "gateway overhead, GET /cart at {rate}/s over {sessions} assist sessions (PostgreSQL):"
@@ -347,6 +349,7 @@ pub async fn gateway_overhead(
     println!("  straight to the shop: {}", direct.summary());
     println!("  through the gateway:  {}", proxied.summary());
     println!("  straight again:       {}", direct_again.summary());
+    println!("  recorded in the sessions' audit logs: {recorded} of about {forwarded} forwarded");
     for p in [50.0, 99.0] {
         let baseline = direct.percentile(p).max(direct_again.percentile(p));
         println!(
@@ -358,4 +361,32 @@ pub async fn gateway_overhead(
     shop.stop().await;
     platform.stop().await;
     Ok(())
+}
+
+/// The actions recorded over every session of the platform, once `expected` are there or 10 s have
+/// passed (the audit is written in the background).
+async fn recorded_actions(platform: &Platform, expected: u64) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sessions = platform
+            .impersonation_client(0)
+            .list_sessions(authed(
+                &platform.admin.token,
+                pb::ListSessionsRequest {
+                    page: Some(assist_proto::common::v1::PageRequest {
+                        limit: assist_runtime::validate::MAX_PAGE_SIZE,
+                        offset: 0,
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner()
+            .sessions;
+        let recorded: u64 = sessions.iter().map(|s| s.action_count).sum();
+        if recorded >= expected || Instant::now() > deadline {
+            return Ok(recorded);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

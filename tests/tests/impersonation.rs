@@ -978,3 +978,125 @@ async fn signing_keys_rotate_without_ending_live_tokens() {
         platform.stop().await;
     }
 }
+
+fn action(sid: &str, target: &str) -> pb::RecordActionRequest {
+    pb::RecordActionRequest {
+        session_id: sid.into(),
+        method: "GET".into(),
+        target: target.into(),
+        outcome: "200".into(),
+        at_us: 0,
+    }
+}
+
+#[tokio::test]
+async fn batches_of_actions_are_appended_all_or_nothing_in_each_sessions_order() {
+    for backend in TestBackend::all() {
+        let platform = Platform::start(backend, 1, &[]).await;
+        let ann = platform
+            .agent("ann@example.com", &[Capability::AssistCustomers])
+            .await;
+        let ben = platform
+            .agent("ben@example.com", &[Capability::AssistCustomers])
+            .await;
+        let customer = platform.customer("casey@example.com").await;
+        let first = start_sid(&platform, &ann, &customer.id).await;
+        let second = start_sid(&platform, &ben, &customer.id).await;
+        let service = platform.service_token().await;
+        let mut client = platform.impersonation_client(0);
+        client
+            .record_action(authed(&service, action(&first, "/before")))
+            .await
+            .unwrap();
+
+        // Interleaved sessions: each keeps its own order and chain.
+        let batch = vec![
+            action(&second, "/b1"),
+            action(&first, "/a1"),
+            action(&second, "/b2"),
+            action(&first, "/a2"),
+        ];
+        let indexes = client
+            .record_actions(authed(
+                &service,
+                pb::RecordActionsRequest {
+                    actions: batch.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .indexes;
+        assert_eq!(indexes, [1, 2, 2, 3]);
+        for (sid, expected) in [
+            (&first, vec!["/before", "/a1", "/a2"]),
+            (&second, vec!["/b1", "/b2"]),
+        ] {
+            let detail = client
+                .get_session(authed(
+                    &platform.admin.token,
+                    pb::GetSessionRequest {
+                        session_id: sid.clone(),
+                        actions: None,
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            let targets: Vec<&str> = detail.actions.iter().map(|a| a.target.as_str()).collect();
+            assert_eq!(targets, expected);
+            let verdict = client
+                .verify_audit_chain(authed(
+                    &platform.admin.token,
+                    pb::VerifyAuditChainRequest {
+                        session_id: sid.clone(),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(verdict.intact, "{sid}");
+        }
+
+        // One bad action, an unknown session, an empty or oversized batch, or a caller who is not
+        // a service: refused, and nothing of the batch is written.
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let mut bad_target = batch.clone();
+        bad_target[3].target = String::new();
+        let mut unknown_session = batch.clone();
+        unknown_session[2].session_id = unknown;
+        let oversized = vec![action(&first, "/x"); 1001];
+        for (actions, token, code) in [
+            (bad_target, &service, Code::InvalidArgument),
+            (unknown_session, &service, Code::NotFound),
+            (vec![], &service, Code::InvalidArgument),
+            (oversized, &service, Code::InvalidArgument),
+            (batch.clone(), &ann.token, Code::PermissionDenied),
+        ] {
+            let refused = client
+                .record_actions(authed(token, pb::RecordActionsRequest { actions }))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), code, "{}", refused.message());
+        }
+        for (sid, count) in [(&first, 3), (&second, 2)] {
+            let session = check(&platform, 0, sid).await;
+            assert!(session.active);
+            let listed = client
+                .get_session(authed(
+                    &platform.admin.token,
+                    pb::GetSessionRequest {
+                        session_id: sid.clone(),
+                        actions: None,
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .session
+                .unwrap();
+            assert_eq!(listed.action_count, count, "nothing of a refused batch");
+        }
+        platform.stop().await;
+    }
+}

@@ -198,28 +198,13 @@ async fn service_token(
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Option<ServiceToken>> {
     let identity = IdentityClient::new(channel(&config.identity_url, GRPC_TIMEOUT)?);
-    let mut stop = shutdown.clone();
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match ServiceToken::start(
-            identity.clone(),
-            config.client_id.clone(),
-            config.client_secret.clone(),
-        )
-        .await
-        {
-            Ok(token) => return Ok(Some(token)),
-            Err(assist_runtime::Error::Unavailable(_)) => {
-                tracing::warn!("identity not reachable yet; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|stopped| *stopped) => return Ok(None),
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
+    Ok(ServiceToken::start_when_reachable(
+        identity,
+        &config.client_id,
+        &config.client_secret,
+        shutdown,
+    )
+    .await?)
 }
 
 /// Builds what needs the service token: the token policy and the name lookups.

@@ -304,24 +304,14 @@ async fn connect(
 ) -> anyhow::Result<Upstreams> {
     let timeout = checked.request_timeout;
     let identity_channel = channel(&config.identity_url, timeout)?;
-    let mut delay = Duration::from_millis(100);
-    let token = loop {
-        match ServiceToken::start(
-            IdentityClient::new(identity_channel.clone()),
-            config.client_id.clone(),
-            config.client_secret.clone(),
-        )
-        .await
-        {
-            Ok(token) => break token,
-            Err(assist_runtime::Error::Unavailable(_)) if !*shutdown.borrow() => {
-                tracing::warn!("identity not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(error.into()),
-        }
-    };
+    let token = ServiceToken::start_when_reachable(
+        IdentityClient::new(identity_channel.clone()),
+        &config.client_id,
+        &config.client_secret,
+        shutdown,
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("stopped before identity was reachable"))?;
     let with_token = Outgoing { token: Some(token) };
     let impersonation_channel = channel(&config.impersonation_url, timeout)?;
     let sessions = SessionLiveness::start(

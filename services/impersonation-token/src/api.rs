@@ -250,6 +250,30 @@ impl pb::impersonation_server::Impersonation for Api {
             .await?;
         ok(pb::RecordActionResponse { index })
     }
+    async fn record_actions(
+        &self,
+        request: Request<pb::RecordActionsRequest>,
+    ) -> Reply<pb::RecordActionsResponse> {
+        let claims = caller(&request)?;
+        let actions = request
+            .into_inner()
+            .actions
+            .into_iter()
+            .map(|a| {
+                (
+                    a.session_id,
+                    NewAction {
+                        method: a.method,
+                        target: a.target,
+                        outcome: a.outcome,
+                        at_us: a.at_us,
+                    },
+                )
+            })
+            .collect();
+        let indexes = self.service()?.record_actions(&claims, actions).await?;
+        ok(pb::RecordActionsResponse { indexes })
+    }
 
     async fn list_sessions(
         &self,

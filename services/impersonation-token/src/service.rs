@@ -48,6 +48,8 @@ const REASON_MAX: usize = 500;
 const CONVERSATION_ID_MAX: usize = 100;
 const METHOD_MAX: usize = 16;
 const TARGET_MAX: usize = 500;
+/// Most actions one `RecordActions` call appends.
+pub const RECORD_BATCH_MAX: usize = 1000;
 const OUTCOME_MAX: usize = 64;
 
 pub struct Impersonation {
@@ -239,24 +241,59 @@ impl Impersonation {
         session_id: &str,
         action: NewAction,
     ) -> Result<u64> {
+        let indexes = self
+            .record_actions(caller, vec![(session_id.to_owned(), action)])
+            .await?;
+        Ok(indexes[0])
+    }
+
+    /// Appends many such requests, of one or more sessions, in one transaction (all or nothing).
+    pub async fn record_actions(
+        &self,
+        caller: &Claims,
+        actions: Vec<(String, NewAction)>,
+    ) -> Result<Vec<u64>> {
         require_service(caller)?;
-        let session_id = assist_runtime::validate::id("session_id", session_id)?.to_string();
-        let action = NewAction {
-            method: assist_runtime::validate::required("method", &action.method, METHOD_MAX)?,
-            target: assist_runtime::validate::required("target", &action.target, TARGET_MAX)?,
-            outcome: assist_runtime::validate::required("outcome", &action.outcome, OUTCOME_MAX)?,
-            at_us: if action.at_us == 0 {
-                now_us()
-            } else if action.at_us < 0 {
-                return Err(Error::invalid("at_us", "must not be negative"));
-            } else {
-                action.at_us
-            },
-        };
+        if actions.is_empty() || actions.len() > RECORD_BATCH_MAX {
+            return Err(Error::invalid(
+                "actions",
+                format!("must hold 1 to {RECORD_BATCH_MAX} actions"),
+            ));
+        }
+        let now = now_us();
+        let actions = actions
+            .into_iter()
+            .map(|(session_id, action)| {
+                let session_id = assist_runtime::validate::id("session_id", &session_id)?;
+                let action = NewAction {
+                    method: assist_runtime::validate::required(
+                        "method",
+                        &action.method,
+                        METHOD_MAX,
+                    )?,
+                    target: assist_runtime::validate::required(
+                        "target",
+                        &action.target,
+                        TARGET_MAX,
+                    )?,
+                    outcome: assist_runtime::validate::required(
+                        "outcome",
+                        &action.outcome,
+                        OUTCOME_MAX,
+                    )?,
+                    at_us: match action.at_us {
+                        0 => now,
+                        at if at < 0 => {
+                            return Err(Error::invalid("at_us", "must not be negative"));
+                        }
+                        at => at,
+                    },
+                };
+                Ok((session_id.to_string(), action))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let idle = self.settings.limits.idle_timeout.as_micros() as i64;
-        self.store
-            .record_action(&session_id, &action, now_us(), idle)
-            .await
+        self.store.record_actions(&actions, now, idle).await
     }
 
     /// Sessions; a back-office user who is not an admin sees only their own.

@@ -49,6 +49,38 @@ pub struct ServiceToken {
 }
 
 impl ServiceToken {
+    /// [`ServiceToken::start`], retrying with backoff while identity is unreachable (a service that
+    /// starts before identity); `None` when `shutdown` trips first.
+    pub async fn start_when_reachable(
+        identity: IdentityClient<Channel>,
+        client_id: &str,
+        client_secret: &str,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Option<Self>> {
+        let mut stop = shutdown.clone();
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            match Self::start(
+                identity.clone(),
+                client_id.to_owned(),
+                client_secret.to_owned(),
+            )
+            .await
+            {
+                Ok(token) => return Ok(Some(token)),
+                Err(crate::Error::Unavailable(_)) => {
+                    tracing::warn!("identity not reachable yet; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.wait_for(|stopped| *stopped) => return Ok(None),
+                    }
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Fetches the first token (failing if identity refuses the credentials) and keeps renewing it in
     /// the background at two thirds of its lifetime, until the process ends.
     pub async fn start(

@@ -2,7 +2,9 @@
 //! `CheckSession` on first sight and then from a cache that `WatchRevocations` keeps honest: an end
 //! pushed by the impersonation service drops the session at once, and while the watch is not connected
 //! nothing is answered from the cache. Also records each call made with such a token in the session's
-//! audit log.
+//! audit log, in batches (`RecordActions`): one background writer takes whatever has queued up while
+//! its last batch was being written, so a thousand audited requests a second cost a few dozen
+//! transactions, not a thousand.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -22,10 +24,17 @@ pub type Client = ImpersonationClient<InterceptedService<Channel, Outgoing>>;
 /// Past this many cached sessions the oldest knowledge is dropped (it is re-read when needed).
 const CACHE_LIMIT: usize = 100_000;
 
+/// Past this many actions waiting to be recorded, new ones are dropped (and counted) rather than
+/// letting memory grow while the impersonation service is unreachable.
+const RECORD_QUEUE: usize = 100_000;
+/// Most actions in one `RecordActions` call.
+const RECORD_BATCH: usize = 500;
+
 /// The liveness of assist sessions as one verifier process knows it.
 pub struct SessionLiveness {
     client: Client,
     state: RwLock<State>,
+    recorder: tokio::sync::mpsc::Sender<pb::RecordActionRequest>,
 }
 
 #[derive(Default)]
@@ -43,9 +52,12 @@ impl SessionLiveness {
     /// Starts following `WatchRevocations` in the background (reconnecting with backoff) until
     /// `shutdown`.
     pub fn start(client: Client, shutdown: tokio::sync::watch::Receiver<bool>) -> Arc<Self> {
+        let (recorder, queue) = tokio::sync::mpsc::channel(RECORD_QUEUE);
+        tokio::spawn(record_batches(client.clone(), queue));
         let this = Arc::new(Self {
             client,
             state: RwLock::new(State::default()),
+            recorder,
         });
         tokio::spawn(follow(Arc::downgrade(&this), shutdown));
         this
@@ -115,7 +127,7 @@ impl SessionLiveness {
     }
 
     /// Appends one call made with an impersonation token to its session's audit log, in the
-    /// background (the caller's answer does not wait for it; failures are logged).
+    /// background (the caller's answer does not wait for it; failures are logged and counted).
     pub fn record(&self, sid: String, method: &str, target: &str, outcome: &str) {
         let request = pb::RecordActionRequest {
             session_id: sid,
@@ -124,13 +136,10 @@ impl SessionLiveness {
             outcome: outcome.to_owned(),
             at_us: crate::time::now_us(),
         };
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            // Not retried on UNAVAILABLE: a repeat could append the action twice.
-            if let Err(status) = client.clone().record_action(request).await {
-                tracing::warn!(error = %status.message(), "recording an assist action failed");
-            }
-        });
+        if self.recorder.try_send(request).is_err() {
+            audit_lost(1);
+            tracing::error!("the audit queue is full: an assist action was not recorded");
+        }
     }
 
     fn connected(&self) {
@@ -152,6 +161,43 @@ impl SessionLiveness {
             state.ended.clear();
         }
         state.ended.insert(sid, ());
+    }
+}
+
+/// Counts actions that could not be recorded (`assist_audit_lost_actions`).
+fn audit_lost(count: u64) {
+    static LOST: std::sync::OnceLock<prometheus_client::metrics::counter::Counter> =
+        std::sync::OnceLock::new();
+    LOST.get_or_init(|| {
+        let counter = prometheus_client::metrics::counter::Counter::default();
+        crate::metrics::register(
+            "audit_lost_actions",
+            "assist actions that could not be recorded in their session's audit log",
+            counter.clone(),
+        );
+        counter
+    })
+    .inc_by(count);
+}
+
+/// Writes queued actions in batches until every `SessionLiveness` holding the queue is gone.
+async fn record_batches(
+    client: Client,
+    mut queue: tokio::sync::mpsc::Receiver<pb::RecordActionRequest>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let actions = std::mem::take(&mut batch);
+        let count = actions.len() as u64;
+        // Not retried on UNAVAILABLE: a repeat could append the actions twice.
+        if let Err(status) = client
+            .clone()
+            .record_actions(pb::RecordActionsRequest { actions })
+            .await
+        {
+            audit_lost(count);
+            tracing::warn!(error = %status.message(), count, "recording assist actions failed");
+        }
     }
 }
 

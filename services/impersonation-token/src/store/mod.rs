@@ -387,62 +387,93 @@ impl Store {
         now: i64,
         idle_timeout_us: i64,
     ) -> Result<u64> {
-        let mut tx = self.db.begin_write().await?;
+        let batch = [(session_id.to_owned(), action.clone())];
+        let indexes = self.record_actions(&batch, now, idle_timeout_us).await?;
+        Ok(indexes[0])
+    }
+
+    /// Appends `actions` (of one or more sessions; each session's in the order given) in one
+    /// transaction: all or nothing, and one commit however many there are. Session rows are locked in
+    /// id order, so concurrent batches cannot deadlock. Answers each action's index, in input order.
+    pub async fn record_actions(
+        &self,
+        actions: &[(String, NewAction)],
+        now: i64,
+        idle_timeout_us: i64,
+    ) -> Result<Vec<u64>> {
+        let mut sessions: Vec<&str> = actions.iter().map(|(id, _)| id.as_str()).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
         let lock = match self.db.backend {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         };
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM assist_sessions WHERE id = $1{lock}");
-        let session = sqlx::query_as::<_, SessionRow>(&sql)
+        let select = format!("SELECT {SESSION_COLUMNS} FROM assist_sessions WHERE id = $1{lock}");
+        let mut indexes = vec![0u64; actions.len()];
+        let mut tx = self.db.begin_write().await?;
+        for session_id in sessions {
+            let session = sqlx::query_as::<_, SessionRow>(&select)
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(Error::NotFound("session"))?
+                .into_session()?;
+            let mut head = session.audit_head.clone();
+            let mut count = session.action_count;
+            for (position, (_, action)) in actions
+                .iter()
+                .enumerate()
+                .filter(|(_, (id, _))| id == session_id)
+            {
+                let mut recorded = Action {
+                    index: count + 1,
+                    method: action.method.clone(),
+                    target: action.target.clone(),
+                    outcome: action.outcome.clone(),
+                    at_us: action.at_us,
+                    recorded_at_us: now,
+                    hash: String::new(),
+                };
+                recorded.hash = audit::link(&head, &recorded);
+                sqlx::query(
+                    "INSERT INTO assist_actions (session_id, idx, method, target, outcome, at, recorded_at, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(session_id)
+                .bind(recorded.index as i64)
+                .bind(&recorded.method)
+                .bind(&recorded.target)
+                .bind(&recorded.outcome)
+                .bind(recorded.at_us)
+                .bind(now)
+                .bind(&recorded.hash)
+                .execute(&mut *tx)
+                .await?;
+                indexes[position] = recorded.index;
+                count = recorded.index;
+                head = recorded.hash;
+            }
+            // Use extends a live session's idle deadline (never past its maximum length).
+            let idle = if session.is_live(now) {
+                (now + idle_timeout_us).min(session.expires_at_us)
+            } else {
+                session.idle_expires_at_us
+            };
+            sqlx::query(
+                "UPDATE assist_sessions SET action_count = $2, audit_head = $3, \
+                 last_used_at = CASE WHEN last_used_at > $4 THEN last_used_at ELSE $4 END, \
+                 idle_expires_at = $5 WHERE id = $1",
+            )
             .bind(session_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::NotFound("session"))?
-            .into_session()?;
-        let mut recorded = Action {
-            index: session.action_count + 1,
-            method: action.method.clone(),
-            target: action.target.clone(),
-            outcome: action.outcome.clone(),
-            at_us: action.at_us,
-            recorded_at_us: now,
-            hash: String::new(),
-        };
-        recorded.hash = audit::link(&session.audit_head, &recorded);
-        sqlx::query(
-            "INSERT INTO assist_actions (session_id, idx, method, target, outcome, at, recorded_at, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(session_id)
-        .bind(recorded.index as i64)
-        .bind(&recorded.method)
-        .bind(&recorded.target)
-        .bind(&recorded.outcome)
-        .bind(recorded.at_us)
-        .bind(now)
-        .bind(&recorded.hash)
-        .execute(&mut *tx)
-        .await?;
-        // Use extends a live session's idle deadline (never past its maximum length).
-        let idle = if session.is_live(now) {
-            (now + idle_timeout_us).min(session.expires_at_us)
-        } else {
-            session.idle_expires_at_us
-        };
-        sqlx::query(
-            "UPDATE assist_sessions SET action_count = $2, audit_head = $3, \
-             last_used_at = CASE WHEN last_used_at > $4 THEN last_used_at ELSE $4 END, \
-             idle_expires_at = $5 WHERE id = $1",
-        )
-        .bind(session_id)
-        .bind(recorded.index as i64)
-        .bind(&recorded.hash)
-        .bind(now)
-        .bind(idle)
-        .execute(&mut *tx)
-        .await?;
+            .bind(count as i64)
+            .bind(&head)
+            .bind(now)
+            .bind(idle)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(recorded.index)
+        Ok(indexes)
     }
 
     /// A page of a session's actions, oldest first.
