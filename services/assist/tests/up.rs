@@ -39,6 +39,7 @@ impl Up {
             ))
             .arg(format!("--gateway-listen=127.0.0.1:{gateway_port}"))
             .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()))
+            .arg(format!("--demo-shop-listen=127.0.0.1:{}", free_port()))
             .env_remove("ASSIST_DATABASE_URL")
             .env_remove("ASSIST_IDENTITY_KEY_ENCRYPTION_KEY")
             .env_remove("ASSIST_IMPERSONATION_KEY_ENCRYPTION_KEY")
@@ -275,8 +276,20 @@ async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restar
     let (status, body) = http(up.gateway_port, "POST", "/agent-access-tokens", &sign_in).await;
     assert_eq!(status, 201, "{body}");
     assert!(body.contains("accessToken"), "{body}");
+    // The gateway fronts the demo shop, and serves the agents' pages.
+    let (status, body) = http(up.gateway_port, "GET", "/", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Demo shop"), "{body}");
+    let (status, body) = http(up.gateway_port, "GET", "/agent/login", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("name=\"password\""), "{body}");
     assist_a_customer(&up, &admin).await;
-    for file in ["identity.db", "agent-directory.db", "impersonation.db"] {
+    for file in [
+        "identity.db",
+        "agent-directory.db",
+        "impersonation.db",
+        "gateway-cookie.key",
+    ] {
         assert!(dir.path().join(file).exists(), "{file}");
     }
     let kek = std::fs::metadata(dir.path().join("identity.kek")).unwrap();

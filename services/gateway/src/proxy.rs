@@ -132,7 +132,10 @@ pub async fn forward(
     let headers = request.headers();
     let assist = cookies::assist_of(headers, portal, &state.cookie_key);
     let mut set_cookies = Vec::new();
-    let csrf = web::csrf(&state, headers, &mut set_cookies);
+    // The assist bar's forms need this browser's CSRF token.
+    let csrf = assist
+        .is_some()
+        .then(|| web::csrf(&state, headers, &mut set_cookies));
     let (token, source) = if headers.contains_key(header::AUTHORIZATION) {
         match bearer(headers) {
             Some(token) => (Some(token.to_owned()), Source::Header),
@@ -152,7 +155,8 @@ pub async fn forward(
     let method = request.method().clone();
     let bar = assist
         .as_ref()
-        .map(|assist| web::html::bar(portal, &assist.name, &csrf));
+        .zip(csrf.as_deref())
+        .map(|(assist, csrf)| web::html::bar(portal, &assist.name, csrf));
     let mut session = None;
     if let Some(token) = &token {
         match upstreams
@@ -174,19 +178,23 @@ pub async fn forward(
         Ok(forwarded) => forwarded,
         Err(response) => return *response,
     };
-    let answer = match state.http.request(forwarded).await {
+    let answer = state.http.request(forwarded).await;
+    // Recorded whatever came of it: an attempt the upstream never answered is still an attempt.
+    let status = answer
+        .as_ref()
+        .map_or(StatusCode::BAD_GATEWAY, |answer| answer.status());
+    if let Some(sid) = session {
+        upstreams
+            .sessions
+            .record(sid, method.as_str(), &raw_path, status.as_str());
+    }
+    let answer = match answer {
         Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(error = %error, upstream = %upstream, "upstream request failed");
             return web::page_error(StatusCode::BAD_GATEWAY, "The shop is not reachable.");
         }
     };
-    let status = answer.status();
-    if let Some(sid) = session {
-        upstreams
-            .sessions
-            .record(sid, method.as_str(), &raw_path, status.as_str());
-    }
     let mut response = incoming(answer.map(Body::new));
     if assisting
         && is_html(response.headers())

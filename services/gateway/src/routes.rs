@@ -953,6 +953,9 @@ pub(crate) async fn close_session(
         .end_assist(as_caller(agent_token, request)?)
         .await
         .map_err(|status| ApiError::from_status(&status))?;
+    // This replica refuses the session's token from now on, not only once the end comes back
+    // through the revocation watch.
+    upstreams.sessions.mark_ended(&session_id.to_string());
     tracing::info!(session_id = %session_id, "assist session ended");
     Ok(())
 }

@@ -154,6 +154,12 @@ impl SessionLiveness {
         state.live.clear();
     }
 
+    /// Marks `sid` ended in this process at once: for the process that ended it, which should not
+    /// wait for the end to come back through `WatchRevocations`.
+    pub fn mark_ended(&self, sid: &str) {
+        self.ended(sid.to_owned());
+    }
+
     fn ended(&self, sid: String) {
         let mut state = self.state.write().expect("session cache poisoned");
         state.live.remove(&sid);
