@@ -24,6 +24,15 @@ struct Up {
     gateway_port: u16,
 }
 
+/// Where a test's `assist up` writes its log (in its data directory), shown when a check fails.
+fn log_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("assist-up.log")
+}
+
+fn log_of(data_dir: &std::path::Path) -> String {
+    std::fs::read_to_string(log_path(data_dir)).unwrap_or_default()
+}
+
 impl Up {
     fn start(data_dir: &std::path::Path) -> Self {
         let (port, agents_port, impersonation_port) = (free_port(), free_port(), free_port());
@@ -47,7 +56,7 @@ impl Up {
             .env_remove("ASSIST_IMPERSONATION_DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(log_path(data_dir)).expect("log file"))
             .spawn()
             .expect("assist binary");
         let stdout = child.stdout.take().unwrap();
@@ -100,26 +109,34 @@ impl Up {
     }
 }
 
+/// Signs in, waiting while identity is not up yet (bounded, and generous: on a loaded 2-core
+/// machine the services may take seconds to start).
 async fn login(port: u16, email: &str, password: &str) -> Result<pb::TokenPair, tonic::Status> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect_lazy();
-    let mut client = pb::identity_client::IdentityClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match login_once(port, email, password).await {
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => return other,
+        }
+    }
+    Err(tonic::Status::unavailable("never ready"))
+}
+
+async fn login_once(
+    port: u16,
+    email: &str,
+    password: &str,
+) -> Result<pb::TokenPair, tonic::Status> {
+    let mut client = pb::identity_client::IdentityClient::new(channel(port));
     let request = pb::LoginRequest {
         realm: pb::Realm::BackOffice as i32,
         email: email.into(),
         password: password.into(),
         client_address: String::new(),
     };
-    for _ in 0..100 {
-        match client.login(request.clone()).await {
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            other => return other.map(|r| r.into_inner()),
-        }
-    }
-    Err(tonic::Status::unavailable("never ready"))
+    client.login(request).await.map(|r| r.into_inner())
 }
 
 fn channel(port: u16) -> tonic::transport::Channel {
@@ -266,7 +283,12 @@ async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restar
     );
     let pair = login(up.port, &email, &password)
         .await
-        .expect("the printed credentials work");
+        .unwrap_or_else(|error| {
+            panic!(
+                "the printed credentials work: {error}\n{}",
+                log_of(dir.path())
+            )
+        });
     let admin = pair.access.unwrap().token;
     // The first administrator is made an agent of both kinds, so the gateway's agent sign-in works.
     up.read_until("also a storefront and merchant-portal agent");
@@ -304,7 +326,10 @@ async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restar
     }
     let port = up.port;
     assert!(up.terminate().success(), "clean exit on SIGTERM");
-    assert!(login(port, &email, &password).await.is_err(), "stopped");
+    assert!(
+        login_once(port, &email, &password).await.is_err(),
+        "stopped"
+    );
 
     // Second start: same data, no new administrator, the old password still works.
     let again = Up::start(dir.path());

@@ -49,8 +49,9 @@ pub struct ServiceToken {
 }
 
 impl ServiceToken {
-    /// [`ServiceToken::start`], retrying with backoff while identity is unreachable (a service that
-    /// starts before identity); `None` when `shutdown` trips first.
+    /// [`ServiceToken::start`], retrying with backoff while identity is unreachable, starting or
+    /// overloaded (a service that starts before identity); refused credentials fail at once. `None`
+    /// when `shutdown` trips first.
     pub async fn start_when_reachable(
         identity: IdentityClient<Channel>,
         client_id: &str,
@@ -68,15 +69,22 @@ impl ServiceToken {
             .await
             {
                 Ok(token) => return Ok(Some(token)),
-                Err(crate::Error::Unavailable(_)) => {
-                    tracing::warn!("identity not reachable yet; retrying");
+                // Credentials identity refuses will not get better: give up at once.
+                Err(
+                    error @ (crate::Error::Unauthenticated(_)
+                    | crate::Error::PermissionDenied(_)
+                    | crate::Error::InvalidArgument { .. }
+                    | crate::Error::NotFound(_)),
+                ) => return Err(error),
+                // Anything else (unreachable, starting, overloaded) may pass.
+                Err(error) => {
+                    tracing::warn!(error = %error, "no service token yet; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = stop.wait_for(|stopped| *stopped) => return Ok(None),
                     }
                     delay = (delay * 2).min(std::time::Duration::from_secs(5));
                 }
-                Err(error) => return Err(error),
             }
         }
     }
