@@ -371,6 +371,22 @@ async fn a_merchant_portal_agent_assists_a_merchant_user_and_logs_out() {
         );
         assert!(table.body.contains("Spryker Shoes"));
         assert!(table.body.contains("Assist User"));
+        // A blocked user is listed, but offers no Assist User.
+        platform
+            .set_status(
+                &user_id,
+                assist_proto::identity::v1::PrincipalStatus::Blocked,
+            )
+            .await;
+        let blocked = agent.get("/merchant-portal/agent/users?q=Spryker").await;
+        assert!(blocked.body.contains("blocked"));
+        assert!(!blocked.body.contains("Assist User"));
+        platform
+            .set_status(
+                &user_id,
+                assist_proto::identity::v1::PrincipalStatus::Active,
+            )
+            .await;
 
         let confirmed = agent
             .post(

@@ -448,13 +448,22 @@ async fn merchant_users_content(
         let id = escape(u["merchantUserId"].as_str().unwrap_or_default());
         let first = escape(u["firstName"].as_str().unwrap_or_default());
         let last = escape(u["lastName"].as_str().unwrap_or_default());
+        let status = u["status"].as_str().unwrap_or_default();
+        // Blocked and deleted users cannot be assisted (the service refuses them anyway).
+        let action = if matches!(status, "blocked" | "deleted") {
+            String::new()
+        } else {
+            format!(
+                "<button type=\"button\" class=\"assist\" data-user=\"{id}\" \
+                 data-name=\"{first} {last}\">Assist User</button>"
+            )
+        };
         out.push_str(&format!(
             "<tr data-user=\"{id}\"><td>{merchant}</td><td>{first}</td><td>{last}</td><td>{email}</td>\
-             <td>{status}</td><td><button type=\"button\" class=\"assist\" data-user=\"{id}\" \
-             data-name=\"{first} {last}\">Assist User</button></td></tr>",
+             <td>{status}</td><td>{action}</td></tr>",
             merchant = escape(u["merchantName"].as_str().unwrap_or_default()),
             email = escape(u["email"].as_str().unwrap_or_default()),
-            status = escape(u["status"].as_str().unwrap_or_default()),
+            status = escape(status),
         ));
     }
     out.push_str("</tbody></table>");
