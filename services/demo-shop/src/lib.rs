@@ -269,21 +269,14 @@ pub async fn serve(
         axum::serve(listener, app)
             .with_graceful_shutdown(assist_runtime::shutdown::tripped(shutdown.clone())),
     );
-    let drain_deadline = async move {
-        assist_runtime::shutdown::tripped(shutdown).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        result = serving => Ok(result?),
-        () = drain_deadline => {
-            tracing::warn!("shutdown grace elapsed with requests in flight");
-            Ok(())
-        }
-        Ok(error) = failed_rx => {
-            tracing::error!(error = format!("{error:#}"), "demo shop did not start");
-            Err(error.context("demo shop did not start"))
-        }
-    }
+    assist_runtime::web::serve_until_drained(
+        serving,
+        shutdown,
+        SHUTDOWN_GRACE,
+        failed_rx,
+        "demo shop",
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -402,22 +402,14 @@ pub async fn serve(
         axum::serve(listener, app)
             .with_graceful_shutdown(assist_runtime::shutdown::tripped(shutdown.clone())),
     );
-    let grace = checked.shutdown_grace;
-    let drain_deadline = async move {
-        assist_runtime::shutdown::tripped(shutdown).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = serving => Ok(result?),
-        () = drain_deadline => {
-            tracing::warn!("shutdown grace elapsed with requests in flight");
-            Ok(())
-        }
-        Ok(error) = failed_rx => {
-            tracing::error!(error = format!("{error:#}"), "gateway did not start");
-            Err(error.context("gateway did not start"))
-        }
-    }
+    assist_runtime::web::serve_until_drained(
+        serving,
+        shutdown,
+        checked.shutdown_grace,
+        failed_rx,
+        "gateway",
+    )
+    .await
 }
 
 #[cfg(test)]

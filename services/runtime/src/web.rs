@@ -1,5 +1,5 @@
 //! Small pieces every HTTP service with pages needs: HTML escaping, reading cookies, and random
-//! tokens (CSRF tokens, cookie values).
+//! tokens (CSRF tokens, cookie values), and serving until drained.
 
 use base64::Engine;
 
@@ -37,6 +37,33 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Runs an HTTP server's `serving` future until it ends, until `grace` after `shutdown` trips (requests
+/// still in flight are then abandoned), or until `failed` reports that the server could not start
+/// (`what` names it in that error).
+pub async fn serve_until_drained(
+    serving: impl std::future::Future<Output = std::io::Result<()>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    grace: std::time::Duration,
+    failed: tokio::sync::oneshot::Receiver<anyhow::Error>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let drain_deadline = async move {
+        crate::shutdown::tripped(shutdown).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = serving => Ok(result?),
+        () = drain_deadline => {
+            tracing::warn!("shutdown grace elapsed with requests in flight");
+            Ok(())
+        }
+        Ok(error) = failed => {
+            tracing::error!(error = format!("{error:#}"), "{what} did not start");
+            Err(error.context(format!("{what} did not start")))
+        }
+    }
 }
 
 /// Whether two secrets are equal, in time that does not depend on where they differ.
