@@ -11,6 +11,7 @@ use assist_runtime::{Error, Result};
 use tokio::sync::{OnceCell, watch};
 use tonic::{Request, Response, Status};
 
+use crate::console::{Presence, PresenceCounts, Role, Seats, Status as AgentStatus};
 use crate::domain::{Agent, AgentChange, Capability};
 use crate::service::{Actor, Agents};
 
@@ -23,11 +24,21 @@ pub const PUBLIC_METHODS: &[&str] = &[];
 pub struct Api {
     agents: Arc<OnceCell<Arc<Agents>>>,
     shutdown: watch::Receiver<bool>,
+    /// Told to heartbeat senders: how long presence lasts without a heartbeat.
+    presence_timeout_secs: u32,
 }
 
 impl Api {
-    pub fn new(agents: Arc<OnceCell<Arc<Agents>>>, shutdown: watch::Receiver<bool>) -> Self {
-        Self { agents, shutdown }
+    pub fn new(
+        agents: Arc<OnceCell<Arc<Agents>>>,
+        shutdown: watch::Receiver<bool>,
+        presence_timeout_secs: u32,
+    ) -> Self {
+        Self {
+            agents,
+            shutdown,
+            presence_timeout_secs,
+        }
     }
 
     fn agents(&self) -> Result<&Arc<Agents>, Status> {
@@ -64,6 +75,80 @@ fn capability_to_pb(capability: Capability) -> pb::Capability {
     }
 }
 
+fn role_required(value: i32) -> Result<Role> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Agent) => Ok(Role::Agent),
+        Ok(pb::Role::Supervisor) => Ok(Role::Supervisor),
+        Ok(pb::Role::Administrator) => Ok(Role::Administrator),
+        Ok(pb::Role::Unspecified) => Err(Error::invalid("role", "must be set")),
+        Err(_) => Err(Error::invalid("role", "unknown role")),
+    }
+}
+
+fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::Agent => pb::Role::Agent,
+        Role::Supervisor => pb::Role::Supervisor,
+        Role::Administrator => pb::Role::Administrator,
+    }
+}
+
+/// A status filter: unspecified means invited and active.
+fn status_filter(value: i32) -> Result<Option<AgentStatus>> {
+    Ok(match pb::AgentStatus::try_from(value) {
+        Ok(pb::AgentStatus::Unspecified) => None,
+        Ok(pb::AgentStatus::Invited) => Some(AgentStatus::Invited),
+        Ok(pb::AgentStatus::Active) => Some(AgentStatus::Active),
+        Ok(pb::AgentStatus::Removed) => Some(AgentStatus::Removed),
+        Err(_) => return Err(Error::invalid("status", "unknown status")),
+    })
+}
+
+fn status_to_pb(status: Option<AgentStatus>) -> pb::AgentStatus {
+    match status {
+        None => pb::AgentStatus::Unspecified,
+        Some(AgentStatus::Invited) => pb::AgentStatus::Invited,
+        Some(AgentStatus::Active) => pb::AgentStatus::Active,
+        Some(AgentStatus::Removed) => pb::AgentStatus::Removed,
+    }
+}
+
+fn presence_required(value: i32) -> Result<Presence> {
+    match pb::Presence::try_from(value) {
+        Ok(pb::Presence::Online) => Ok(Presence::Online),
+        Ok(pb::Presence::Away) => Ok(Presence::Away),
+        Ok(pb::Presence::Offline) => Ok(Presence::Offline),
+        Ok(pb::Presence::Unspecified) => Err(Error::invalid("presence", "must be set")),
+        Err(_) => Err(Error::invalid("presence", "unknown presence")),
+    }
+}
+
+fn presence_to_pb(presence: Presence) -> pb::Presence {
+    match presence {
+        Presence::Online => pb::Presence::Online,
+        Presence::Away => pb::Presence::Away,
+        Presence::Offline => pb::Presence::Offline,
+    }
+}
+
+fn seats_to_pb(seats: Seats) -> pb::Seats {
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    pb::Seats {
+        licensed: clamp(seats.licensed),
+        occupied: clamp(seats.occupied),
+        free: clamp(seats.free()),
+    }
+}
+
+fn presence_counts_to_pb(counts: PresenceCounts) -> pb::PresenceCounts {
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    pb::PresenceCounts {
+        online: clamp(counts.online),
+        away: clamp(counts.away),
+        offline: clamp(counts.offline),
+    }
+}
+
 fn agent_to_pb(agent: Agent) -> pb::Agent {
     pb::Agent {
         id: agent.id,
@@ -77,6 +162,14 @@ fn agent_to_pb(agent: Agent) -> pb::Agent {
         created_at_us: agent.created_at_us,
         updated_at_us: agent.updated_at_us,
         version: agent.version,
+        email: agent.email,
+        role: role_to_pb(agent.role) as i32,
+        status: status_to_pb(agent.status) as i32,
+        capacity: agent.capacity,
+        skills: agent.skills,
+        presence: presence_to_pb(agent.presence) as i32,
+        last_seen_at_us: agent.last_seen_at_us,
+        invitation_expires_at_us: agent.invitation_expires_at_us,
     }
 }
 
@@ -117,14 +210,17 @@ impl pb::agent_directory_server::AgentDirectory for Api {
         let claims = caller(&request)?;
         let req = request.into_inner();
         let capability = capability_filter(req.capability, "capability")?;
+        let status = status_filter(req.status)?;
         let page = Page::from_request(req.page)?;
-        let paged = self
+        let list = self
             .agents()?
-            .list_agents(Actor::Token(&claims), capability, page)
+            .list_agents(Actor::Token(&claims), capability, &req.query, status, page)
             .await?;
         ok(pb::ListAgentsResponse {
-            page: Some(paged.info(page)),
-            agents: paged.items.into_iter().map(agent_to_pb).collect(),
+            page: Some(list.agents.info(page)),
+            agents: list.agents.items.into_iter().map(agent_to_pb).collect(),
+            seats: Some(seats_to_pb(list.seats)),
+            presence: Some(presence_counts_to_pb(list.presence)),
         })
     }
 
@@ -199,7 +295,7 @@ impl pb::agent_directory_server::AgentDirectory for Api {
     ) -> Reply<Self::WatchAgentsStream> {
         let claims = caller(&request)?;
         let agents = self.agents()?.clone();
-        let notifier = agents.agent_changes(Actor::Token(&claims))?.clone();
+        let notifier = agents.agent_changes(Actor::Token(&claims)).await?.clone();
         let snapshot = agents.clone();
         ok(watch_stream(
             notifier,
@@ -224,5 +320,122 @@ impl pb::agent_directory_server::AgentDirectory for Api {
                 }
             },
         ))
+    }
+
+
+    async fn get_seats(&self, request: Request<pb::GetSeatsRequest>) -> Reply<pb::Seats> {
+        let claims = caller(&request)?;
+        let seats = self.agents()?.seats(Actor::Token(&claims)).await?;
+        ok(seats_to_pb(seats))
+    }
+
+    async fn set_seats(&self, request: Request<pb::SetSeatsRequest>) -> Reply<pb::Seats> {
+        let claims = caller(&request)?;
+        let licensed = request.into_inner().licensed;
+        let seats = self
+            .agents()?
+            .set_seats(Actor::Token(&claims), licensed)
+            .await?;
+        ok(seats_to_pb(seats))
+    }
+
+    async fn invite_agent(&self, request: Request<pb::InviteAgentRequest>) -> Reply<pb::Agent> {
+        let claims = caller(&request)?;
+        let req = request.into_inner();
+        let role = role_required(req.role)?;
+        let agent = self
+            .agents()?
+            .invite(Actor::Token(&claims), &req.email, role, &req.full_name)
+            .await?;
+        ok(agent_to_pb(agent))
+    }
+
+    async fn resend_invitation(&self, request: Request<pb::AgentRequest>) -> Reply<pb::Agent> {
+        let claims = caller(&request)?;
+        let id = request.into_inner().agent_id;
+        let agent = self
+            .agents()?
+            .resend_invitation(Actor::Token(&claims), &id)
+            .await?;
+        ok(agent_to_pb(agent))
+    }
+
+    async fn revoke_invitation(&self, request: Request<pb::AgentRequest>) -> Reply<pb::Agent> {
+        let claims = caller(&request)?;
+        let id = request.into_inner().agent_id;
+        let agent = self
+            .agents()?
+            .revoke_invitation(Actor::Token(&claims), &id)
+            .await?;
+        ok(agent_to_pb(agent))
+    }
+
+    async fn remove_agent(&self, request: Request<pb::RemoveAgentRequest>) -> Reply<pb::Agent> {
+        let claims = caller(&request)?;
+        let req = request.into_inner();
+        let agent = self
+            .agents()?
+            .remove(Actor::Token(&claims), &req.agent_id, &req.confirm_email)
+            .await?;
+        ok(agent_to_pb(agent))
+    }
+
+    async fn change_role(&self, request: Request<pb::ChangeRoleRequest>) -> Reply<pb::Agent> {
+        let claims = caller(&request)?;
+        let req = request.into_inner();
+        let role = role_required(req.role)?;
+        let agent = self
+            .agents()?
+            .change_role(Actor::Token(&claims), &req.agent_id, role)
+            .await?;
+        ok(agent_to_pb(agent))
+    }
+
+    async fn reset_agent_password(
+        &self,
+        request: Request<pb::AgentRequest>,
+    ) -> Reply<pb::ResetAgentPasswordResponse> {
+        let claims = caller(&request)?;
+        let id = request.into_inner().agent_id;
+        let expires_at_us = self
+            .agents()?
+            .reset_password(Actor::Token(&claims), &id)
+            .await?;
+        ok(pb::ResetAgentPasswordResponse { expires_at_us })
+    }
+
+    async fn update_agent_routing(
+        &self,
+        request: Request<pb::UpdateAgentRoutingRequest>,
+    ) -> Reply<pb::Agent> {
+        let claims = caller(&request)?;
+        let req = request.into_inner();
+        let skills = req.skills.map(|list| list.skills);
+        let agent = self
+            .agents()?
+            .update_routing(
+                Actor::Token(&claims),
+                &req.agent_id,
+                req.capacity,
+                skills.as_deref(),
+            )
+            .await?;
+        ok(agent_to_pb(agent))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Reply<pb::HeartbeatResponse> {
+        let claims = caller(&request)?;
+        let presence = presence_required(request.into_inner().presence)?;
+        let agent = self
+            .agents()?
+            .heartbeat(Actor::Token(&claims), presence)
+            .await?;
+        ok(pb::HeartbeatResponse {
+            presence: presence_to_pb(agent.presence) as i32,
+            timeout_seconds: self.presence_timeout_secs,
+        })
     }
 }

@@ -1,9 +1,12 @@
 //! The agent-directory rules as plain types and functions: agents and their capabilities, what each kind
-//! of change does to an agent and how it is recorded, and which principals may be agents. No I/O here.
+//! of change does to an agent and how it is recorded, and which principals may be agents. The console's
+//! roles, seats and authorization matrix are in [`crate::console`]. No I/O here.
 
 use assist_runtime::auth::Realm;
 use assist_runtime::{Error, Result};
 use serde_json::{Map, Value};
+
+use crate::console::{Presence, Role, RoutingUpdate, Status};
 
 /// Longest display name, in characters.
 pub const DISPLAY_NAME_MAX: usize = 200;
@@ -49,11 +52,25 @@ pub struct Agent {
     pub updated_at_us: i64,
     /// 0 for a profile not stored yet; one more with every change.
     pub version: u64,
+    /// As identity had it when the profile was stored (lowercase).
+    pub email: String,
+    pub role: Role,
+    /// `None` for a profile not stored yet (not a console member).
+    pub status: Option<Status>,
+    /// The most conversations open at once.
+    pub capacity: u32,
+    /// Sorted, without duplicates.
+    pub skills: Vec<String>,
+    pub presence: Presence,
+    /// The last heartbeat; 0 for never.
+    pub last_seen_at_us: i64,
+    /// Invited agents: when the invitation expires; 0 otherwise.
+    pub invitation_expires_at_us: i64,
 }
 
 impl Agent {
     /// The profile of a back-office user who has none stored: named after the user, no capabilities,
-    /// version 0. It is stored with the first change.
+    /// no console membership, version 0. It is stored with the first change.
     pub fn unstored(id: &str, full_name: &str) -> Self {
         Self {
             id: id.to_owned(),
@@ -63,6 +80,23 @@ impl Agent {
             created_at_us: 0,
             updated_at_us: 0,
             version: 0,
+            email: String::new(),
+            role: Role::Agent,
+            status: None,
+            capacity: crate::console::DEFAULT_CAPACITY,
+            skills: Vec::new(),
+            presence: Presence::Offline,
+            last_seen_at_us: 0,
+            invitation_expires_at_us: 0,
+        }
+    }
+
+    /// Whether the agent occupies a seat at `now_us`: active, or invited with a live invitation.
+    pub fn occupies_seat(&self, now_us: i64) -> bool {
+        match self.status {
+            Some(Status::Active) => true,
+            Some(Status::Invited) => self.invitation_expires_at_us > now_us,
+            _ => false,
         }
     }
 
@@ -77,12 +111,19 @@ pub fn sort_name(display_name: &str) -> String {
     display_name.to_lowercase()
 }
 
-/// A new profile row: what a back-office user's profile starts from when it is first stored.
+/// A new profile row: what a back-office user's profile starts from when it is first stored. Storing it
+/// takes a seat: the one `reservation` holds, or else a free one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAgent {
     pub id: String,
     pub display_name: String,
     pub created_at_us: i64,
+    pub email: String,
+    pub role: Role,
+    pub status: Status,
+    pub invitation_expires_at_us: i64,
+    /// A seat reserved for this agent beforehand (an invitation), released as the row is stored.
+    pub reservation: Option<String>,
 }
 
 /// Profile fields to change; `None` leaves a field as it is. Built only by [`ProfileUpdate::new`].
@@ -117,6 +158,21 @@ pub enum Edit {
     Grant(Capability),
     Revoke(Capability),
     UpdateProfile(ProfileUpdate),
+    /// A new profile of an invited agent: records the invitation.
+    Invited,
+    /// A new profile of an active member (a platform administrator opening the console): records it.
+    Joined,
+    /// A new invitation link expiring then.
+    InvitationResent { expires_at_us: i64 },
+    /// The invitation withdrawn: removed, without ever having been active.
+    InvitationRevoked,
+    /// An invited agent redeemed its invitation.
+    Activated,
+    /// Removed: no capabilities, offline, no seat.
+    Removed,
+    RoleChanged(Role),
+    RoutingUpdated(RoutingUpdate),
+    PasswordResetSent,
 }
 
 /// A recorded change: who did what to which agent, with the changed fields before and after as JSON.
@@ -195,6 +251,94 @@ pub fn apply(
                 Value::Object(after_fields).to_string(),
             )
         }
+        Edit::Joined => (
+            "joined",
+            "{}".to_owned(),
+            serde_json::json!({
+                "email": agent.email,
+                "role": agent.role.as_str(),
+                "status": status_str(agent.status),
+            })
+            .to_string(),
+        ),
+        Edit::Invited => (
+            "invited",
+            "{}".to_owned(),
+            serde_json::json!({
+                "email": agent.email,
+                "role": agent.role.as_str(),
+                "invitation_expires_at_us": agent.invitation_expires_at_us,
+            })
+            .to_string(),
+        ),
+        Edit::InvitationResent { expires_at_us } => {
+            after.invitation_expires_at_us = *expires_at_us;
+            (
+                "invitation_resent",
+                serde_json::json!({ "invitation_expires_at_us": agent.invitation_expires_at_us })
+                    .to_string(),
+                serde_json::json!({ "invitation_expires_at_us": expires_at_us }).to_string(),
+            )
+        }
+        Edit::InvitationRevoked | Edit::Removed | Edit::Activated => {
+            let (status, action) = match edit {
+                Edit::InvitationRevoked => (Status::Removed, "invitation_revoked"),
+                Edit::Removed => (Status::Removed, "removed"),
+                _ => (Status::Active, "activated"),
+            };
+            if agent.status == Some(status) {
+                return None;
+            }
+            after.status = Some(status);
+            after.invitation_expires_at_us = 0;
+            let mut before_fields = serde_json::json!({ "status": status_str(agent.status) });
+            let mut after_fields = serde_json::json!({ "status": status.as_str() });
+            if status == Status::Removed {
+                after.capabilities.clear();
+                after.presence = Presence::Offline;
+                before_fields["capabilities"] = capability_names(&agent.capabilities);
+                after_fields["capabilities"] = capability_names(&[]);
+            }
+            (action, before_fields.to_string(), after_fields.to_string())
+        }
+        Edit::RoleChanged(role) => {
+            if agent.role == *role {
+                return None;
+            }
+            after.role = *role;
+            (
+                "role_changed",
+                serde_json::json!({ "role": agent.role.as_str() }).to_string(),
+                serde_json::json!({ "role": role.as_str() }).to_string(),
+            )
+        }
+        Edit::RoutingUpdated(update) => {
+            let mut before_fields = Map::new();
+            let mut after_fields = Map::new();
+            if let Some(capacity) = update.capacity
+                && capacity != agent.capacity
+            {
+                before_fields.insert("capacity".into(), agent.capacity.into());
+                after_fields.insert("capacity".into(), capacity.into());
+                after.capacity = capacity;
+            }
+            if let Some(skills) = &update.skills
+                && *skills != agent.skills
+            {
+                before_fields.insert("skills".into(), agent.skills.clone().into());
+                after_fields.insert("skills".into(), skills.clone().into());
+                after.skills = skills.clone();
+            }
+            if after_fields.is_empty() {
+                return None;
+            }
+            (
+                "routing_updated",
+                Value::Object(before_fields).to_string(),
+                Value::Object(after_fields).to_string(),
+            )
+        }
+        Edit::PasswordResetSent => ("password_reset_sent", "{}".to_owned(), "{}".to_owned()),
     };
     after.version = agent.version + 1;
     after.updated_at_us = now_us;
@@ -212,8 +356,15 @@ pub fn apply(
 }
 
 fn capabilities_json(capabilities: &[Capability]) -> String {
-    let names: Vec<&str> = capabilities.iter().map(|c| c.as_str()).collect();
-    serde_json::json!({ "capabilities": names }).to_string()
+    serde_json::json!({ "capabilities": capability_names(capabilities) }).to_string()
+}
+
+fn capability_names(capabilities: &[Capability]) -> Value {
+    capabilities.iter().map(|c| c.as_str()).collect()
+}
+
+fn status_str(status: Option<Status>) -> &'static str {
+    status.map_or("none", Status::as_str)
 }
 
 /// A principal's status in identity, as far as agents are concerned.
@@ -246,6 +397,9 @@ pub struct PrincipalFacts {
     pub status: PrincipalStatus,
     /// The back-office user's full name; empty for other realms.
     pub full_name: String,
+    pub email: String,
+    /// A platform administrator (identity scope `admin`): joins the console as an administrator.
+    pub platform_admin: bool,
 }
 
 /// The profile of a principal without a stored one: a back-office user has the default profile, anyone
@@ -275,12 +429,22 @@ pub fn may_become_agent(facts: &PrincipalFacts) -> Result<()> {
     }
 }
 
-/// The first row of a principal's profile, named after the user.
+/// The first row of a principal's profile, named after the user: an active member, an administrator
+/// when the user is a platform administrator, an agent otherwise. Storing it takes a free seat.
 pub fn new_agent(facts: &PrincipalFacts, now_us: i64) -> NewAgent {
     NewAgent {
         id: facts.id.clone(),
         display_name: facts.full_name.clone(),
         created_at_us: now_us,
+        email: facts.email.clone(),
+        role: if facts.platform_admin {
+            Role::Administrator
+        } else {
+            Role::Agent
+        },
+        status: Status::Active,
+        invitation_expires_at_us: 0,
+        reservation: None,
     }
 }
 
@@ -384,6 +548,8 @@ mod tests {
             realm,
             status,
             full_name: "Pat".into(),
+            email: "pat@example.com".into(),
+            platform_admin: false,
         };
         assert!(may_become_agent(&facts(Realm::BackOffice, PrincipalStatus::Active)).is_ok());
         assert!(may_become_agent(&facts(Realm::BackOffice, PrincipalStatus::Invited)).is_ok());

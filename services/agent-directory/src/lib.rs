@@ -19,6 +19,7 @@
 //! - Tokens carrying `act` (impersonation) are refused on every method.
 
 pub mod api;
+pub mod console;
 pub mod domain;
 pub mod principals;
 pub mod service;
@@ -121,6 +122,13 @@ pub struct Config {
         default_value_t = 10
     )]
     pub shutdown_grace_secs: u64,
+    /// An agent with no heartbeat for this long is offline.
+    #[arg(
+        long,
+        env = "ASSIST_AGENT_DIRECTORY_PRESENCE_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub presence_timeout_secs: u32,
 }
 
 /// A configuration checked for sense, ready to serve.
@@ -157,6 +165,10 @@ impl Config {
             self.request_timeout_secs,
             "ASSIST_AGENT_DIRECTORY_REQUEST_TIMEOUT_SECS",
         )?;
+        positive_secs(
+            u64::from(self.presence_timeout_secs),
+            "ASSIST_AGENT_DIRECTORY_PRESENCE_TIMEOUT_SECS",
+        )?;
         Ok(Checked {
             server: ServerSettings {
                 metrics_listen: self.metrics_listen,
@@ -188,6 +200,7 @@ pub async fn serve(
         }],
     ));
     let cell: Arc<OnceCell<Arc<Agents>>> = Arc::new(OnceCell::new());
+    let presence_timeout_secs = config.presence_timeout_secs;
     tokio::spawn(start(
         config,
         identity,
@@ -199,7 +212,11 @@ pub async fn serve(
     server
         .serve(
             listener,
-            AgentDirectoryServer::new(api::Api::new(cell, shutdown.clone())),
+            AgentDirectoryServer::new(api::Api::new(
+                cell,
+                shutdown.clone(),
+                presence_timeout_secs,
+            )),
             auth,
             shutdown,
         )
@@ -235,10 +252,31 @@ async fn start(
         return;
     };
     let identity = IdentityClient::with_interceptor(identity, Outgoing { token: Some(token) });
-    let _ = cell.set(Arc::new(Agents::new(store, Principals::new(identity))));
+    let agents = Arc::new(Agents::new(store, Principals::new(identity)));
+    let _ = cell.set(agents.clone());
     if !*shutdown.borrow() {
         health.serving().await;
         tracing::info!("agent-directory serving");
+    }
+    let timeout = Duration::from_secs(u64::from(config.presence_timeout_secs));
+    sweep_presence(agents, timeout, shutdown).await;
+}
+
+/// Sets agents offline whose heartbeats stopped, about every second (more often for short timeouts),
+/// until shutdown. Every replica sweeps; a sweep is idempotent.
+async fn sweep_presence(agents: Arc<Agents>, timeout: Duration, mut shutdown: watch::Receiver<bool>) {
+    let every = (timeout / 4).min(Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if let Err(error) = agents.expire_presence(timeout).await {
+                    tracing::warn!(error = %error, "presence sweep failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

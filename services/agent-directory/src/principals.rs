@@ -1,11 +1,12 @@
-//! What identity knows about a principal, read over gRPC with this service's token at the moment a rule
-//! needs it (identity owns principals; this service keeps no copy).
+//! Identity over gRPC with this service's token: what it knows about a principal, read at the moment a
+//! rule needs it (identity owns principals; this service keeps no copy but the email), and the console's
+//! requests to it: create an invited user, mail an invitation or a reset link, block a removed agent.
 
 use assist_proto::identity::v1 as idp;
 use assist_runtime::auth::Realm;
 use assist_runtime::client::{Outgoing, retry_idempotent};
 use assist_runtime::{Error, Result};
-use tonic::Code;
+use tonic::{Code, Status};
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
@@ -37,13 +38,73 @@ impl Principals {
         let principal = match reply {
             Ok(reply) => reply.into_inner(),
             Err(status) if status.code() == Code::NotFound => return Ok(None),
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), error = %status.message(), "identity call failed");
-                return Err(Error::Unavailable("identity is unavailable".into()));
-            }
+            Err(status) => return Err(unavailable(status)),
         };
         facts(principal).map(Some)
     }
+
+    /// Creates an invited back-office user (no password, no extra scopes, no mail yet); its id.
+    /// An email identity already knows is `ALREADY_EXISTS`.
+    pub async fn create_invited(&self, email: &str, full_name: &str) -> Result<String> {
+        let request = idp::CreateBackOfficeUserRequest {
+            email: email.to_owned(),
+            full_name: full_name.to_owned(),
+            password: String::new(),
+            scopes: Vec::new(),
+            send_invitation: false,
+        };
+        match self.identity.clone().create_back_office_user(request).await {
+            Ok(reply) => Ok(reply.into_inner().id),
+            Err(status) if status.code() == Code::AlreadyExists => Err(Error::AlreadyExists(
+                "email: a user with this email already exists".into(),
+            )),
+            Err(status) => Err(unavailable(status)),
+        }
+    }
+
+    /// Has identity mail `id` an invitation (`invitation`) or a password-reset link; when it expires.
+    pub async fn send_link(&self, id: &str, invitation: bool) -> Result<i64> {
+        let purpose = if invitation {
+            idp::OneTimeTokenPurpose::Invitation
+        } else {
+            idp::OneTimeTokenPurpose::PasswordReset
+        };
+        let request = idp::IssueOneTimeTokenRequest {
+            principal_id: id.to_owned(),
+            purpose: purpose as i32,
+        };
+        match self.identity.clone().issue_one_time_token(request).await {
+            Ok(reply) => Ok(reply.into_inner().expires_at_us),
+            Err(status) if status.code() == Code::FailedPrecondition => Err(
+                Error::FailedPrecondition(format!("identity refused: {}", status.message())),
+            ),
+            Err(status) => Err(unavailable(status)),
+        }
+    }
+
+    /// Blocks `id` in identity: it cannot sign in, its refresh tokens are revoked, its links stop
+    /// working. Idempotent.
+    pub async fn block(&self, id: &str) -> Result<()> {
+        let reply = retry_idempotent(|| {
+            let mut identity = self.identity.clone();
+            let request = idp::SetPrincipalStatusRequest {
+                id: id.to_owned(),
+                status: idp::PrincipalStatus::Blocked as i32,
+            };
+            async move { identity.set_principal_status(request).await }
+        })
+        .await;
+        match reply {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == Code::NotFound => Ok(()),
+            Err(status) => Err(unavailable(status)),
+        }
+    }
+}
+
+fn unavailable(status: Status) -> Error {
+    tracing::warn!(code = ?status.code(), error = %status.message(), "identity call failed");
+    Error::Unavailable("identity is unavailable".into())
 }
 
 fn facts(principal: idp::Principal) -> Result<PrincipalFacts> {
@@ -72,10 +133,17 @@ fn facts(principal: idp::Principal) -> Result<PrincipalFacts> {
         Some(idp::principal::Kind::BackOfficeUser(user)) => user.full_name,
         _ => String::new(),
     };
+    let platform_admin = realm == Realm::BackOffice
+        && principal
+            .scope
+            .split_whitespace()
+            .any(|s| s == assist_runtime::auth::ADMIN_SCOPE);
     Ok(PrincipalFacts {
         id: principal.id,
         realm,
         status,
         full_name,
+        email: principal.email,
+        platform_admin,
     })
 }

@@ -1,20 +1,31 @@
 //! The agent-directory use cases: each checks who asks, applies the domain rules, and calls the store and
-//! (for facts about principals) identity. Shared by the gRPC API and the operator's `assist` commands.
+//! identity (facts about principals; users, mail and blocking for the console). Shared by the gRPC API
+//! and the operator's `assist` commands.
 
-use assist_runtime::auth::{Claims, Realm};
+use std::time::Duration;
+
+use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm};
 use assist_runtime::notify::Notifier;
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{self, Page};
 use assist_runtime::{Error, Result};
 
+use crate::console::{
+    self, Caller, Presence, PresenceCounts, Role, RoutingUpdate, Seats, Status,
+};
 use crate::domain::{
-    self, Agent, AgentChange, Capability, Edit, OPERATOR, PrincipalFacts, ProfileUpdate,
+    self, Agent, AgentChange, Capability, DISPLAY_NAME_MAX, Edit, NewAgent, OPERATOR,
+    PrincipalFacts, ProfileUpdate,
 };
 use crate::principals::Principals;
-use crate::store::{Outcome, Paged, Store};
+use crate::store::{AgentFilter, Decision, Outcome, Paged, Store};
 
 /// How many agents one query of a snapshot reads.
 pub const SNAPSHOT_PAGE: u32 = 500;
+/// How long a seat stays reserved for an invitation while identity creates the user and the mail.
+const SEAT_RESERVATION: Duration = Duration::from_secs(60);
+/// The longest list search, in characters.
+const QUERY_MAX: usize = 100;
 
 /// Who asks: a caller with a verified token, or the operator at the machine (`assist` command).
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +59,15 @@ impl Actor<'_> {
             Actor::Operator => Ok(()),
             Actor::Token(claims) if claims.is_admin_or_service() => Ok(()),
             Actor::Token(_) => Err(Error::denied("administrator or service token required")),
+        }
+    }
+
+    /// The caller as a token of the back office (not a service, not the operator); for acting as oneself.
+    fn back_office_user(&self) -> Result<&Claims> {
+        self.refuse_delegated()?;
+        match self {
+            Actor::Token(claims) if claims.realm == Realm::BackOffice => Ok(claims),
+            _ => Err(Error::denied("a back-office user's token is required")),
         }
     }
 
@@ -102,16 +122,33 @@ impl Agents {
         }
     }
 
-    /// Back office or service: stored agents by display name, optionally only those holding
-    /// `capability`.
+    /// Back office or service: stored agents matching the filter by display name, with the seats and
+    /// the presence counts of active agents.
     pub async fn list_agents(
         &self,
         actor: Actor<'_>,
         capability: Option<Capability>,
+        query: &str,
+        status: Option<Status>,
         page: Page,
-    ) -> Result<Paged<Agent>> {
+    ) -> Result<AgentList> {
         actor.require_back_office()?;
-        self.store.list_agents(capability, page).await
+        let query = validate::optional("query", query, QUERY_MAX)?;
+        let filter = AgentFilter {
+            capability,
+            query: domain::sort_name(&query),
+            status,
+        };
+        let (agents, seats, presence) = tokio::try_join!(
+            self.store.list_agents(&filter, page),
+            self.store.seats(now_us()),
+            self.store.presence_counts(),
+        )?;
+        Ok(AgentList {
+            agents,
+            seats,
+            presence,
+        })
     }
 
     /// Admin: grants `capability` to a back-office user, storing the profile on its first grant.
@@ -125,21 +162,24 @@ impl Agents {
     ) -> Result<Agent> {
         actor.require_admin()?;
         let id = agent_id("agent_id", agent_id_value)?;
-        if let Some(agent) = self.store.get_agent(&id).await?
-            && agent.has(capability)
-        {
-            return Ok(agent);
+        let edit = Edit::Grant(capability);
+        let decide = |agent: &Agent| -> Decision {
+            if agent.status == Some(Status::Removed) {
+                return Err(Error::FailedPrecondition("the agent is removed".into()));
+            }
+            Ok(domain::apply(agent, &edit, actor.id(), now_us()))
+        };
+        let outcome = self.store.change(&id, decide).await?;
+        if !matches!(outcome, Outcome::Missing) {
+            return self.settled(outcome, &id);
         }
-        // Only now is identity asked: a change is coming, and it must be for a user who may be an agent.
+        // Only now is identity asked: a profile is to be stored, for a user who may be an agent.
         let facts = self.principal(&id).await?;
         domain::may_become_agent(&facts)?;
         let create = domain::new_agent(&facts, now_us());
-        let edit = Edit::Grant(capability);
         let outcome = self
             .store
-            .change(&id, Some(&create), |agent| {
-                domain::apply(agent, &edit, actor.id(), now_us())
-            })
+            .change_membership(&id, Some(&create), now_us(), |agent, _| decide(agent))
             .await?;
         self.settled(outcome, &id)
     }
@@ -156,9 +196,7 @@ impl Agents {
         let edit = Edit::Revoke(capability);
         let outcome = self
             .store
-            .change(&id, None, |agent| {
-                domain::apply(agent, &edit, actor.id(), now_us())
-            })
+            .change(&id, |agent| Ok(domain::apply(agent, &edit, actor.id(), now_us())))
             .await?;
         match outcome {
             // Nothing stored, so nothing held: the answer is the profile as GetAgent shows it.
@@ -180,12 +218,8 @@ impl Agents {
         actor.require_self_or_admin(&id)?;
         let update = ProfileUpdate::new(display_name, nickname)?;
         let edit = Edit::UpdateProfile(update);
-        let outcome = self
-            .store
-            .change(&id, None, |agent| {
-                domain::apply(agent, &edit, actor.id(), now_us())
-            })
-            .await?;
+        let decide = |agent: &Agent| Ok(domain::apply(agent, &edit, actor.id(), now_us()));
+        let outcome = self.store.change(&id, decide).await?;
         if !matches!(outcome, Outcome::Missing) {
             return self.settled(outcome, &id);
         }
@@ -199,29 +233,337 @@ impl Agents {
         let create = domain::new_agent(&facts, now_us());
         let outcome = self
             .store
-            .change(&id, Some(&create), |agent| {
-                domain::apply(agent, &edit, actor.id(), now_us())
-            })
+            .change_membership(&id, Some(&create), now_us(), |agent, _| decide(agent))
             .await?;
         self.settled(outcome, &id)
     }
 
-    /// Admin or service: the changes of one agent, newest first.
+    /// Admin, service, console supervisor or administrator: the changes of one agent, newest first.
     pub async fn list_history(
         &self,
         actor: Actor<'_>,
         agent_id_value: &str,
         page: Page,
     ) -> Result<Paged<AgentChange>> {
-        actor.require_admin()?;
+        self.caller(actor).await?.require_manager()?;
         let id = agent_id("agent_id", agent_id_value)?;
         self.store.list_history(&id, page).await
     }
 
-    /// Admin or service: the notices of agent changes (payload: the agent id).
-    pub fn agent_changes(&self, actor: Actor<'_>) -> Result<&Notifier> {
-        actor.require_admin()?;
+    /// Admin, service, console supervisor or administrator: the notices of agent changes (payload:
+    /// the agent id).
+    pub async fn agent_changes(&self, actor: Actor<'_>) -> Result<&Notifier> {
+        self.caller(actor).await?.require_manager()?;
         Ok(self.store.changes())
+    }
+
+    // ---- the console ----
+
+    /// The caller's console role: its own active profile's role; platform administrators, services
+    /// and the operator are administrators. Anyone else is refused.
+    pub async fn caller(&self, actor: Actor<'_>) -> Result<Caller> {
+        actor.refuse_delegated()?;
+        let claims = match actor {
+            Actor::Operator => {
+                return Ok(Caller {
+                    id: OPERATOR.into(),
+                    role: Role::Administrator,
+                });
+            }
+            Actor::Token(claims) => claims,
+        };
+        let administrator = Caller {
+            id: claims.sub.clone(),
+            role: Role::Administrator,
+        };
+        match claims.realm {
+            Realm::Service => return Ok(administrator),
+            Realm::BackOffice if claims.has_scope(ADMIN_SCOPE) => return Ok(administrator),
+            Realm::BackOffice => {}
+            _ => return Err(Error::denied("back-office or service token required")),
+        }
+        match self.store.get_agent(&claims.sub).await? {
+            Some(agent) if agent.status == Some(Status::Active) => Ok(Caller {
+                id: agent.id,
+                role: agent.role,
+            }),
+            _ => Err(Error::denied("only active console members can do this")),
+        }
+    }
+
+    /// Back office or service: the seats.
+    pub async fn seats(&self, actor: Actor<'_>) -> Result<Seats> {
+        actor.require_back_office()?;
+        self.store.seats(now_us()).await
+    }
+
+    /// Administrator: sets the licensed seats (not below what is occupied).
+    pub async fn set_seats(&self, actor: Actor<'_>, licensed: u32) -> Result<Seats> {
+        let caller = self.caller(actor).await?;
+        caller.require_administrator()?;
+        let seats = self
+            .store
+            .set_seats(&caller.id, now_us(), |seats| seats.relicense(licensed))
+            .await?;
+        tracing::info!(actor_id = %caller.id, licensed = seats.licensed, "seats changed");
+        Ok(seats)
+    }
+
+    /// Supervisor or administrator per the matrix: creates the invited user in identity, has it mail
+    /// the set-password link, and stores the invited profile, holding a seat throughout.
+    pub async fn invite(
+        &self,
+        actor: Actor<'_>,
+        email: &str,
+        role: Role,
+        full_name: &str,
+    ) -> Result<Agent> {
+        let caller = self.caller(actor).await?;
+        let email = validate::email("email", email)?;
+        let full_name = match full_name.trim() {
+            "" => email.split('@').next().unwrap_or_default().to_owned(),
+            name => validate::required("full_name", name, DISPLAY_NAME_MAX)?,
+        };
+        caller.may_invite(role)?;
+        let now = now_us();
+        let reservation = self
+            .store
+            .reserve_seat(now, now + SEAT_RESERVATION.as_micros() as i64)
+            .await?;
+        let id = match self.principals.create_invited(&email, &full_name).await {
+            Ok(id) => id,
+            Err(error) => {
+                self.store.release_seat(&reservation).await?;
+                return Err(error);
+            }
+        };
+        // A mail that failed leaves an invitation that has already expired: it holds no seat, and
+        // resending it is the way on.
+        let sent = self.principals.send_link(&id, true).await;
+        let create = NewAgent {
+            id: id.clone(),
+            display_name: full_name,
+            created_at_us: now_us(),
+            email,
+            role,
+            status: Status::Invited,
+            invitation_expires_at_us: *sent.as_ref().unwrap_or(&0),
+            reservation: Some(reservation),
+        };
+        let outcome = self
+            .store
+            .change_membership(&id, Some(&create), now_us(), |agent, _| {
+                Ok(domain::apply(agent, &Edit::Invited, &caller.id, now_us()))
+            })
+            .await?;
+        let agent = self.settled(outcome, &id)?;
+        sent.map_err(|error| {
+            tracing::warn!(agent_id = %id, error = %error, "invitation mail failed");
+            Error::Unavailable("the agent was invited but the mail could not be sent; resend it".into())
+        })?;
+        Ok(agent)
+    }
+
+    /// Supervisor or administrator per the matrix: a new invitation link for an invited agent.
+    pub async fn resend_invitation(&self, actor: Actor<'_>, agent_id_value: &str) -> Result<Agent> {
+        let caller = self.caller(actor).await?;
+        let id = agent_id("agent_id", agent_id_value)?;
+        console::check_invitation(&caller, &self.member(&id).await?)?;
+        let expires_at_us = self.principals.send_link(&id, true).await?;
+        let edit = Edit::InvitationResent { expires_at_us };
+        let outcome = self
+            .store
+            .change_membership(&id, None, now_us(), |agent, membership| {
+                console::check_invitation(&caller, agent)?;
+                console::check_resend(agent, membership, now_us())?;
+                Ok(domain::apply(agent, &edit, &caller.id, now_us()))
+            })
+            .await?;
+        self.settled(outcome, &id)
+    }
+
+    /// Supervisor or administrator per the matrix: withdraws an invitation (the agent is removed and
+    /// identity blocks the user, so the link stops working).
+    pub async fn revoke_invitation(&self, actor: Actor<'_>, agent_id_value: &str) -> Result<Agent> {
+        let caller = self.caller(actor).await?;
+        let id = agent_id("agent_id", agent_id_value)?;
+        let outcome = self
+            .store
+            .change_membership(&id, None, now_us(), |agent, _| {
+                console::check_invitation(&caller, agent)?;
+                Ok(domain::apply(agent, &Edit::InvitationRevoked, &caller.id, now_us()))
+            })
+            .await?;
+        let agent = self.settled_or_missing(outcome, &id)?;
+        self.principals.block(&id).await?;
+        Ok(agent)
+    }
+
+    /// Supervisor or administrator per the matrix, confirmed by the agent's email: removes the agent
+    /// (capabilities gone, offline, seat freed), then has identity block it (sign-ins and refresh
+    /// tokens end). Removing a removed agent repeats only the identity step.
+    pub async fn remove(
+        &self,
+        actor: Actor<'_>,
+        agent_id_value: &str,
+        confirm_email: &str,
+    ) -> Result<Agent> {
+        let caller = self.caller(actor).await?;
+        let id = agent_id("agent_id", agent_id_value)?;
+        if confirm_email.trim().is_empty() {
+            return Err(Error::invalid("confirm_email", "must repeat the agent's email"));
+        }
+        let outcome = self
+            .store
+            .change_membership(&id, None, now_us(), |agent, membership| {
+                console::check_remove(&caller, agent, confirm_email, membership)?;
+                Ok(domain::apply(agent, &Edit::Removed, &caller.id, now_us()))
+            })
+            .await?;
+        let agent = self.settled_or_missing(outcome, &id)?;
+        self.principals.block(&id).await.map_err(|_| {
+            Error::Unavailable(
+                "the agent is removed, but identity could not be reached to end its sign-ins; \
+                 remove it again"
+                    .into(),
+            )
+        })?;
+        Ok(agent)
+    }
+
+    /// Supervisor or administrator per the matrix: gives an invited or active agent another role.
+    pub async fn change_role(
+        &self,
+        actor: Actor<'_>,
+        agent_id_value: &str,
+        role: Role,
+    ) -> Result<Agent> {
+        let caller = self.caller(actor).await?;
+        let id = agent_id("agent_id", agent_id_value)?;
+        let outcome = self
+            .store
+            .change_membership(&id, None, now_us(), |agent, membership| {
+                console::check_role_change(&caller, agent, role, membership)?;
+                Ok(domain::apply(agent, &Edit::RoleChanged(role), &caller.id, now_us()))
+            })
+            .await?;
+        self.settled_or_missing(outcome, &id)
+    }
+
+    /// Supervisor or administrator per the matrix: identity mails the active agent a reset link; the
+    /// request is recorded. When the link expires.
+    pub async fn reset_password(&self, actor: Actor<'_>, agent_id_value: &str) -> Result<i64> {
+        let caller = self.caller(actor).await?;
+        let id = agent_id("agent_id", agent_id_value)?;
+        console::check_password_reset(&caller, &self.member(&id).await?)?;
+        let expires_at_us = self.principals.send_link(&id, false).await?;
+        let outcome = self
+            .store
+            .change(&id, |agent| {
+                Ok(domain::apply(agent, &Edit::PasswordResetSent, &caller.id, now_us()))
+            })
+            .await?;
+        self.settled_or_missing(outcome, &id)?;
+        Ok(expires_at_us)
+    }
+
+    /// Supervisor or administrator per the matrix: capacity and skills.
+    pub async fn update_routing(
+        &self,
+        actor: Actor<'_>,
+        agent_id_value: &str,
+        capacity: Option<u32>,
+        skills: Option<&[String]>,
+    ) -> Result<Agent> {
+        let caller = self.caller(actor).await?;
+        let id = agent_id("agent_id", agent_id_value)?;
+        let edit = Edit::RoutingUpdated(RoutingUpdate::new(capacity, skills)?);
+        let outcome = self
+            .store
+            .change(&id, |agent| {
+                console::check_routing(&caller, agent)?;
+                Ok(domain::apply(agent, &edit, &caller.id, now_us()))
+            })
+            .await?;
+        match outcome {
+            Outcome::Unchanged(agent) => Ok(agent),
+            outcome => self.settled_or_missing(outcome, &id),
+        }
+    }
+
+    /// A back-office user's own heartbeat. Active members: presence and last seen (one statement
+    /// when the presence stays). An invited member is activated first (it could sign in, so it
+    /// redeemed its invitation); a platform administrator without a profile gets one, as
+    /// administrator. Anyone else is refused.
+    pub async fn heartbeat(&self, actor: Actor<'_>, presence: Presence) -> Result<Agent> {
+        let claims = actor.back_office_user()?;
+        let id = claims.sub.as_str();
+        let now = now_us();
+        if self.store.touch(id, presence, now).await? {
+            // Unchanged presence: nothing to announce; the caller gets its presence back.
+            return self
+                .store
+                .get_agent(id)
+                .await?
+                .ok_or(Error::NotFound("agent"));
+        }
+        match self.store.get_agent(id).await? {
+            Some(agent) if agent.status == Some(Status::Invited) => {
+                let outcome = self
+                    .store
+                    .change_membership(id, None, now, |agent, membership| {
+                        console::check_activation(agent, membership, now_us())?;
+                        Ok(domain::apply(agent, &Edit::Activated, id, now_us()))
+                    })
+                    .await?;
+                self.settled_or_missing(outcome, id)?;
+            }
+            Some(agent) if agent.status == Some(Status::Removed) => {
+                return Err(Error::denied("the agent is removed"));
+            }
+            Some(_) => {}
+            None if claims.has_scope(ADMIN_SCOPE) => {
+                let facts = self.principal(id).await?;
+                domain::may_become_agent(&facts)?;
+                let create = domain::new_agent(&facts, now);
+                self.store
+                    .change_membership(id, Some(&create), now, |agent, _| {
+                        Ok(domain::apply(agent, &Edit::Joined, id, now_us()))
+                    })
+                    .await?;
+            }
+            None => return Err(Error::denied("only console members send heartbeats")),
+        }
+        self.store
+            .set_presence(id, presence, now_us())
+            .await?
+            .ok_or_else(|| Error::denied("only active console members send heartbeats"))
+    }
+
+    /// Sets agents offline whose last heartbeat is older than `timeout`.
+    pub async fn expire_presence(&self, timeout: Duration) -> Result<usize> {
+        let cutoff = now_us() - timeout.as_micros() as i64;
+        let expired = self.store.expire_presence(cutoff).await?;
+        if expired > 0 {
+            tracing::info!(agents = expired, "presence timed out");
+        }
+        Ok(expired)
+    }
+
+    /// A stored profile, `NOT_FOUND` when there is none.
+    async fn member(&self, id: &str) -> Result<Agent> {
+        self.store
+            .get_agent(id)
+            .await?
+            .ok_or(Error::NotFound("agent"))
+    }
+
+    /// [`Agents::settled`] for changes of stored profiles only: a missing one is `NOT_FOUND`.
+    fn settled_or_missing(&self, outcome: Outcome, id: &str) -> Result<Agent> {
+        match outcome {
+            Outcome::Missing => Err(Error::NotFound("agent")),
+            outcome => self.settled(outcome, id),
+        }
     }
 
     /// Every stored agent, by id, read a page at a time; for callers already checked by
@@ -275,6 +617,14 @@ impl Agents {
             ))),
         }
     }
+}
+
+/// A page of agents with the seats and the presence counts of active agents.
+#[derive(Debug, Clone)]
+pub struct AgentList {
+    pub agents: Paged<Agent>,
+    pub seats: Seats,
+    pub presence: PresenceCounts,
 }
 
 /// An agent id: the text of a UUID, in its canonical form.

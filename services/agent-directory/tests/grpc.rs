@@ -460,6 +460,7 @@ async fn bad_input_gets_a_clear_error_that_names_the_field() {
                     offset: 0,
                 }),
                 capability: 0,
+                ..Default::default()
             },
         ))
         .await
@@ -472,6 +473,7 @@ async fn bad_input_gets_a_clear_error_that_names_the_field() {
             dir::ListAgentsRequest {
                 page: None,
                 capability: 9,
+                ..Default::default()
             },
         ))
         .await
@@ -785,6 +787,7 @@ async fn changes_are_idempotent_versioned_and_recorded_with_their_actor() {
                         dir::ListAgentsRequest {
                             page: Some(PageRequest { limit, offset }),
                             capability: capability as i32,
+                            ..Default::default()
                         },
                     ))
                     .await

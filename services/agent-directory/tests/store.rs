@@ -5,8 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
+use assist_agent_directory::console::{Role, Status};
 use assist_agent_directory::domain::{self, Agent, Capability, Edit, NewAgent, ProfileUpdate};
-use assist_agent_directory::store::{Outcome, Store};
+use assist_agent_directory::store::{AgentFilter, Outcome, Store};
 use assist_runtime::validate::Page;
 use common::TestDb;
 
@@ -29,6 +30,22 @@ fn new_agent(name: &str) -> NewAgent {
         id: uuid::Uuid::now_v7().to_string(),
         display_name: name.into(),
         created_at_us: assist_runtime::time::now_us(),
+        email: format!("{}@example.com", name.to_lowercase().replace(' ', ".")),
+        role: Role::Agent,
+        status: Status::Active,
+        invitation_expires_at_us: 0,
+        reservation: None,
+    }
+}
+
+fn every_agent() -> AgentFilter {
+    AgentFilter::default()
+}
+
+fn holding(capability: Capability) -> AgentFilter {
+    AgentFilter {
+        capability: Some(capability),
+        ..AgentFilter::default()
     }
 }
 
@@ -38,12 +55,23 @@ fn page(limit: u32, offset: u64) -> Page {
 
 /// Applies `edit` by `actor` as the service does, creating the profile from `create` when given.
 async fn change(store: &Store, id: &str, create: Option<&NewAgent>, edit: Edit) -> Outcome {
-    store
-        .change(id, create, |agent| {
-            domain::apply(agent, &edit, "actor-1", assist_runtime::time::now_us())
-        })
-        .await
-        .unwrap()
+    let decide = |agent: &Agent| {
+        Ok(domain::apply(
+            agent,
+            &edit,
+            "actor-1",
+            assist_runtime::time::now_us(),
+        ))
+    };
+    match create {
+        Some(create) => store
+            .change_membership(id, Some(create), assist_runtime::time::now_us(), |agent, _| {
+                decide(agent)
+            })
+            .await
+            .unwrap(),
+        None => store.change(id, decide).await.unwrap(),
+    }
 }
 
 async fn stored(store: &Store, name: &str, capabilities: &[Capability]) -> Agent {
@@ -134,11 +162,14 @@ async fn grants_and_revokes_are_stored_recorded_and_versioned() {
 async fn a_profile_is_not_created_by_a_change_that_changes_nothing() {
     for_each_backend(|store, backend| async move {
         let new = new_agent("Ann Lee");
-        let unchanged = store.change(&new.id, Some(&new), |_| None).await.unwrap();
+        let unchanged = store
+            .change_membership(&new.id, Some(&new), 0, |_, _| Ok(None))
+            .await
+            .unwrap();
         assert!(matches!(unchanged, Outcome::Unchanged(_)), "{backend}");
         assert_eq!(store.get_agent(&new.id).await.unwrap(), None, "{backend}");
         assert_eq!(
-            store.list_agents(None, page(10, 0)).await.unwrap().total,
+            store.list_agents(&every_agent(), page(10, 0)).await.unwrap().total,
             0,
             "{backend}"
         );
@@ -196,7 +227,7 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
             agents.iter().map(|a| a.display_name.clone()).collect()
         };
 
-        let all = store.list_agents(None, page(10, 0)).await.unwrap();
+        let all = store.list_agents(&every_agent(), page(10, 0)).await.unwrap();
         assert_eq!(
             names(&all.items),
             ["ann", "Bob", "Carl", "zed"],
@@ -205,14 +236,14 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
         assert_eq!((all.total, all.total_exact), (4, true));
         assert_eq!(all.items[0], ann, "{backend}: capabilities come along");
 
-        let first = store.list_agents(None, page(2, 0)).await.unwrap();
-        let second = store.list_agents(None, page(2, 2)).await.unwrap();
+        let first = store.list_agents(&every_agent(), page(2, 0)).await.unwrap();
+        let second = store.list_agents(&every_agent(), page(2, 2)).await.unwrap();
         assert_eq!(names(&first.items), ["ann", "Bob"]);
         assert_eq!(names(&second.items), ["Carl", "zed"]);
         assert_eq!(second.total, 4, "the total counts every page");
         assert!(
             store
-                .list_agents(None, page(2, 4))
+                .list_agents(&every_agent(), page(2, 4))
                 .await
                 .unwrap()
                 .items
@@ -220,7 +251,7 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
         );
 
         let customers = store
-            .list_agents(Some(CUSTOMERS), page(10, 0))
+            .list_agents(&holding(CUSTOMERS), page(10, 0))
             .await
             .unwrap();
         assert_eq!(names(&customers.items), ["ann", "zed"], "{backend}");
@@ -231,7 +262,7 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
             "the filter does not hide other capabilities"
         );
         let merchants = store
-            .list_agents(Some(MERCHANTS), page(1, 1))
+            .list_agents(&holding(MERCHANTS), page(1, 1))
             .await
             .unwrap();
         assert_eq!(names(&merchants.items), ["Bob"]);
@@ -242,7 +273,7 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
         change(&store, &zed.id, None, Edit::UpdateProfile(update)).await;
         let update = ProfileUpdate::new(Some("BOB"), None).unwrap();
         change(&store, &carl.id, None, Edit::UpdateProfile(update)).await;
-        let all = store.list_agents(None, page(10, 0)).await.unwrap();
+        let all = store.list_agents(&every_agent(), page(10, 0)).await.unwrap();
         assert_eq!(
             names(&all.items),
             ["Aaron", "ann", "Bob", "BOB"],

@@ -63,6 +63,13 @@ pub struct Args {
         default_value = "admin@agent-assist.localhost"
     )]
     pub admin_email: String,
+    /// Console agents without a heartbeat for this many seconds are offline.
+    #[arg(
+        long,
+        env = "ASSIST_PRESENCE_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub presence_timeout_secs: u32,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -80,6 +87,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "--key-encryption-key={}",
                 args.storage.key_encryption_key()?
             ),
+            // Mailed links (set-password, reset-password) open the gateway's pages.
+            format!("--public-url=http://{}", args.gateway_listen),
         ],
     )?;
     if let Err(error) = identity_config.check() {
@@ -91,6 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "agent-directory",
         [
             format!("--listen={}", args.agent_directory_listen),
+            format!("--presence-timeout-secs={}", args.presence_timeout_secs),
             format!(
                 "--database-url={}",
                 args.storage.agent_directory_database_url()?
@@ -225,7 +235,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.impersonation_listen
     );
     println!(
-        "  gateway:         http://{}  (open it in a browser: the shop, and agent sign-in at /agent/login and /merchant-portal/agent/login; the Glue-compatible API)",
+        "  gateway:         http://{}  (open it in a browser: the shop; agent sign-in at /agent/login and /merchant-portal/agent/login; the console at /console/login; the Glue-compatible API)",
         args.gateway_listen
     );
     if demo_shop {
@@ -271,7 +281,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// Grants the first administrator both assist capabilities, so that a newcomer can try agent assist
+/// Grants the first administrator both assist capabilities (which stores its profile: a platform
+/// administrator joins the console as its administrator), so that a newcomer can try agent assist
 /// at once (the services are starting meanwhile: unavailable answers are retried).
 async fn make_first_agent(
     identity: SocketAddr,

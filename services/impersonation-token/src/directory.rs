@@ -76,7 +76,12 @@ impl Directory {
     }
 }
 
+/// The capabilities an agent may use: none once it is removed from the console (removal clears them too;
+/// this holds even for a profile read while the removal commits).
 pub fn capabilities_of(agent: &dir::Agent) -> Vec<Capability> {
+    if agent.status == dir::AgentStatus::Removed as i32 {
+        return Vec::new();
+    }
     agent
         .capabilities
         .iter()

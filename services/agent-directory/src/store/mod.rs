@@ -1,11 +1,12 @@
 //! The agent-directory store: SQL only, no business rules. One implementation in SQL that PostgreSQL and
 //! SQLite both accept (see `assist_runtime::db`); the conformance suite in `tests/store.rs` runs it on both.
 
-use assist_runtime::db::Database;
+use assist_runtime::db::{Database, WriteTransaction};
 use assist_runtime::notify::Notifier;
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
 
+use crate::console::{Membership, Presence, PresenceCounts, Seats, Status};
 use crate::domain::{Agent, AgentChange, Capability, NewAgent, sort_name};
 
 mod rows;
@@ -22,9 +23,29 @@ pub static MIGRATIONS: assist_runtime::db::Migrations = assist_runtime::db::Migr
     sqlite: &sqlx::migrate!("migrations/sqlite"),
 };
 
-/// The columns of an agent joined with its capabilities (`agents a LEFT JOIN agent_capabilities c`).
-const AGENT_COLUMNS: &str =
-    "a.id, a.display_name, a.nickname, a.created_at, a.updated_at, a.version, c.capability";
+/// The columns of an agent (alias `a`) in the order of [`AgentCapabilityRow`], without the capability.
+const AGENT_FIELDS: &str = "a.id, a.display_name, a.nickname, a.created_at, a.updated_at, a.version, \
+     a.email, a.role, a.status, a.capacity, a.skills, a.presence, a.last_seen_at, \
+     a.invitation_expires_at";
+
+/// Which agents a list shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    /// Only those holding it.
+    pub capability: Option<Capability>,
+    /// Only those whose display name, nickname or email starts with it (already lowercased); empty
+    /// for all.
+    pub query: String,
+    /// Only those with this status; `None` for invited and active ones.
+    pub status: Option<Status>,
+}
+
+/// The WHERE clause of [`AgentFilter`] over `agents` (unaliased), binding $1 to $4.
+const FILTER_SQL: &str = "($1 IS NULL OR id IN (SELECT agent_id FROM agent_capabilities \
+     WHERE capability = $1)) \
+     AND (($2 IS NULL AND status <> 'removed') OR status = $2) \
+     AND ($3 = '' OR (sort_name >= $3 AND sort_name < $4) \
+     OR (sort_nickname >= $3 AND sort_nickname < $4) OR (sort_email >= $3 AND sort_email < $4))";
 
 /// What became of a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +57,10 @@ pub enum Outcome {
     /// Stored, recorded and announced, in one transaction.
     Changed(Agent, AgentChange),
 }
+
+/// What a change decides: the agent after it with the record of the change, `None` for nothing to
+/// change, or a refusal (then nothing is written).
+pub type Decision = Result<Option<(Agent, AgentChange)>>;
 
 #[derive(Clone)]
 pub struct Store {
@@ -62,34 +87,32 @@ impl Store {
         read_agent(&self.db.pool, id).await
     }
 
-    /// Stored agents by display name (case-insensitively) and then id, optionally only those holding
-    /// `capability`.
-    pub async fn list_agents(
-        &self,
-        capability: Option<Capability>,
-        page: Page,
-    ) -> Result<Paged<Agent>> {
-        let capability = capability.map(Capability::as_str);
+    /// Stored agents matching `filter`, by display name (case-insensitively) and then id.
+    pub async fn list_agents(&self, filter: &AgentFilter, page: Page) -> Result<Paged<Agent>> {
+        let capability = filter.capability.map(Capability::as_str);
+        let status = filter.status.map(Status::as_str);
+        let upper = format!("{}\u{10FFFF}", filter.query);
         let sql = format!(
-            "SELECT {AGENT_COLUMNS} FROM (SELECT id, display_name, nickname, created_at, updated_at, \
-             version, sort_name FROM agents WHERE ($1 IS NULL OR id IN \
-             (SELECT agent_id FROM agent_capabilities WHERE capability = $1)) \
-             ORDER BY sort_name, id LIMIT $2 OFFSET $3) a \
+            "SELECT {AGENT_FIELDS}, c.capability FROM (SELECT * FROM agents WHERE {FILTER_SQL} \
+             ORDER BY sort_name, id LIMIT $5 OFFSET $6) a \
              LEFT JOIN agent_capabilities c ON c.agent_id = a.id ORDER BY a.sort_name, a.id"
         );
         let rows: Vec<AgentCapabilityRow> = sqlx::query_as(&sql)
             .bind(capability)
+            .bind(status)
+            .bind(&filter.query)
+            .bind(&upper)
             .bind(i64::from(page.limit))
             .bind(offset(page))
             .fetch_all(&self.db.pool)
             .await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM agents WHERE ($1 IS NULL OR id IN \
-             (SELECT agent_id FROM agent_capabilities WHERE capability = $1))",
-        )
-        .bind(capability)
-        .fetch_one(&self.db.pool)
-        .await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM agents WHERE {FILTER_SQL}"))
+            .bind(capability)
+            .bind(status)
+            .bind(&filter.query)
+            .bind(&upper)
+            .fetch_one(&self.db.pool)
+            .await?;
         Ok(Paged {
             items: agents_of(rows)?,
             total: total as u64,
@@ -97,13 +120,12 @@ impl Store {
         })
     }
 
-    /// Up to `limit` stored agents whose id sorts after `after` (`""` for the first), by id: the pages
-    /// of a snapshot, each one query, stable while agents are added.
+    /// Up to `limit` stored agents (removed ones too) whose id sorts after `after` (`""` for the
+    /// first), by id: the pages of a snapshot, each one query, stable while agents are added.
     pub async fn agents_after(&self, after: &str, limit: u32) -> Result<Vec<Agent>> {
         let sql = format!(
-            "SELECT {AGENT_COLUMNS} FROM (SELECT id, display_name, nickname, created_at, updated_at, \
-             version FROM agents WHERE id > $1 ORDER BY id LIMIT $2) a \
-             LEFT JOIN agent_capabilities c ON c.agent_id = a.id ORDER BY a.id"
+            "SELECT {AGENT_FIELDS}, c.capability FROM (SELECT * FROM agents WHERE id > $1 \
+             ORDER BY id LIMIT $2) a LEFT JOIN agent_capabilities c ON c.agent_id = a.id ORDER BY a.id"
         );
         let rows: Vec<AgentCapabilityRow> = sqlx::query_as(&sql)
             .bind(after)
@@ -113,46 +135,140 @@ impl Store {
         agents_of(rows)
     }
 
-    /// Changes agent `id` in one transaction: stores `create` first when no profile exists yet, then
-    /// asks `decide` what to make of the agent as it is now. When it answers a new agent and the
-    /// record of the change, writes both and a notice; when it answers `None`, writes nothing (not even
-    /// `create`).
+    /// The seats at `now_us`.
+    pub async fn seats(&self, now_us: i64) -> Result<Seats> {
+        read_seats(&self.db.pool, now_us).await
+    }
+
+    /// Active agents by presence.
+    pub async fn presence_counts(&self) -> Result<PresenceCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT presence, COUNT(*) FROM agents WHERE status = 'active' GROUP BY presence",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut counts = PresenceCounts::default();
+        for (presence, count) in rows {
+            let count = count as u64;
+            match Presence::parse(&presence) {
+                Some(Presence::Online) => counts.online += count,
+                Some(Presence::Away) => counts.away += count,
+                Some(Presence::Offline) | None => counts.offline += count,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Sets the licensed seats to what `decide` makes of the seats as they are (under the membership
+    /// lock, so no invitation slips in between), recording who and when.
+    pub async fn set_seats<F>(&self, actor_id: &str, now_us: i64, decide: F) -> Result<Seats>
+    where
+        F: FnOnce(&Seats) -> Result<u64>,
+    {
+        let mut tx = self.db.begin_write().await?;
+        let membership = lock_membership(&mut tx, now_us).await?;
+        let licensed = decide(&membership.seats)?;
+        sqlx::query("UPDATE seats SET licensed = $1, updated_at = $2, updated_by = $3 WHERE id = 1")
+            .bind(i64::try_from(licensed).map_err(Error::internal)?)
+            .bind(now_us)
+            .bind(actor_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Seats {
+            licensed,
+            ..membership.seats
+        })
+    }
+
+    /// Takes a free seat for an invitation being sent, held until `expires_at_us` or until the
+    /// invited profile is stored with it. `RESOURCE_EXHAUSTED` when none is free.
+    pub async fn reserve_seat(&self, now_us: i64, expires_at_us: i64) -> Result<String> {
+        let mut tx = self.db.begin_write().await?;
+        let membership = lock_membership(&mut tx, now_us).await?;
+        membership.seats.take_one()?;
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query("INSERT INTO seat_reservations (id, expires_at) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(expires_at_us)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Gives a reserved seat back (the invitation failed).
+    pub async fn release_seat(&self, reservation: &str) -> Result<()> {
+        sqlx::query("DELETE FROM seat_reservations WHERE id = $1")
+            .bind(reservation)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Changes agent `id` in one transaction: asks `decide` what to make of the agent as it is now;
+    /// when it answers a new agent and the record of the change, writes both and a notice. For changes
+    /// that neither create a profile nor depend on seats or on the other members.
     ///
     /// Changes of one agent take turns (a row lock on PostgreSQL, the one writer on SQLite), so `decide`
     /// always sees the latest committed agent: two concurrent grants of one capability store one change.
-    /// `decide` runs during the agent's turn; a time it reads then orders like the change.
-    pub async fn change<F>(&self, id: &str, create: Option<&NewAgent>, decide: F) -> Result<Outcome>
+    pub async fn change<F>(&self, id: &str, decide: F) -> Result<Outcome>
     where
-        F: FnOnce(&Agent) -> Option<(Agent, AgentChange)>,
+        F: FnOnce(&Agent) -> Decision,
     {
         let mut tx = self.db.begin_write().await?;
+        let outcome = self.decide_locked(&mut tx, id, decide).await?;
+        finish(tx, outcome).await
+    }
+
+    /// [`Store::change`] for changes of membership (storing a profile, status, role): they take turns
+    /// with each other through the seats row, and `decide` sees the [`Membership`] as it stands. When
+    /// `create` is given and no profile exists, it is stored first, taking its reserved seat or else a
+    /// free one (`RESOURCE_EXHAUSTED` when none is); when `decide` then answers `None`, nothing is
+    /// written, not even `create`.
+    pub async fn change_membership<F>(
+        &self,
+        id: &str,
+        create: Option<&NewAgent>,
+        now_us: i64,
+        decide: F,
+    ) -> Result<Outcome>
+    where
+        F: FnOnce(&Agent, &Membership) -> Decision,
+    {
+        let mut tx = self.db.begin_write().await?;
+        let mut membership = lock_membership(&mut tx, now_us).await?;
         if let Some(new) = create {
-            // A profile created meanwhile by another call wins; this call then changes that one.
-            sqlx::query(
-                "INSERT INTO agents (id, display_name, sort_name, nickname, created_at, updated_at, \
-                 version) VALUES ($1, $2, $3, '', $4, $4, 0) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&new.id)
-            .bind(&new.display_name)
-            .bind(sort_name(&new.display_name))
-            .bind(new.created_at_us)
-            .execute(&mut *tx)
-            .await?;
+            create_agent(&mut tx, new, &mut membership, now_us).await?;
         }
+        let outcome = self
+            .decide_locked(&mut tx, id, |agent| decide(agent, &membership))
+            .await?;
+        finish(tx, outcome).await
+    }
+
+    /// Locks agent `id`, lets `decide` judge it, and writes what it decided (not committed).
+    async fn decide_locked<F>(
+        &self,
+        tx: &mut WriteTransaction,
+        id: &str,
+        decide: F,
+    ) -> Result<Outcome>
+    where
+        F: FnOnce(&Agent) -> Decision,
+    {
         // A no-op update takes the row lock on PostgreSQL, in SQL that SQLite accepts too.
         let locked = sqlx::query("UPDATE agents SET version = version WHERE id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         if locked.rows_affected() == 0 {
-            tx.rollback().await?;
             return Ok(Outcome::Missing);
         }
-        let current = read_agent(&mut *tx, id)
+        let current = read_agent(&mut **tx, id)
             .await?
             .ok_or_else(|| Error::internal(anyhow::anyhow!("agent {id} vanished while locked")))?;
-        let Some((after, change)) = decide(&current) else {
-            tx.rollback().await?;
+        let Some((after, change)) = decide(&current)? else {
             return Ok(Outcome::Unchanged(current));
         };
         for capability in after.capabilities.iter().filter(|c| !current.has(**c)) {
@@ -164,27 +280,35 @@ impl Store {
             .bind(capability.as_str())
             .bind(&change.actor_id)
             .bind(change.at_us)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         for capability in current.capabilities.iter().filter(|c| !after.has(**c)) {
             sqlx::query("DELETE FROM agent_capabilities WHERE agent_id = $1 AND capability = $2")
                 .bind(id)
                 .bind(capability.as_str())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         sqlx::query(
-            "UPDATE agents SET display_name = $2, sort_name = $3, nickname = $4, updated_at = $5, \
-             version = $6 WHERE id = $1",
+            "UPDATE agents SET display_name = $2, sort_name = $3, nickname = $4, sort_nickname = $5, \
+             updated_at = $6, version = $7, role = $8, status = $9, capacity = $10, skills = $11, \
+             presence = $12, invitation_expires_at = $13 WHERE id = $1",
         )
         .bind(id)
         .bind(&after.display_name)
         .bind(sort_name(&after.display_name))
         .bind(&after.nickname)
+        .bind(sort_name(&after.nickname))
         .bind(after.updated_at_us)
         .bind(i64::try_from(after.version).map_err(Error::internal)?)
-        .execute(&mut *tx)
+        .bind(after.role.as_str())
+        .bind(after.status.map(Status::as_str))
+        .bind(i64::from(after.capacity))
+        .bind(after.skills.join(" "))
+        .bind(after.presence.as_str())
+        .bind(after.invitation_expires_at_us)
+        .execute(&mut **tx)
         .await?;
         sqlx::query(
             "INSERT INTO agent_history (id, agent_id, actor_id, action, before_json, after_json, at, \
@@ -198,11 +322,79 @@ impl Store {
         .bind(&change.after)
         .bind(change.at_us)
         .bind(i64::try_from(change.version).map_err(Error::internal)?)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         tx.notify(&self.changes, id.to_owned()).await?;
-        tx.commit().await?;
         Ok(Outcome::Changed(after, change))
+    }
+
+    /// A heartbeat that changes nothing but the time: one statement, true when agent `id` is active
+    /// and already has `presence`.
+    pub async fn touch(&self, id: &str, presence: Presence, now_us: i64) -> Result<bool> {
+        let touched = sqlx::query(
+            "UPDATE agents SET last_seen_at = $3 WHERE id = $1 AND status = 'active' \
+             AND presence = $2",
+        )
+        .bind(id)
+        .bind(presence.as_str())
+        .bind(now_us)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(touched.rows_affected() == 1)
+    }
+
+    /// Sets the presence (and last seen) of active agent `id`, announcing it when it changed; `None`
+    /// when no active agent has that id. Presence is not history: only the version grows.
+    pub async fn set_presence(
+        &self,
+        id: &str,
+        presence: Presence,
+        now_us: i64,
+    ) -> Result<Option<Agent>> {
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE agents SET presence = $2, last_seen_at = $3, version = version + 1 \
+             WHERE id = $1 AND status = 'active' AND presence <> $2",
+        )
+        .bind(id)
+        .bind(presence.as_str())
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() == 1 {
+            tx.notify(&self.changes, id.to_owned()).await?;
+        } else {
+            sqlx::query("UPDATE agents SET last_seen_at = $2 WHERE id = $1 AND status = 'active'")
+                .bind(id)
+                .bind(now_us)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let agent = read_agent(&mut *tx, id).await?;
+        tx.commit().await?;
+        Ok(agent.filter(|a| a.status == Some(Status::Active)))
+    }
+
+    /// Sets every agent offline whose last heartbeat is older than `cutoff_us`, announcing each; drops
+    /// long-expired seat reservations. Returns how many went offline. Safe on any number of replicas.
+    pub async fn expire_presence(&self, cutoff_us: i64) -> Result<usize> {
+        let mut tx = self.db.begin_write().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE agents SET presence = 'offline', version = version + 1 \
+             WHERE presence <> 'offline' AND last_seen_at < $1 RETURNING id",
+        )
+        .bind(cutoff_us)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            tx.notify(&self.changes, id.clone()).await?;
+        }
+        sqlx::query("DELETE FROM seat_reservations WHERE expires_at < $1")
+            .bind(cutoff_us)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ids.len())
     }
 
     /// The changes of one agent, newest (highest version) first.
@@ -234,13 +426,121 @@ fn offset(page: Page) -> i64 {
     i64::try_from(page.offset).unwrap_or(i64::MAX)
 }
 
+/// Commits a change that changed something; rolls back the rest.
+async fn finish(tx: WriteTransaction, outcome: Outcome) -> Result<Outcome> {
+    match outcome {
+        Outcome::Changed(..) => tx.commit().await?,
+        _ => tx.rollback().await?,
+    }
+    Ok(outcome)
+}
+
+/// Takes the membership lock (the seats row; the one writer on SQLite) and reads the membership.
+async fn lock_membership(tx: &mut WriteTransaction, now_us: i64) -> Result<Membership> {
+    sqlx::query("UPDATE seats SET licensed = licensed WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    let seats = read_seats(&mut **tx, now_us).await?;
+    let administrators: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM agents WHERE status = 'active' AND role = 'administrator'",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Membership {
+        seats,
+        administrators: administrators as u64,
+    })
+}
+
+/// Stores `new` unless a profile with its id exists, keeping `membership` up to date.
+async fn create_agent(
+    tx: &mut WriteTransaction,
+    new: &NewAgent,
+    membership: &mut Membership,
+    now_us: i64,
+) -> Result<()> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM agents WHERE id = $1")
+        .bind(&new.id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let occupies = match new.status {
+        Status::Active => true,
+        Status::Invited => new.invitation_expires_at_us > now_us,
+        Status::Removed => false,
+    };
+    // A live reservation already counts as occupied; the profile takes its place.
+    let reserved = match &new.reservation {
+        Some(reservation) => {
+            let released = sqlx::query(
+                "DELETE FROM seat_reservations WHERE id = $1 AND expires_at > $2",
+            )
+            .bind(reservation)
+            .bind(now_us)
+            .execute(&mut **tx)
+            .await?;
+            released.rows_affected() == 1
+        }
+        None => false,
+    };
+    if reserved {
+        membership.seats.occupied -= 1;
+    }
+    if occupies {
+        membership.seats.take_one()?;
+        membership.seats.occupied += 1;
+    }
+    if new.status == Status::Active && new.role == crate::console::Role::Administrator {
+        membership.administrators += 1;
+    }
+    sqlx::query(
+        "INSERT INTO agents (id, display_name, sort_name, nickname, created_at, updated_at, version, \
+         email, sort_email, role, status, invitation_expires_at) \
+         VALUES ($1, $2, $3, '', $4, $4, 0, $5, $6, $7, $8, $9)",
+    )
+    .bind(&new.id)
+    .bind(&new.display_name)
+    .bind(sort_name(&new.display_name))
+    .bind(new.created_at_us)
+    .bind(&new.email)
+    .bind(new.email.to_lowercase())
+    .bind(new.role.as_str())
+    .bind(new.status.as_str())
+    .bind(new.invitation_expires_at_us)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn read_seats<'e, E>(executor: E, now_us: i64) -> Result<Seats>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let (licensed, occupied): (i64, i64) = sqlx::query_as(
+        "SELECT s.licensed, \
+         (SELECT COUNT(*) FROM agents WHERE status = 'active' \
+           OR (status = 'invited' AND invitation_expires_at > $1)) \
+         + (SELECT COUNT(*) FROM seat_reservations WHERE expires_at > $1) \
+         FROM seats s WHERE s.id = 1",
+    )
+    .bind(now_us)
+    .fetch_one(executor)
+    .await?;
+    Ok(Seats {
+        licensed: licensed as u64,
+        occupied: occupied as u64,
+    })
+}
+
 async fn read_agent<'e, E>(executor: E, id: &str) -> Result<Option<Agent>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let sql = format!(
-        "SELECT {AGENT_COLUMNS} FROM agents a LEFT JOIN agent_capabilities c ON c.agent_id = a.id \
-         WHERE a.id = $1"
+        "SELECT {AGENT_FIELDS}, c.capability FROM agents a \
+         LEFT JOIN agent_capabilities c ON c.agent_id = a.id WHERE a.id = $1"
     );
     let rows: Vec<AgentCapabilityRow> = sqlx::query_as(&sql).bind(id).fetch_all(executor).await?;
     Ok(agents_of(rows)?.pop())

@@ -2,6 +2,7 @@
 
 use assist_runtime::{Error, Result};
 
+use crate::console::{Presence, Role, Status};
 use crate::domain::{Agent, AgentChange, Capability};
 
 /// An agent joined with one of its capabilities (none when it holds none): one row per capability.
@@ -13,6 +14,14 @@ pub(super) struct AgentCapabilityRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub version: i64,
+    pub email: String,
+    pub role: String,
+    pub status: String,
+    pub capacity: i64,
+    pub skills: String,
+    pub presence: String,
+    pub last_seen_at: i64,
+    pub invitation_expires_at: i64,
     pub capability: Option<String>,
 }
 
@@ -32,14 +41,30 @@ pub(super) fn agents_of(rows: Vec<AgentCapabilityRow>) -> Result<Vec<Agent>> {
         let agent = match agents.last_mut() {
             Some(last) if last.id == row.id => last,
             _ => {
+                let corrupt = |what: &str, value: &str| {
+                    Error::internal(anyhow::anyhow!("agent {}: bad {what} {value}", row.id))
+                };
+                let role = Role::parse(&row.role).ok_or_else(|| corrupt("role", &row.role))?;
+                let status =
+                    Status::parse(&row.status).ok_or_else(|| corrupt("status", &row.status))?;
+                let presence = Presence::parse(&row.presence)
+                    .ok_or_else(|| corrupt("presence", &row.presence))?;
                 agents.push(Agent {
-                    id: row.id,
                     display_name: row.display_name,
                     nickname: row.nickname,
                     capabilities: Vec::new(),
                     created_at_us: row.created_at,
                     updated_at_us: row.updated_at,
                     version: u64::try_from(row.version).unwrap_or(0),
+                    email: row.email,
+                    role,
+                    status: Some(status),
+                    capacity: u32::try_from(row.capacity).unwrap_or(0),
+                    skills: row.skills.split_whitespace().map(str::to_owned).collect(),
+                    presence,
+                    last_seen_at_us: row.last_seen_at,
+                    invitation_expires_at_us: row.invitation_expires_at,
+                    id: row.id,
                 });
                 agents.last_mut().expect("just pushed")
             }
