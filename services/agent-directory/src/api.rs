@@ -322,7 +322,6 @@ impl pb::agent_directory_server::AgentDirectory for Api {
         ))
     }
 
-
     async fn get_seats(&self, request: Request<pb::GetSeatsRequest>) -> Reply<pb::Seats> {
         let claims = caller(&request)?;
         let seats = self.agents()?.seats(Actor::Token(&claims)).await?;

@@ -410,12 +410,18 @@ mod tests {
             (Administrator, [true, true, true]),
         ];
         for (caller_role, allowed) in table {
-            for (target_role, allowed) in [Agent, Supervisor, Administrator].into_iter().zip(allowed) {
+            for (target_role, allowed) in
+                [Agent, Supervisor, Administrator].into_iter().zip(allowed)
+            {
                 let caller = caller(caller_role);
                 let target = member("t", target_role, Status::Active);
                 let m = membership(2);
                 let cell = format!("{caller_role:?} on {target_role:?}");
-                assert_eq!(caller.may_invite(target_role).is_ok(), allowed, "invite: {cell}");
+                assert_eq!(
+                    caller.may_invite(target_role).is_ok(),
+                    allowed,
+                    "invite: {cell}"
+                );
                 assert_eq!(
                     check_remove(&caller, &target, "T@example.com", &m).is_ok(),
                     allowed,
@@ -426,7 +432,11 @@ mod tests {
                     allowed,
                     "reset: {cell}"
                 );
-                assert_eq!(check_routing(&caller, &target).is_ok(), allowed, "routing: {cell}");
+                assert_eq!(
+                    check_routing(&caller, &target).is_ok(),
+                    allowed,
+                    "routing: {cell}"
+                );
                 let to_agent = check_role_change(&caller, &target, Agent, &m);
                 assert_eq!(to_agent.is_ok(), allowed, "demote: {cell}");
             }
@@ -519,9 +529,11 @@ mod tests {
 
     #[test]
     fn routing_updates_are_checked_and_normalized() {
-        let update =
-            RoutingUpdate::new(Some(7), Some(&["Billing".into(), " de ".into(), "billing".into()]))
-                .unwrap();
+        let update = RoutingUpdate::new(
+            Some(7),
+            Some(&["Billing".into(), " de ".into(), "billing".into()]),
+        )
+        .unwrap();
         assert_eq!(update.skills.unwrap(), ["billing", "de"]);
         assert!(RoutingUpdate::new(Some(0), None).is_err());
         assert!(RoutingUpdate::new(Some(101), None).is_err());
@@ -529,6 +541,12 @@ mod tests {
         assert!(RoutingUpdate::new(None, Some(&["x".repeat(33)])).is_err());
         let many: Vec<String> = (0..21).map(|i| format!("s{i}")).collect();
         assert!(RoutingUpdate::new(None, Some(&many)).is_err());
-        assert!(RoutingUpdate::new(None, Some(&[])).unwrap().skills.unwrap().is_empty());
+        assert!(
+            RoutingUpdate::new(None, Some(&[]))
+                .unwrap()
+                .skills
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -163,7 +163,9 @@ pub enum Edit {
     /// A new profile of an active member (a platform administrator opening the console): records it.
     Joined,
     /// A new invitation link expiring then.
-    InvitationResent { expires_at_us: i64 },
+    InvitationResent {
+        expires_at_us: i64,
+    },
     /// The invitation withdrawn: removed, without ever having been active.
     InvitationRevoked,
     /// An invited agent redeemed its invitation.

@@ -212,11 +212,7 @@ pub async fn serve(
     server
         .serve(
             listener,
-            AgentDirectoryServer::new(api::Api::new(
-                cell,
-                shutdown.clone(),
-                presence_timeout_secs,
-            )),
+            AgentDirectoryServer::new(api::Api::new(cell, shutdown.clone(), presence_timeout_secs)),
             auth,
             shutdown,
         )
@@ -264,7 +260,11 @@ async fn start(
 
 /// Sets agents offline whose heartbeats stopped, about every second (more often for short timeouts),
 /// until shutdown. Every replica sweeps; a sweep is idempotent.
-async fn sweep_presence(agents: Arc<Agents>, timeout: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn sweep_presence(
+    agents: Arc<Agents>,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let every = (timeout / 4).min(Duration::from_secs(1));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

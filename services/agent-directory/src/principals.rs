@@ -6,9 +6,9 @@ use assist_proto::identity::v1 as idp;
 use assist_runtime::auth::Realm;
 use assist_runtime::client::{Outgoing, retry_idempotent};
 use assist_runtime::{Error, Result};
-use tonic::{Code, Status};
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 use crate::domain::{PrincipalFacts, PrincipalStatus};
 

@@ -10,9 +10,7 @@ use assist_runtime::time::now_us;
 use assist_runtime::validate::{self, Page};
 use assist_runtime::{Error, Result};
 
-use crate::console::{
-    self, Caller, Presence, PresenceCounts, Role, RoutingUpdate, Seats, Status,
-};
+use crate::console::{self, Caller, Presence, PresenceCounts, Role, RoutingUpdate, Seats, Status};
 use crate::domain::{
     self, Agent, AgentChange, Capability, DISPLAY_NAME_MAX, Edit, NewAgent, OPERATOR,
     PrincipalFacts, ProfileUpdate,
@@ -196,7 +194,9 @@ impl Agents {
         let edit = Edit::Revoke(capability);
         let outcome = self
             .store
-            .change(&id, |agent| Ok(domain::apply(agent, &edit, actor.id(), now_us())))
+            .change(&id, |agent| {
+                Ok(domain::apply(agent, &edit, actor.id(), now_us()))
+            })
             .await?;
         match outcome {
             // Nothing stored, so nothing held: the answer is the profile as GetAgent shows it.
@@ -359,7 +359,9 @@ impl Agents {
         let agent = self.settled(outcome, &id)?;
         sent.map_err(|error| {
             tracing::warn!(agent_id = %id, error = %error, "invitation mail failed");
-            Error::Unavailable("the agent was invited but the mail could not be sent; resend it".into())
+            Error::Unavailable(
+                "the agent was invited but the mail could not be sent; resend it".into(),
+            )
         })?;
         Ok(agent)
     }
@@ -391,7 +393,12 @@ impl Agents {
             .store
             .change_membership(&id, None, now_us(), |agent, _| {
                 console::check_invitation(&caller, agent)?;
-                Ok(domain::apply(agent, &Edit::InvitationRevoked, &caller.id, now_us()))
+                Ok(domain::apply(
+                    agent,
+                    &Edit::InvitationRevoked,
+                    &caller.id,
+                    now_us(),
+                ))
             })
             .await?;
         let agent = self.settled_or_missing(outcome, &id)?;
@@ -411,7 +418,10 @@ impl Agents {
         let caller = self.caller(actor).await?;
         let id = agent_id("agent_id", agent_id_value)?;
         if confirm_email.trim().is_empty() {
-            return Err(Error::invalid("confirm_email", "must repeat the agent's email"));
+            return Err(Error::invalid(
+                "confirm_email",
+                "must repeat the agent's email",
+            ));
         }
         let outcome = self
             .store
@@ -444,7 +454,12 @@ impl Agents {
             .store
             .change_membership(&id, None, now_us(), |agent, membership| {
                 console::check_role_change(&caller, agent, role, membership)?;
-                Ok(domain::apply(agent, &Edit::RoleChanged(role), &caller.id, now_us()))
+                Ok(domain::apply(
+                    agent,
+                    &Edit::RoleChanged(role),
+                    &caller.id,
+                    now_us(),
+                ))
             })
             .await?;
         self.settled_or_missing(outcome, &id)
@@ -460,7 +475,12 @@ impl Agents {
         let outcome = self
             .store
             .change(&id, |agent| {
-                Ok(domain::apply(agent, &Edit::PasswordResetSent, &caller.id, now_us()))
+                Ok(domain::apply(
+                    agent,
+                    &Edit::PasswordResetSent,
+                    &caller.id,
+                    now_us(),
+                ))
             })
             .await?;
         self.settled_or_missing(outcome, &id)?;

@@ -65,9 +65,12 @@ async fn change(store: &Store, id: &str, create: Option<&NewAgent>, edit: Edit) 
     };
     match create {
         Some(create) => store
-            .change_membership(id, Some(create), assist_runtime::time::now_us(), |agent, _| {
-                decide(agent)
-            })
+            .change_membership(
+                id,
+                Some(create),
+                assist_runtime::time::now_us(),
+                |agent, _| decide(agent),
+            )
             .await
             .unwrap(),
         None => store.change(id, decide).await.unwrap(),
@@ -169,7 +172,11 @@ async fn a_profile_is_not_created_by_a_change_that_changes_nothing() {
         assert!(matches!(unchanged, Outcome::Unchanged(_)), "{backend}");
         assert_eq!(store.get_agent(&new.id).await.unwrap(), None, "{backend}");
         assert_eq!(
-            store.list_agents(&every_agent(), page(10, 0)).await.unwrap().total,
+            store
+                .list_agents(&every_agent(), page(10, 0))
+                .await
+                .unwrap()
+                .total,
             0,
             "{backend}"
         );
@@ -227,7 +234,10 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
             agents.iter().map(|a| a.display_name.clone()).collect()
         };
 
-        let all = store.list_agents(&every_agent(), page(10, 0)).await.unwrap();
+        let all = store
+            .list_agents(&every_agent(), page(10, 0))
+            .await
+            .unwrap();
         assert_eq!(
             names(&all.items),
             ["ann", "Bob", "Carl", "zed"],
@@ -273,7 +283,10 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
         change(&store, &zed.id, None, Edit::UpdateProfile(update)).await;
         let update = ProfileUpdate::new(Some("BOB"), None).unwrap();
         change(&store, &carl.id, None, Edit::UpdateProfile(update)).await;
-        let all = store.list_agents(&every_agent(), page(10, 0)).await.unwrap();
+        let all = store
+            .list_agents(&every_agent(), page(10, 0))
+            .await
+            .unwrap();
         assert_eq!(
             names(&all.items),
             ["Aaron", "ann", "Bob", "BOB"],

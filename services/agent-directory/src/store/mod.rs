@@ -106,13 +106,14 @@ impl Store {
             .bind(offset(page))
             .fetch_all(&self.db.pool)
             .await?;
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM agents WHERE {FILTER_SQL}"))
-            .bind(capability)
-            .bind(status)
-            .bind(&filter.query)
-            .bind(&upper)
-            .fetch_one(&self.db.pool)
-            .await?;
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM agents WHERE {FILTER_SQL}"))
+                .bind(capability)
+                .bind(status)
+                .bind(&filter.query)
+                .bind(&upper)
+                .fetch_one(&self.db.pool)
+                .await?;
         Ok(Paged {
             items: agents_of(rows)?,
             total: total as u64,
@@ -168,12 +169,14 @@ impl Store {
         let mut tx = self.db.begin_write().await?;
         let membership = lock_membership(&mut tx, now_us).await?;
         let licensed = decide(&membership.seats)?;
-        sqlx::query("UPDATE seats SET licensed = $1, updated_at = $2, updated_by = $3 WHERE id = 1")
-            .bind(i64::try_from(licensed).map_err(Error::internal)?)
-            .bind(now_us)
-            .bind(actor_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE seats SET licensed = $1, updated_at = $2, updated_by = $3 WHERE id = 1",
+        )
+        .bind(i64::try_from(licensed).map_err(Error::internal)?)
+        .bind(now_us)
+        .bind(actor_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Seats {
             licensed,
@@ -474,13 +477,12 @@ async fn create_agent(
     // A live reservation already counts as occupied; the profile takes its place.
     let reserved = match &new.reservation {
         Some(reservation) => {
-            let released = sqlx::query(
-                "DELETE FROM seat_reservations WHERE id = $1 AND expires_at > $2",
-            )
-            .bind(reservation)
-            .bind(now_us)
-            .execute(&mut **tx)
-            .await?;
+            let released =
+                sqlx::query("DELETE FROM seat_reservations WHERE id = $1 AND expires_at > $2")
+                    .bind(reservation)
+                    .bind(now_us)
+                    .execute(&mut **tx)
+                    .await?;
             released.rows_affected() == 1
         }
         None => false,

@@ -359,15 +359,27 @@ pub struct Directory {
 impl Directory {
     /// Starts agent-directory on `database_url` against identity at `identity_url`, without waiting.
     pub async fn spawn(identity_url: &str, database_url: &str, client_secret: &str) -> Self {
-        let config = assist_agent_directory::Config::try_parse_from([
+        Self::spawn_with(identity_url, database_url, client_secret, &[]).await
+    }
+
+    /// [`Directory::spawn`] with extra flags (`--presence-timeout-secs=1`, …).
+    pub async fn spawn_with(
+        identity_url: &str,
+        database_url: &str,
+        client_secret: &str,
+        flags: &[&str],
+    ) -> Self {
+        let mut args = vec![
             "assist-agent-directory".to_owned(),
             "--listen=127.0.0.1:0".to_owned(),
             format!("--database-url={database_url}"),
             format!("--identity-url={identity_url}"),
             format!("--client-id={CLIENT_ID}"),
             format!("--client-secret={client_secret}"),
-        ])
-        .expect("agent-directory config");
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let config =
+            assist_agent_directory::Config::try_parse_from(args).expect("agent-directory config");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = assist_runtime::shutdown::channel();
@@ -404,10 +416,16 @@ pub struct Platform {
 
 impl Platform {
     pub async fn start(db: TestDb) -> Self {
+        Self::start_with(db, &[]).await
+    }
+
+    /// [`Platform::start`] with extra agent-directory flags.
+    pub async fn start_with(db: TestDb, flags: &[&str]) -> Self {
         let identity = Identity::start().await;
         let admin = identity.admin().await;
         let secret = identity.service_account(&admin, CLIENT_ID).await;
-        let directory = Directory::start(&identity.url(), &db.url, &secret).await;
+        let directory = Directory::spawn_with(&identity.url(), &db.url, &secret, flags).await;
+        wait_serving(directory.addr, "agent-directory").await;
         Self {
             identity,
             directory,

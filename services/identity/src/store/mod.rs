@@ -765,8 +765,8 @@ impl Store {
         Ok(())
     }
 
-    /// Spends a live one-time token and sets the password (activating an invited principal), in one
-    /// transaction. Returns the principal and purpose, or `None` when the token is not live.
+    /// Spends a live one-time token, and every other live one of its principal, and sets the password
+    /// (activating an invited principal), in one transaction. Returns the principal and purpose, or `None` when the token is not live.
     pub async fn redeem_one_time_token(
         &self,
         token_hash: &str,
@@ -803,6 +803,15 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
+        // The principal's other live links are spent with this one: an older invitation or reset
+        // mail must not set the password again later.
+        sqlx::query(
+            "UPDATE one_time_tokens SET used_at = $2 WHERE principal_id = $1 AND used_at IS NULL",
+        )
+        .bind(&principal_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         revoke_all(&mut tx, &principal_id, now).await?;
         tx.commit().await?;
         Ok(Some((principal_id, purpose)))
