@@ -2,6 +2,7 @@
 //! identity server for benchmarks, and the whole platform in one process (`platform`).
 
 pub mod assist_load;
+pub mod console_load;
 pub mod platform;
 
 use std::time::Duration;

@@ -242,6 +242,11 @@ impl Platform {
         &self.dbs[0]
     }
 
+    /// Agent-directory's database (for seeding load runs).
+    pub fn agents_db(&self) -> &TestDb {
+        &self.dbs[1]
+    }
+
     /// The impersonation database (for tampering tests).
     pub fn impersonation_db(&self) -> &TestDb {
         &self.dbs[2]

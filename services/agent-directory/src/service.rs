@@ -10,13 +10,13 @@ use assist_runtime::time::now_us;
 use assist_runtime::validate::{self, Page};
 use assist_runtime::{Error, Result};
 
-use crate::console::{self, Caller, Presence, PresenceCounts, Role, RoutingUpdate, Seats, Status};
+use crate::console::{self, Caller, Presence, Role, RoutingUpdate, Seats, Status};
 use crate::domain::{
     self, Agent, AgentChange, Capability, DISPLAY_NAME_MAX, Edit, NewAgent, OPERATOR,
     PrincipalFacts, ProfileUpdate,
 };
 use crate::principals::Principals;
-use crate::store::{AgentFilter, Decision, Outcome, Paged, Store};
+use crate::store::{AgentFilter, AgentPage, Decision, Outcome, Paged, Store};
 
 /// How many agents one query of a snapshot reads.
 pub const SNAPSHOT_PAGE: u32 = 500;
@@ -129,7 +129,7 @@ impl Agents {
         query: &str,
         status: Option<Status>,
         page: Page,
-    ) -> Result<AgentList> {
+    ) -> Result<AgentPage> {
         actor.require_back_office()?;
         let query = validate::optional("query", query, QUERY_MAX)?;
         let filter = AgentFilter {
@@ -137,16 +137,7 @@ impl Agents {
             query: domain::sort_name(&query),
             status,
         };
-        let (agents, seats, presence) = tokio::try_join!(
-            self.store.list_agents(&filter, page),
-            self.store.seats(now_us()),
-            self.store.presence_counts(),
-        )?;
-        Ok(AgentList {
-            agents,
-            seats,
-            presence,
-        })
+        self.store.list_agents(&filter, page, now_us()).await
     }
 
     /// Admin: grants `capability` to a back-office user, storing the profile on its first grant.
@@ -637,14 +628,6 @@ impl Agents {
             ))),
         }
     }
-}
-
-/// A page of agents with the seats and the presence counts of active agents.
-#[derive(Debug, Clone)]
-pub struct AgentList {
-    pub agents: Paged<Agent>,
-    pub seats: Seats,
-    pub presence: PresenceCounts,
 }
 
 /// An agent id: the text of a UUID, in its canonical form.

@@ -173,9 +173,10 @@ async fn a_profile_is_not_created_by_a_change_that_changes_nothing() {
         assert_eq!(store.get_agent(&new.id).await.unwrap(), None, "{backend}");
         assert_eq!(
             store
-                .list_agents(&every_agent(), page(10, 0))
+                .list_agents(&every_agent(), page(10, 0), 0)
                 .await
                 .unwrap()
+                .agents
                 .total,
             0,
             "{backend}"
@@ -235,9 +236,10 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
         };
 
         let all = store
-            .list_agents(&every_agent(), page(10, 0))
+            .list_agents(&every_agent(), page(10, 0), 0)
             .await
-            .unwrap();
+            .unwrap()
+            .agents;
         assert_eq!(
             names(&all.items),
             ["ann", "Bob", "Carl", "zed"],
@@ -246,24 +248,34 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
         assert_eq!((all.total, all.total_exact), (4, true));
         assert_eq!(all.items[0], ann, "{backend}: capabilities come along");
 
-        let first = store.list_agents(&every_agent(), page(2, 0)).await.unwrap();
-        let second = store.list_agents(&every_agent(), page(2, 2)).await.unwrap();
+        let first = store
+            .list_agents(&every_agent(), page(2, 0), 0)
+            .await
+            .unwrap()
+            .agents;
+        let second = store
+            .list_agents(&every_agent(), page(2, 2), 0)
+            .await
+            .unwrap()
+            .agents;
         assert_eq!(names(&first.items), ["ann", "Bob"]);
         assert_eq!(names(&second.items), ["Carl", "zed"]);
         assert_eq!(second.total, 4, "the total counts every page");
         assert!(
             store
-                .list_agents(&every_agent(), page(2, 4))
+                .list_agents(&every_agent(), page(2, 4), 0)
                 .await
                 .unwrap()
+                .agents
                 .items
                 .is_empty()
         );
 
         let customers = store
-            .list_agents(&holding(CUSTOMERS), page(10, 0))
+            .list_agents(&holding(CUSTOMERS), page(10, 0), 0)
             .await
-            .unwrap();
+            .unwrap()
+            .agents;
         assert_eq!(names(&customers.items), ["ann", "zed"], "{backend}");
         assert_eq!(customers.total, 2);
         assert_eq!(
@@ -272,9 +284,10 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
             "the filter does not hide other capabilities"
         );
         let merchants = store
-            .list_agents(&holding(MERCHANTS), page(1, 1))
+            .list_agents(&holding(MERCHANTS), page(1, 1), 0)
             .await
-            .unwrap();
+            .unwrap()
+            .agents;
         assert_eq!(names(&merchants.items), ["Bob"]);
         assert_eq!(merchants.total, 2);
 
@@ -284,9 +297,10 @@ async fn agents_list_by_display_name_with_paging_and_a_capability_filter() {
         let update = ProfileUpdate::new(Some("BOB"), None).unwrap();
         change(&store, &carl.id, None, Edit::UpdateProfile(update)).await;
         let all = store
-            .list_agents(&every_agent(), page(10, 0))
+            .list_agents(&every_agent(), page(10, 0), 0)
             .await
-            .unwrap();
+            .unwrap()
+            .agents;
         assert_eq!(
             names(&all.items),
             ["Aaron", "ann", "Bob", "BOB"],

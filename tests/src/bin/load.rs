@@ -8,6 +8,8 @@
 //! - `load revocation --admin-url postgres://…`: end-to-revocation latency across two replicas.
 //! - `load gateway-search --admin-url … --identity-database-url …`: customer search through the gateway.
 //! - `load gateway-overhead --admin-url postgres://…`: what the gateway's proxy adds to a shop request.
+//! - `load console-list --admin-url postgres://…`: ListAgents over 10,000 agents with counts.
+//! - `load heartbeats --admin-url postgres://…`: 5,000 agents' heartbeats, and changes reaching a watcher.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,6 +96,29 @@ enum Command {
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
         sessions: u64,
     },
+    /// Creates its own databases on the server of `--admin-url` and drops them afterwards.
+    ConsoleList {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=200_000))]
+        agents: u64,
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        requests: u64,
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+        concurrency: u64,
+    },
+    /// Creates its own databases on the server of `--admin-url` and drops them afterwards.
+    Heartbeats {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        agents: u64,
+        /// Seconds between two heartbeats of one agent.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=120))]
+        period_seconds: u64,
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+        rounds: u32,
+    },
     Revocation {
         #[arg(long)]
         admin_url: String,
@@ -163,6 +188,34 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 seconds,
                 sessions as usize,
+            )
+            .await
+        }
+        Command::ConsoleList {
+            admin_url,
+            agents,
+            requests,
+            concurrency,
+        } => {
+            assist_tests::console_load::list_agents(
+                &admin_url,
+                agents,
+                requests as usize,
+                concurrency as usize,
+            )
+            .await
+        }
+        Command::Heartbeats {
+            admin_url,
+            agents,
+            period_seconds,
+            rounds,
+        } => {
+            assist_tests::console_load::heartbeats(
+                &admin_url,
+                agents,
+                Duration::from_secs(period_seconds),
+                rounds,
             )
             .await
         }

@@ -1,6 +1,10 @@
 //! The agent-directory store: SQL only, no business rules. One implementation in SQL that PostgreSQL and
 //! SQLite both accept (see `assist_runtime::db`); the conformance suite in `tests/store.rs` runs it on both.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use assist_runtime::db::{Database, WriteTransaction};
 use assist_runtime::notify::Notifier;
 use assist_runtime::validate::Page;
@@ -40,12 +44,53 @@ pub struct AgentFilter {
     pub status: Option<Status>,
 }
 
-/// The WHERE clause of [`AgentFilter`] over `agents` (unaliased), binding $1 to $4.
-const FILTER_SQL: &str = "($1 IS NULL OR id IN (SELECT agent_id FROM agent_capabilities \
-     WHERE capability = $1)) \
-     AND (($2 IS NULL AND status <> 'removed') OR status = $2) \
-     AND ($3 = '' OR (sort_name >= $3 AND sort_name < $4) \
-     OR (sort_nickname >= $3 AND sort_nickname < $4) OR (sort_email >= $3 AND sort_email < $4))";
+impl AgentFilter {
+    /// The filter of the console's plain list: every invited and active agent.
+    fn is_members(&self) -> bool {
+        self.capability.is_none() && self.query.is_empty() && self.status.is_none()
+    }
+
+    /// The WHERE clause over `agents` (unaliased) and its values, bound as $1, $2, …: only the
+    /// conditions in use, so that each shape gets a plan of its own that uses the indexes.
+    fn where_clause(&self) -> (String, Vec<String>) {
+        let mut conditions = Vec::new();
+        let mut values = Vec::new();
+        let mut bind = |value: String| {
+            values.push(value);
+            format!("${}", values.len())
+        };
+        match self.status {
+            Some(status) => conditions.push(format!("status = {}", bind(status.as_str().into()))),
+            None => conditions.push("status <> 'removed'".to_owned()),
+        }
+        if let Some(capability) = self.capability {
+            conditions.push(format!(
+                "id IN (SELECT agent_id FROM agent_capabilities WHERE capability = {})",
+                bind(capability.as_str().into())
+            ));
+        }
+        if !self.query.is_empty() {
+            let (low, high) = (
+                bind(self.query.clone()),
+                bind(format!("{}\u{10FFFF}", self.query)),
+            );
+            conditions.push(format!(
+                "((sort_name >= {low} AND sort_name < {high}) \
+                 OR (sort_nickname >= {low} AND sort_nickname < {high}) \
+                 OR (sort_email >= {low} AND sort_email < {high}))"
+            ));
+        }
+        (conditions.join(" AND "), values)
+    }
+}
+
+/// One page of a list with the counts the console shows beside it.
+#[derive(Debug, Clone)]
+pub struct AgentPage {
+    pub agents: Paged<Agent>,
+    pub seats: Seats,
+    pub presence: PresenceCounts,
+}
 
 /// What became of a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,12 +111,51 @@ pub type Decision = Result<Option<(Agent, AgentChange)>>;
 pub struct Store {
     db: Database,
     changes: Notifier,
+    counts: Arc<CountsCache>,
+}
+
+/// How long counted seats and presence serve lists before they are counted again: this replica's own
+/// writes count at once (they clear the cache), other replicas' and expiring invitations within this.
+const COUNTS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// The last [`Counts`] and the write generation they were counted at.
+#[derive(Default)]
+struct CountsCache {
+    generation: AtomicU64,
+    counted: Mutex<Option<(u64, Instant, Counts)>>,
+}
+
+impl CountsCache {
+    /// A write of this replica committed: the next list counts again.
+    fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Store {
     pub fn new(db: Database) -> Self {
         let changes = Notifier::new(&db, AGENT_CHANGES);
-        Self { db, changes }
+        Self {
+            db,
+            changes,
+            counts: Arc::default(),
+        }
+    }
+
+    /// The counts of [`read_counts`], reused while fresh (see [`COUNTS_FRESH_FOR`]).
+    async fn counts(&self, now_us: i64) -> Result<Counts> {
+        let generation = self.counts.generation.load(Ordering::SeqCst);
+        if let Some((at_generation, at, counts)) =
+            *self.counts.counted.lock().expect("not poisoned")
+            && at_generation == generation
+            && at.elapsed() < COUNTS_FRESH_FOR
+        {
+            return Ok(counts);
+        }
+        let counts = read_counts(&self.db.pool, now_us).await?;
+        *self.counts.counted.lock().expect("not poisoned") =
+            Some((generation, Instant::now(), counts));
+        Ok(counts)
     }
 
     /// Notices carrying the id of each agent whose profile changed.
@@ -87,37 +171,51 @@ impl Store {
         read_agent(&self.db.pool, id).await
     }
 
-    /// Stored agents matching `filter`, by display name (case-insensitively) and then id.
-    pub async fn list_agents(&self, filter: &AgentFilter, page: Page) -> Result<Paged<Agent>> {
-        let capability = filter.capability.map(Capability::as_str);
-        let status = filter.status.map(Status::as_str);
-        let upper = format!("{}\u{10FFFF}", filter.query);
+    /// Stored agents matching `filter`, by display name (case-insensitively) and then id, with the
+    /// seats at `now_us` and the presence of active agents: two queries (three with a filter).
+    pub async fn list_agents(
+        &self,
+        filter: &AgentFilter,
+        page: Page,
+        now_us: i64,
+    ) -> Result<AgentPage> {
+        let (condition, values) = filter.where_clause();
+        let n = values.len();
         let sql = format!(
-            "SELECT {AGENT_FIELDS}, c.capability FROM (SELECT * FROM agents WHERE {FILTER_SQL} \
-             ORDER BY sort_name, id LIMIT $5 OFFSET $6) a \
-             LEFT JOIN agent_capabilities c ON c.agent_id = a.id ORDER BY a.sort_name, a.id"
+            "SELECT {AGENT_FIELDS}, c.capability FROM (SELECT * FROM agents WHERE {condition} \
+             ORDER BY sort_name, id LIMIT ${} OFFSET ${}) a \
+             LEFT JOIN agent_capabilities c ON c.agent_id = a.id ORDER BY a.sort_name, a.id",
+            n + 1,
+            n + 2
         );
-        let rows: Vec<AgentCapabilityRow> = sqlx::query_as(&sql)
-            .bind(capability)
-            .bind(status)
-            .bind(&filter.query)
-            .bind(&upper)
+        let mut query = sqlx::query_as::<_, AgentCapabilityRow>(&sql);
+        for value in &values {
+            query = query.bind(value);
+        }
+        let rows = query
             .bind(i64::from(page.limit))
             .bind(offset(page))
             .fetch_all(&self.db.pool)
             .await?;
-        let total: i64 =
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM agents WHERE {FILTER_SQL}"))
-                .bind(capability)
-                .bind(status)
-                .bind(&filter.query)
-                .bind(&upper)
-                .fetch_one(&self.db.pool)
-                .await?;
-        Ok(Paged {
-            items: agents_of(rows)?,
-            total: total as u64,
-            total_exact: true,
+        let counts = self.counts(now_us).await?;
+        let total = if filter.is_members() {
+            counts.members
+        } else {
+            let sql = format!("SELECT COUNT(*) FROM agents WHERE {condition}");
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            for value in &values {
+                query = query.bind(value);
+            }
+            query.fetch_one(&self.db.pool).await? as u64
+        };
+        Ok(AgentPage {
+            agents: Paged {
+                items: agents_of(rows)?,
+                total,
+                total_exact: true,
+            },
+            seats: counts.seats,
+            presence: counts.presence,
         })
     }
 
@@ -139,25 +237,6 @@ impl Store {
     /// The seats at `now_us`.
     pub async fn seats(&self, now_us: i64) -> Result<Seats> {
         read_seats(&self.db.pool, now_us).await
-    }
-
-    /// Active agents by presence.
-    pub async fn presence_counts(&self) -> Result<PresenceCounts> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT presence, COUNT(*) FROM agents WHERE status = 'active' GROUP BY presence",
-        )
-        .fetch_all(&self.db.pool)
-        .await?;
-        let mut counts = PresenceCounts::default();
-        for (presence, count) in rows {
-            let count = count as u64;
-            match Presence::parse(&presence) {
-                Some(Presence::Online) => counts.online += count,
-                Some(Presence::Away) => counts.away += count,
-                Some(Presence::Offline) | None => counts.offline += count,
-            }
-        }
-        Ok(counts)
     }
 
     /// Sets the licensed seats to what `decide` makes of the seats as they are (under the membership
@@ -197,6 +276,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.counts.clear();
         Ok(id)
     }
 
@@ -206,6 +286,7 @@ impl Store {
             .bind(reservation)
             .execute(&self.db.pool)
             .await?;
+        self.counts.clear();
         Ok(())
     }
 
@@ -221,7 +302,7 @@ impl Store {
     {
         let mut tx = self.db.begin_write().await?;
         let outcome = self.decide_locked(&mut tx, id, decide).await?;
-        finish(tx, outcome).await
+        self.finish(tx, outcome).await
     }
 
     /// [`Store::change`] for changes of membership (storing a profile, status, role): they take turns
@@ -247,7 +328,19 @@ impl Store {
         let outcome = self
             .decide_locked(&mut tx, id, |agent| decide(agent, &membership))
             .await?;
-        finish(tx, outcome).await
+        self.finish(tx, outcome).await
+    }
+
+    /// Commits a change that changed something; rolls back the rest.
+    async fn finish(&self, tx: WriteTransaction, outcome: Outcome) -> Result<Outcome> {
+        match outcome {
+            Outcome::Changed(..) => {
+                tx.commit().await?;
+                self.counts.clear();
+            }
+            _ => tx.rollback().await?,
+        }
+        Ok(outcome)
     }
 
     /// Locks agent `id`, lets `decide` judge it, and writes what it decided (not committed).
@@ -375,6 +468,9 @@ impl Store {
         }
         let agent = read_agent(&mut *tx, id).await?;
         tx.commit().await?;
+        if changed.rows_affected() == 1 {
+            self.counts.clear();
+        }
         Ok(agent.filter(|a| a.status == Some(Status::Active)))
     }
 
@@ -384,7 +480,7 @@ impl Store {
         let mut tx = self.db.begin_write().await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE agents SET presence = 'offline', version = version + 1 \
-             WHERE presence <> 'offline' AND last_seen_at < $1 RETURNING id",
+             WHERE presence IN ('online', 'away') AND last_seen_at < $1 RETURNING id",
         )
         .bind(cutoff_us)
         .fetch_all(&mut *tx)
@@ -397,6 +493,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        if !ids.is_empty() {
+            self.counts.clear();
+        }
         Ok(ids.len())
     }
 
@@ -427,15 +526,6 @@ impl Store {
 /// Page offsets are capped far below `i64::MAX` by `Page`; saturate anyway.
 fn offset(page: Page) -> i64 {
     i64::try_from(page.offset).unwrap_or(i64::MAX)
-}
-
-/// Commits a change that changed something; rolls back the rest.
-async fn finish(tx: WriteTransaction, outcome: Outcome) -> Result<Outcome> {
-    match outcome {
-        Outcome::Changed(..) => tx.commit().await?,
-        _ => tx.rollback().await?,
-    }
-    Ok(outcome)
 }
 
 /// Takes the membership lock (the seats row; the one writer on SQLite) and reads the membership.
@@ -514,6 +604,49 @@ async fn create_agent(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// What one pass over the agents counts for the console.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    seats: Seats,
+    presence: PresenceCounts,
+    /// Invited and active agents.
+    members: u64,
+}
+
+async fn read_counts<'e, E>(executor: E, now_us: i64) -> Result<Counts>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT \
+         COALESCE(SUM(CASE WHEN status = 'active' AND presence = 'online' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'active' AND presence = 'away' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'invited' AND invitation_expires_at > $1 THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'invited' THEN 1 ELSE 0 END), 0), \
+         (SELECT licensed FROM seats WHERE id = 1), \
+         (SELECT COUNT(*) FROM seat_reservations WHERE expires_at > $1) \
+         FROM agents WHERE status <> 'removed'",
+    )
+    .bind(now_us)
+    .fetch_one(executor)
+    .await?;
+    let (online, away, active, live_invitations, invited, licensed, reserved) = row;
+    let n = |v: i64| v.max(0) as u64;
+    Ok(Counts {
+        seats: Seats {
+            licensed: n(licensed),
+            occupied: n(active) + n(live_invitations) + n(reserved),
+        },
+        presence: PresenceCounts {
+            online: n(online),
+            away: n(away),
+            offline: n(active - online - away),
+        },
+        members: n(active) + n(invited),
+    })
 }
 
 async fn read_seats<'e, E>(executor: E, now_us: i64) -> Result<Seats>
