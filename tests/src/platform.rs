@@ -187,6 +187,14 @@ impl Platform {
             assist_agent_directory::serve(agents_config, l, s)
         })
         .await;
+        // Tests and load runs make many agents: license plenty of seats.
+        AgentDirectoryClient::new(agents.channel())
+            .set_seats(authed(
+                &admin.token,
+                dir::SetSeatsRequest { licensed: 100_000 },
+            ))
+            .await
+            .unwrap();
         let mut platform = Self {
             backend,
             identity,

@@ -428,12 +428,12 @@ impl pb::agent_directory_server::AgentDirectory for Api {
     ) -> Reply<pb::HeartbeatResponse> {
         let claims = caller(&request)?;
         let presence = presence_required(request.into_inner().presence)?;
-        let agent = self
+        let presence = self
             .agents()?
             .heartbeat(Actor::Token(&claims), presence)
             .await?;
         ok(pb::HeartbeatResponse {
-            presence: presence_to_pb(agent.presence) as i32,
+            presence: presence_to_pb(presence) as i32,
             timeout_seconds: self.presence_timeout_secs,
         })
     }

@@ -9,6 +9,7 @@ use assist_runtime::notify::Notifier;
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{self, Page};
 use assist_runtime::{Error, Result};
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::console::{self, Caller, Presence, Role, RoutingUpdate, Seats, Status};
 use crate::domain::{
@@ -506,23 +507,22 @@ impl Agents {
     /// when the presence stays). An invited member is activated first (it could sign in, so it
     /// redeemed its invitation); a platform administrator without a profile gets one, as
     /// administrator. Anyone else is refused.
-    pub async fn heartbeat(&self, actor: Actor<'_>, presence: Presence) -> Result<Agent> {
+    pub async fn heartbeat(&self, actor: Actor<'_>, presence: Presence) -> Result<Presence> {
         let claims = actor.back_office_user()?;
         let id = claims.sub.as_str();
-        let now = now_us();
-        if self.store.touch(id, presence, now).await? {
-            // Unchanged presence: nothing to announce; the caller gets its presence back.
-            return self
-                .store
-                .get_agent(id)
-                .await?
-                .ok_or(Error::NotFound("agent"));
+        // The usual case, an active member whose presence stays: one statement, nothing to announce.
+        if self.store.touch(id, presence, now_us()).await? {
+            return Ok(presence);
+        }
+        // An active member whose presence changes.
+        if self.store.set_presence(id, presence, now_us()).await? {
+            return Ok(presence);
         }
         match self.store.get_agent(id).await? {
             Some(agent) if agent.status == Some(Status::Invited) => {
                 let outcome = self
                     .store
-                    .change_membership(id, None, now, |agent, membership| {
+                    .change_membership(id, None, now_us(), |agent, membership| {
                         console::check_activation(agent, membership, now_us())?;
                         Ok(domain::apply(agent, &Edit::Activated, id, now_us()))
                     })
@@ -532,32 +532,44 @@ impl Agents {
             Some(agent) if agent.status == Some(Status::Removed) => {
                 return Err(Error::denied("the agent is removed"));
             }
+            // Activated meanwhile by a concurrent heartbeat.
             Some(_) => {}
             None if claims.has_scope(ADMIN_SCOPE) => {
                 let facts = self.principal(id).await?;
                 domain::may_become_agent(&facts)?;
-                let create = domain::new_agent(&facts, now);
+                let create = domain::new_agent(&facts, now_us());
                 self.store
-                    .change_membership(id, Some(&create), now, |agent, _| {
+                    .change_membership(id, Some(&create), now_us(), |agent, _| {
                         Ok(domain::apply(agent, &Edit::Joined, id, now_us()))
                     })
                     .await?;
             }
             None => return Err(Error::denied("only console members send heartbeats")),
         }
-        self.store
-            .set_presence(id, presence, now_us())
-            .await?
-            .ok_or_else(|| Error::denied("only active console members send heartbeats"))
+        if !self.store.set_presence(id, presence, now_us()).await? {
+            return Err(Error::denied("only active console members send heartbeats"));
+        }
+        Ok(presence)
     }
 
-    /// Sets agents offline whose last heartbeat is older than `timeout`.
+    /// Sets agents offline whose last heartbeat is older than `timeout`, and refreshes the console
+    /// gauges on `/metrics`.
     pub async fn expire_presence(&self, timeout: Duration) -> Result<usize> {
-        let cutoff = now_us() - timeout.as_micros() as i64;
-        let expired = self.store.expire_presence(cutoff).await?;
+        let now = now_us();
+        let expired = self
+            .store
+            .expire_presence(now - timeout.as_micros() as i64)
+            .await?;
         if expired > 0 {
             tracing::info!(agents = expired, "presence timed out");
         }
+        let (seats, presence) = self.store.tallies(now).await?;
+        let gauges = gauges();
+        gauges.online.set(presence.online as i64);
+        gauges.away.set(presence.away as i64);
+        gauges.offline.set(presence.offline as i64);
+        gauges.seats_licensed.set(seats.licensed as i64);
+        gauges.seats_occupied.set(seats.occupied as i64);
         Ok(expired)
     }
 
@@ -628,6 +640,36 @@ impl Agents {
             ))),
         }
     }
+}
+
+/// The console's gauges on `/metrics`, refreshed by every presence sweep.
+struct Gauges {
+    online: Gauge,
+    away: Gauge,
+    offline: Gauge,
+    seats_licensed: Gauge,
+    seats_occupied: Gauge,
+}
+
+fn gauges() -> &'static Gauges {
+    static GAUGES: std::sync::OnceLock<Gauges> = std::sync::OnceLock::new();
+    GAUGES.get_or_init(|| {
+        let gauge = |name: &str, help: &str| {
+            let gauge = Gauge::default();
+            assist_runtime::metrics::register(name, help, gauge.clone());
+            gauge
+        };
+        Gauges {
+            online: gauge("console_agents_online", "active console agents online"),
+            away: gauge("console_agents_away", "active console agents away"),
+            offline: gauge("console_agents_offline", "active console agents offline"),
+            seats_licensed: gauge("console_seats_licensed", "licensed console seats"),
+            seats_occupied: gauge(
+                "console_seats_occupied",
+                "console seats taken by active agents and live invitations",
+            ),
+        }
+    })
 }
 
 /// An agent id: the text of a UUID, in its canonical form.

@@ -234,7 +234,13 @@ impl Store {
         agents_of(rows)
     }
 
-    /// The seats at `now_us`.
+    /// The seats and the presence of active agents, as lists show them (see [`COUNTS_FRESH_FOR`]).
+    pub async fn tallies(&self, now_us: i64) -> Result<(Seats, PresenceCounts)> {
+        let counts = self.counts(now_us).await?;
+        Ok((counts.seats, counts.presence))
+    }
+
+    /// The seats at `now_us`, counted now.
     pub async fn seats(&self, now_us: i64) -> Result<Seats> {
         read_seats(&self.db.pool, now_us).await
     }
@@ -439,14 +445,9 @@ impl Store {
         Ok(touched.rows_affected() == 1)
     }
 
-    /// Sets the presence (and last seen) of active agent `id`, announcing it when it changed; `None`
+    /// Sets the presence (and last seen) of active agent `id`, announcing it when it changed; false
     /// when no active agent has that id. Presence is not history: only the version grows.
-    pub async fn set_presence(
-        &self,
-        id: &str,
-        presence: Presence,
-        now_us: i64,
-    ) -> Result<Option<Agent>> {
+    pub async fn set_presence(&self, id: &str, presence: Presence, now_us: i64) -> Result<bool> {
         let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE agents SET presence = $2, last_seen_at = $3, version = version + 1 \
@@ -459,19 +460,19 @@ impl Store {
         .await?;
         if changed.rows_affected() == 1 {
             tx.notify(&self.changes, id.to_owned()).await?;
-        } else {
+            tx.commit().await?;
+            self.counts.clear();
+            return Ok(true);
+        }
+        // Not active, or it had that presence already (a concurrent heartbeat set it).
+        let touched =
             sqlx::query("UPDATE agents SET last_seen_at = $2 WHERE id = $1 AND status = 'active'")
                 .bind(id)
                 .bind(now_us)
                 .execute(&mut *tx)
                 .await?;
-        }
-        let agent = read_agent(&mut *tx, id).await?;
         tx.commit().await?;
-        if changed.rows_affected() == 1 {
-            self.counts.clear();
-        }
-        Ok(agent.filter(|a| a.status == Some(Status::Active)))
+        Ok(touched.rows_affected() == 1)
     }
 
     /// Sets every agent offline whose last heartbeat is older than `cutoff_us`, announcing each; drops
