@@ -97,7 +97,7 @@ pub async fn list_agents(
         let mut client = client.clone();
         let token = token.clone();
         async move {
-            let query = if i % 4 == 0 {
+            let query = if i.is_multiple_of(4) {
                 format!("agent {}", i % 10)
             } else {
                 String::new()

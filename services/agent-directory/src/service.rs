@@ -377,13 +377,19 @@ impl Agents {
     }
 
     /// Supervisor or administrator per the matrix: withdraws an invitation (the agent is removed and
-    /// identity blocks the user, so the link stops working).
+    /// identity blocks the user, so the link stops working). Revoking a removed agent's invitation
+    /// repeats only the identity step.
     pub async fn revoke_invitation(&self, actor: Actor<'_>, agent_id_value: &str) -> Result<Agent> {
         let caller = self.caller(actor).await?;
         let id = agent_id("agent_id", agent_id_value)?;
         let outcome = self
             .store
             .change_membership(&id, None, now_us(), |agent, _| {
+                // Revoking again repeats only the identity step (it may have failed before).
+                if agent.status == Some(Status::Removed) {
+                    caller.may_act_on(agent)?;
+                    return Ok(None);
+                }
                 console::check_invitation(&caller, agent)?;
                 Ok(domain::apply(
                     agent,

@@ -714,15 +714,23 @@ async fn removal_needs_the_email_ends_sign_ins_frees_the_seat_and_keeps_the_hist
     }
 }
 
-/// The next event about agent `id`, within 10 s.
-async fn next_of(events: &mut tonic::Streaming<dir::AgentEvent>, id: &str) -> dir::Agent {
+/// The next event about agent `id` showing `presence`, within 10 s. (A watcher reads the agent when a
+/// notice arrives, so on a busy machine a later state may already show.)
+async fn next_of(
+    events: &mut tonic::Streaming<dir::AgentEvent>,
+    id: &str,
+    presence: dir::Presence,
+) -> dir::Agent {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(10), events.message())
             .await
             .expect("an event within 10 s")
             .unwrap()
             .unwrap();
-        if let Some(agent) = event.agent.filter(|a| a.id == id) {
+        if let Some(agent) = event
+            .agent
+            .filter(|a| a.id == id && a.presence == presence as i32)
+        {
             return agent;
         }
     }
@@ -731,7 +739,7 @@ async fn next_of(events: &mut tonic::Streaming<dir::AgentEvent>, id: &str) -> di
 #[tokio::test]
 async fn presence_times_out_and_every_change_reaches_watchers() {
     for db in TestDb::all().await {
-        let platform = Platform::start_with(db, &["--presence-timeout-secs=1"]).await;
+        let platform = Platform::start_with(db, &["--presence-timeout-secs=2"]).await;
         let backend = platform.backend();
         let supervisor = member(&platform, "sup@console.test", dir::Role::Supervisor).await;
         let agent = member(&platform, "agent@console.test", dir::Role::Agent).await;
@@ -750,8 +758,8 @@ async fn presence_times_out_and_every_change_reaches_watchers() {
         let beat = heartbeat(&platform, &agent.token, dir::Presence::Online)
             .await
             .unwrap();
-        assert_eq!(beat.timeout_seconds, 1);
-        let online = next_of(&mut events, &agent.id).await;
+        assert_eq!(beat.timeout_seconds, 2);
+        let online = next_of(&mut events, &agent.id, dir::Presence::Online).await;
         assert_eq!(online.presence, dir::Presence::Online as i32, "{backend}");
         let counts = platform
             .client()
@@ -766,10 +774,10 @@ async fn presence_times_out_and_every_change_reaches_watchers() {
         heartbeat(&platform, &agent.token, dir::Presence::Away)
             .await
             .unwrap();
-        let away = next_of(&mut events, &agent.id).await;
+        let away = next_of(&mut events, &agent.id, dir::Presence::Away).await;
         assert_eq!(away.presence, dir::Presence::Away as i32, "{backend}");
         // No more heartbeats: offline after the timeout, announced like any change.
-        let offline = next_of(&mut events, &agent.id).await;
+        let offline = next_of(&mut events, &agent.id, dir::Presence::Offline).await;
         assert_eq!(offline.presence, dir::Presence::Offline as i32, "{backend}");
         assert!(offline.version > away.version);
 

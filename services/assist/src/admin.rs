@@ -37,6 +37,15 @@ enum Task {
     },
     /// Make a new signing key active; the old one stays published until its tokens expire.
     RotateKeys,
+    /// Print the newest mail written to the outbox (invitations, password resets), with its links.
+    Outbox {
+        /// Only mail to this address.
+        #[arg(long)]
+        recipient: Option<String>,
+        /// How many messages, newest first (1 to 100).
+        #[arg(long, default_value_t = 1)]
+        limit: u32,
+    },
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -92,8 +101,43 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let kid = identity.rotate_signing_key(Actor::Operator).await?;
             println!("active signing key: {kid}");
         }
+        Task::Outbox { recipient, limit } => {
+            let page = assist_runtime::validate::Page::new(limit, 0)?;
+            let mail = identity
+                .list_outbox(
+                    Actor::Operator,
+                    recipient.as_deref().unwrap_or_default(),
+                    page,
+                )
+                .await?;
+            if mail.items.is_empty() {
+                println!("no mail");
+            }
+            for message in mail.items {
+                println!("id:      {}", message.id);
+                println!("to:      {}", message.recipient);
+                println!("subject: {}", message.subject);
+                println!(
+                    "created: {}",
+                    assist_gateway::web::console::utc_text(message.created_at)
+                );
+                for link in links(&message.body) {
+                    println!("link:    {link}");
+                }
+                println!();
+                println!("{}", message.body.trim_end());
+                println!();
+            }
+        }
     }
     Ok(())
+}
+
+/// The `http(s)://` links of a mail body, one per line as identity writes them.
+fn links(body: &str) -> Vec<&str> {
+    body.split_whitespace()
+        .filter(|word| word.starts_with("http://") || word.starts_with("https://"))
+        .collect()
 }
 
 fn password_or_generated(password: Option<String>) -> anyhow::Result<(String, bool)> {
@@ -104,4 +148,16 @@ fn password_or_generated(password: Option<String>) -> anyhow::Result<(String, bo
             true,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn links_are_found_in_mail() {
+        let body = "Hello Ann,\n\nOpen this link:\n\nhttp://127.0.0.1:8080/set-password?token=abc\n\nBye\n";
+        assert_eq!(
+            super::links(body),
+            ["http://127.0.0.1:8080/set-password?token=abc"]
+        );
+    }
 }

@@ -64,11 +64,7 @@ pub struct Args {
     )]
     pub admin_email: String,
     /// Console agents without a heartbeat for this many seconds are offline.
-    #[arg(
-        long,
-        env = "ASSIST_PRESENCE_TIMEOUT_SECS",
-        default_value_t = 60
-    )]
+    #[arg(long, env = "ASSIST_PRESENCE_TIMEOUT_SECS", default_value_t = 60)]
     pub presence_timeout_secs: u32,
 }
 

@@ -1,9 +1,11 @@
 //! The gateway: the storefront and merchant-portal agent-assist HTTP API, compatible with the Spryker
 //! Glue agent-assist endpoints (JSON:API), turned into gRPC calls to identity, agent-directory and
-//! impersonation-token; the agents' pages (`web`); and the proxy that fronts the shop and the merchant
-//! portal with the right token (`proxy`). `serve` runs it on a listener; `main.rs` is the thin binary
-//! around it. The browser-side contract is docs/web.md.
+//! impersonation-token; the console's agent management API (`console`); the agents' and the
+//! console's pages (`web`); and the proxy that fronts the shop and the merchant portal with the right
+//! token (`proxy`). `serve` runs it on a listener; `main.rs` is the thin binary around it. The
+//! browser-side contract is docs/web.md.
 
+pub mod console;
 pub mod jsonapi;
 pub mod openapi;
 pub mod proxy;
@@ -259,6 +261,8 @@ pub struct Upstreams {
     pub identity: Identity,
     /// Calls that carry the agent's own token (StartAssist, EndAssist, ListSessions).
     pub impersonation: Impersonation,
+    /// Agent-directory with the console user's own token (agent management, presence, the watch).
+    pub agents_as_caller: Agents,
     /// Who may go through the proxy: identity's and the impersonation service's tokens, sessions
     /// checked live (`WatchRevocations`), sensitive paths refused to impersonation tokens.
     pub proxy_policy: AuthPolicy,
@@ -314,6 +318,7 @@ async fn connect(
     .ok_or_else(|| anyhow::anyhow!("stopped before identity was reachable"))?;
     let with_token = Outgoing { token: Some(token) };
     let impersonation_channel = channel(&config.impersonation_url, timeout)?;
+    let agents_channel = channel(&config.agent_directory_url, timeout)?;
     let sessions = SessionLiveness::start(
         ImpersonationClient::with_interceptor(impersonation_channel.clone(), with_token.clone()),
         shutdown.clone(),
@@ -326,9 +331,10 @@ async fn connect(
             identity_channel.clone(),
             with_token.clone(),
         ),
-        agents: AgentDirectoryClient::with_interceptor(
-            channel(&config.agent_directory_url, timeout)?,
-            with_token,
+        agents: AgentDirectoryClient::with_interceptor(agents_channel.clone(), with_token),
+        agents_as_caller: AgentDirectoryClient::with_interceptor(
+            agents_channel,
+            Outgoing::default(),
         ),
         identity: IdentityClient::with_interceptor(identity_channel, Outgoing::default()),
         impersonation: ImpersonationClient::with_interceptor(

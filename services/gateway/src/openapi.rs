@@ -15,6 +15,7 @@ pub fn document(server: &str) -> Value {
         portal_paths(portal, &mut paths);
     }
     own_paths(&mut paths);
+    console_paths(&mut paths);
     // Operation ids are written as phrases above; tools want them without spaces.
     for operation in paths.values_mut().filter_map(Value::as_object_mut) {
         for operation in operation.values_mut() {
@@ -29,7 +30,8 @@ pub fn document(server: &str) -> Value {
             "title": "Agent Assist gateway",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The Glue-compatible agent-assist API of the storefront and, under \
-                            /merchant-portal/, of the merchant portal (JSON:API documents).",
+                            /merchant-portal/, of the merchant portal; under /console/api/ the \
+                            console's agent management (JSON:API documents).",
         },
         "servers": [{ "url": if server.is_empty() { "/" } else { server } }],
         "paths": paths,
@@ -393,6 +395,288 @@ fn own_paths(paths: &mut Map<String, Value>) {
     );
 }
 
+/// An error object of the console whose detail is the service's message.
+fn console_error(status: http::StatusCode, code: &'static str, detail: &'static str) -> ApiError {
+    ApiError {
+        status,
+        code,
+        detail: detail.into(),
+    }
+}
+
+fn console_paths(paths: &mut Map<String, Value>) {
+    use crate::console::{BACK_OFFICE_ONLY, CSRF_REFUSED, MISSING_TOKEN};
+    use http::StatusCode;
+    let auth = [
+        MISSING_TOKEN,
+        jsonapi::INVALID_ACCESS_TOKEN,
+        BACK_OFFICE_ONLY,
+        CSRF_REFUSED,
+    ];
+    let denied = console_error(
+        StatusCode::FORBIDDEN,
+        "403",
+        "supervisor or administrator required",
+    );
+    let bad = console_error(
+        StatusCode::BAD_REQUEST,
+        "400",
+        "role: must be agent, supervisor or administrator",
+    );
+    let missing = console_error(StatusCode::NOT_FOUND, "404", "agent not found");
+    let conflict = console_error(
+        StatusCode::CONFLICT,
+        "409",
+        "no free seat: all 25 licensed seats are occupied",
+    );
+    let errors = |extra: &[&ApiError], with_body: bool| -> Vec<ApiError> {
+        let mut all: Vec<ApiError> = auth.to_vec();
+        all.extend(extra.iter().map(|e| (*e).clone()));
+        if with_body {
+            all.extend(BODY);
+        }
+        all.extend(UPSTREAM);
+        all
+    };
+    let security = json!([{ "bearer": [] }, { "consoleCookie": [], "csrfHeader": [] }]);
+    let id = json!({ "name": "id", "in": "path", "required": true,
+                     "schema": { "type": "string", "format": "uuid" } });
+    let agent_ok = |status: u16, description: &str| (status, ok(description, "ConsoleAgent"));
+    let operation = |op: &str,
+                     summary: &str,
+                     parameters: Value,
+                     body: Option<Value>,
+                     success: Vec<(u16, Value)>,
+                     errors: Vec<ApiError>| {
+        let mut operation = json!({
+            "operationId": op,
+            "summary": summary,
+            "security": security,
+            "parameters": parameters,
+            "responses": responses(&success, &errors),
+        });
+        if let Some(body) = body {
+            operation["requestBody"] = body;
+        }
+        operation
+    };
+    let role_schema = json!({ "enum": ["agent", "supervisor", "administrator"] });
+    let query_params = json!([
+        { "name": "filter[query]", "in": "query", "required": false,
+          "description": "Prefix of the full name, nickname or email",
+          "schema": { "type": "string", "maxLength": 100 } },
+        { "name": "filter[status]", "in": "query", "required": false,
+          "description": "Unset: invited and active agents",
+          "schema": { "enum": ["invited", "active", "removed"] } },
+        parameter("PageOffset"),
+        parameter("PageLimit"),
+    ]);
+
+    paths.insert(
+        "/console/api/me".into(),
+        json!({ "get": operation(
+            "console me",
+            "The caller's profile, console role (platform administrators are administrators) and \
+             the roles they may grant",
+            json!([]),
+            None,
+            vec![(200, ok("The caller", "ConsoleMe"))],
+            errors(&[], false),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/agents".into(),
+        json!({
+            "get": operation(
+                "console list agents",
+                "Agents, searchable and filtered by status, paged; `meta` has the seats and the \
+                 presence counts",
+                query_params,
+                None,
+                vec![(200, ok("One page of agents", "ConsoleAgents"))],
+                errors(&[&jsonapi::INVALID_QUERY, &bad], false),
+            ),
+            "post": operation(
+                "console invite",
+                "Invites by email with a role (supervisors: agent or supervisor); the set-password \
+                 link is mailed; the invitation takes a seat",
+                json!([]),
+                Some(request_body(
+                    "console-agents",
+                    json!({
+                        "email": { "type": "string", "format": "email", "maxLength": 254 },
+                        "role": role_schema,
+                        "fullName": { "type": "string", "maxLength": 200 },
+                    }),
+                    &["email", "role"],
+                )),
+                vec![agent_ok(201, "The invited agent")],
+                errors(&[&bad, &denied, &conflict], true),
+            ),
+        }),
+    );
+    paths.insert(
+        "/console/api/agents/events".into(),
+        json!({ "get": {
+            "operationId": "console agent events",
+            "summary": "Server-sent events: `changed` (data: a console-agents document) on every \
+                        profile or presence change, `synced` once current after a (re)connect. \
+                        Supervisors and administrators.",
+            "security": security,
+            "parameters": [],
+            "responses": responses(
+                &[(200, json!({
+                    "description": "The event stream",
+                    "content": { "text/event-stream": { "schema": { "type": "string" } } },
+                }))],
+                &errors(&[&denied], false),
+            ),
+        } }),
+    );
+    paths.insert(
+        "/console/api/agents/{id}".into(),
+        json!({ "get": operation(
+            "console get agent",
+            "One agent",
+            json!([id]),
+            None,
+            vec![agent_ok(200, "The agent")],
+            errors(&[&bad, &missing], false),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/agents/{id}/invitation/resend".into(),
+        json!({ "post": operation(
+            "console resend invitation",
+            "A new set-password link for an invited agent",
+            json!([id]),
+            None,
+            vec![agent_ok(200, "The invited agent")],
+            errors(&[&bad, &denied, &missing, &conflict], false),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/agents/{id}/invitation".into(),
+        json!({ "delete": operation(
+            "console revoke invitation",
+            "Revokes an invitation: the link stops working, the seat is freed",
+            json!([id]),
+            None,
+            vec![agent_ok(200, "The removed agent")],
+            errors(&[&bad, &denied, &missing, &conflict], false),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/agents/{id}/remove".into(),
+        json!({ "post": operation(
+            "console remove agent",
+            "Removes an agent, confirmed by repeating their email: sign-ins end at once, the seat \
+             is freed, the history stays",
+            json!([id]),
+            Some(request_body(
+                "console-agent-removals",
+                json!({ "confirmEmail": { "type": "string", "maxLength": 254 } }),
+                &["confirmEmail"],
+            )),
+            vec![agent_ok(200, "The removed agent")],
+            errors(&[&bad, &denied, &missing, &conflict], true),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/agents/{id}/role".into(),
+        json!({ "patch": operation(
+            "console change role",
+            "Changes an agent's role (never one's own; the last administrator stays)",
+            json!([id]),
+            Some(request_body("console-agent-roles", json!({ "role": role_schema }), &["role"])),
+            vec![agent_ok(200, "The agent")],
+            errors(&[&bad, &denied, &missing, &conflict], true),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/agents/{id}/password-reset".into(),
+        json!({ "post": operation(
+            "console reset password",
+            "Identity mails the active agent a password-reset link",
+            json!([id]),
+            None,
+            vec![(202, ok("When the link expires", "ConsolePasswordReset"))],
+            errors(&[&bad, &denied, &missing, &conflict], false),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/agents/{id}/routing".into(),
+        json!({ "patch": operation(
+            "console update routing",
+            "Capacity and skills; only the attributes given change",
+            json!([id]),
+            Some(request_body(
+                "console-agent-routing",
+                json!({
+                    "capacity": { "type": "integer", "minimum": 1, "maximum": 100 },
+                    "skills": { "type": "array", "maxItems": 20, "items": {
+                        "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" } },
+                }),
+                &[],
+            )),
+            vec![agent_ok(200, "The agent")],
+            errors(&[&bad, &denied, &missing, &conflict], true),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/agents/{id}/history".into(),
+        json!({ "get": operation(
+            "console agent history",
+            "Every change to the agent, newest first, paged",
+            json!([id, parameter("PageOffset"), parameter("PageLimit")]),
+            None,
+            vec![(200, ok("One page of changes", "ConsoleAgentChanges"))],
+            errors(&[&jsonapi::INVALID_QUERY, &bad, &denied, &missing], false),
+        ) }),
+    );
+    paths.insert(
+        "/console/api/seats".into(),
+        json!({
+            "get": operation(
+                "console seats",
+                "Licensed, occupied and free seats",
+                json!([]),
+                None,
+                vec![(200, ok("The seats", "ConsoleSeats"))],
+                errors(&[], false),
+            ),
+            "put": operation(
+                "console set seats",
+                "Administrators: the licensed seat count (1 to 100,000), never below the occupied",
+                json!([]),
+                Some(request_body(
+                    "console-seats",
+                    json!({ "licensed": { "type": "integer", "minimum": 1, "maximum": 100_000 } }),
+                    &["licensed"],
+                )),
+                vec![(200, ok("The seats", "ConsoleSeats"))],
+                errors(&[&bad, &denied, &conflict], true),
+            ),
+        }),
+    );
+    paths.insert(
+        "/console/api/presence".into(),
+        json!({ "post": operation(
+            "console heartbeat",
+            "The caller's heartbeat (online or away; offline when leaving); send the next within \
+             `timeoutSeconds`",
+            json!([]),
+            Some(request_body(
+                "console-presence",
+                json!({ "presence": { "enum": ["online", "away", "offline"] } }),
+                &["presence"],
+            )),
+            vec![(200, ok("The caller's presence", "ConsolePresence"))],
+            errors(&[&bad, &denied, &conflict], true),
+        ) }),
+    );
+}
+
 fn components() -> Value {
     let token_attributes = json!({
         "type": "object",
@@ -492,6 +776,82 @@ fn components() -> Value {
                     "links": schema("PageLinks"),
                 },
             },
+            "ConsoleAgent": { "type": "object", "properties": { "data": schema("ConsoleAgentResource") } },
+            "ConsoleAgents": {
+                "type": "object",
+                "properties": {
+                    "data": { "type": "array", "items": schema("ConsoleAgentResource") },
+                    "meta": { "type": "object", "properties": {
+                        "seats": schema("SeatCounts"),
+                        "presence": { "type": "object", "properties": {
+                            "online": { "type": "integer" }, "away": { "type": "integer" },
+                            "offline": { "type": "integer" },
+                        } },
+                        "total": { "type": "integer" },
+                        "totalExact": { "type": "boolean" },
+                    } },
+                    "links": schema("PageLinks"),
+                },
+            },
+            "ConsoleAgentResource": {
+                "type": "object",
+                "properties": {
+                    "type": { "const": "console-agents" },
+                    "id": text,
+                    "attributes": { "type": "object", "properties": {
+                        "email": text, "fullName": text, "nickname": text,
+                        "role": { "enum": ["agent", "supervisor", "administrator", "none"] },
+                        "status": { "enum": ["invited", "active", "removed", "none"] },
+                        "presence": { "enum": ["online", "away", "offline"] },
+                        "lastSeenAtUs": { "type": "integer", "description": "0: never" },
+                        "invitationExpiresAtUs": { "type": "integer" },
+                        "capacity": { "type": "integer" },
+                        "skills": { "type": "array", "items": text },
+                        "capabilities": { "type": "array", "items": text },
+                        "version": { "type": "integer" },
+                        "createdAtUs": { "type": "integer" },
+                        "updatedAtUs": { "type": "integer" },
+                    } },
+                },
+            },
+            "ConsoleMe": {
+                "type": "object",
+                "description": "A console-me resource: the ConsoleAgentResource attributes plus \
+                                consoleRole, platformAdministrator and grantableRoles",
+                "properties": { "data": { "type": "object" } },
+            },
+            "ConsoleAgentChanges": {
+                "type": "object",
+                "properties": {
+                    "data": { "type": "array", "items": { "type": "object", "properties": {
+                        "type": { "const": "console-agent-changes" },
+                        "id": text,
+                        "attributes": { "type": "object", "properties": {
+                            "agentId": text, "actorId": text, "action": text,
+                            "before": {}, "after": {}, "atUs": { "type": "integer" },
+                        } },
+                    } } },
+                    "links": schema("PageLinks"),
+                },
+            },
+            "SeatCounts": { "type": "object", "properties": {
+                "licensed": { "type": "integer" }, "occupied": { "type": "integer" },
+                "free": { "type": "integer" },
+            } },
+            "ConsoleSeats": { "type": "object", "properties": { "data": { "type": "object", "properties": {
+                "type": { "const": "console-seats" }, "id": text, "attributes": schema("SeatCounts"),
+            } } } },
+            "ConsolePresence": { "type": "object", "properties": { "data": { "type": "object", "properties": {
+                "type": { "const": "console-presence" }, "id": text,
+                "attributes": { "type": "object", "properties": {
+                    "presence": { "enum": ["online", "away", "offline"] },
+                    "timeoutSeconds": { "type": "integer" },
+                } },
+            } } } },
+            "ConsolePasswordReset": { "type": "object", "properties": { "data": { "type": "object", "properties": {
+                "type": { "const": "console-password-resets" }, "id": text,
+                "attributes": { "type": "object", "properties": { "expiresAtUs": { "type": "integer" } } },
+            } } } },
             "Jwks": {
                 "type": "object",
                 "properties": { "keys": { "type": "array", "items": {
@@ -527,6 +887,11 @@ fn components() -> Value {
             "agentBearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                              "description": "An agent's access token" },
             "agentHeader": { "type": "apiKey", "in": "header", "name": "X-Agent-Authorization" },
+            "consoleCookie": { "type": "apiKey", "in": "cookie", "name": "assist_console",
+                               "description": "The console sign-in of /console/login" },
+            "csrfHeader": { "type": "apiKey", "in": "header", "name": "X-CSRF-Token",
+                            "description": "With the cookie, for POST, PUT, PATCH and DELETE: the \
+                                            page's CSRF token, and an Origin of this site" },
         },
     })
 }

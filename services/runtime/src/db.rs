@@ -214,6 +214,20 @@ impl Database {
         })
     }
 
+    /// [`Database::begin_write`] for writes a crash may lose without harm (presence heartbeats, which are
+    /// sent again within seconds): on PostgreSQL the commit does not wait for the WAL flush
+    /// (`synchronous_commit = off` for this transaction; still atomic and in order, only the last
+    /// moments before a crash can be lost). The same as `begin_write` on SQLite.
+    pub async fn begin_write_ephemeral(&self) -> Result<WriteTransaction> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// This process's writer turn on SQLite (nothing on PostgreSQL), for a write of one statement
     /// outside a transaction: hold it until the statement is done.
     pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {

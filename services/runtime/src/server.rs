@@ -2,7 +2,8 @@
 //! shared tower stack, `/metrics`, and graceful shutdown.
 //!
 //! Stack, outermost first: tonic's deadline (the `grpc-timeout` header or the configured timeout), trace
-//! context and span with per-RPC metrics, load shedding above the concurrency limit, authentication.
+//! context and span with per-RPC metrics, load shedding above the concurrency limit (each admitted call
+//! runs to its end on its own task), authentication.
 //! tonic applies its deadline outside user layers; it answers `DEADLINE_EXCEEDED` itself.
 
 use std::convert::Infallible;
@@ -296,7 +297,10 @@ pub(crate) fn grpc_code(headers: &http::HeaderMap) -> tonic::Code {
         .unwrap_or(tonic::Code::Ok)
 }
 
-/// Answers `UNAVAILABLE` at once, instead of queueing, when more calls are in flight than the limit.
+/// Answers `UNAVAILABLE` at once, instead of queueing, when more calls are in flight than the limit;
+/// runs each admitted call to its end on a task of its own, so that a caller who goes away (or a
+/// deadline) never cuts a handler, and the transaction it holds, in half. The permit is held until the
+/// handler is done, so the limit counts work really in progress.
 #[derive(Clone)]
 pub struct LoadShedLayer {
     permits: Arc<Semaphore>,
@@ -331,6 +335,7 @@ impl<S> tower::Service<HttpRequest> for LoadShedService<S>
 where
     S: tower::Service<HttpRequest, Response = HttpResponse>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = HttpResponse;
     type Error = S::Error;
@@ -344,10 +349,22 @@ where
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let future = self.inner.call(request);
+                let handler = tokio::spawn(
+                    async move {
+                        let response = future.await;
+                        drop(permit);
+                        response
+                    }
+                    .in_current_span(),
+                );
                 Box::pin(async move {
-                    let response = future.await;
-                    drop(permit);
-                    response
+                    match handler.await {
+                        Ok(response) => response,
+                        Err(error) => {
+                            tracing::error!(error = %error, "handler panicked");
+                            Ok(Status::internal("internal error").into_http())
+                        }
+                    }
                 })
             }
             Err(_) => Box::pin(async {

@@ -85,7 +85,12 @@ async function waitHealthy(url, timeoutMs, alive) {
  * Seeds a temp data directory and starts `assist up`. Returns
  * `{ baseUrl, shopUrl, admin: {email, password}, stop() }`.
  */
-export async function startPlatform({ customers = 200, merchantUsers = 100, startTimeoutMs = 60_000 } = {}) {
+export async function startPlatform({
+  customers = 200, merchantUsers = 100, startTimeoutMs = 60_000,
+  // Further `assist up` flags, each used only when `assist up --help` lists it: [[flag, value], …].
+  upFlags = [],
+  log = 'assist.log',
+} = {}) {
   const bin = assistBinary();
   const dataDir = await mkdtemp(join(tmpdir(), 'assist-browser-'));
   await mkdir(outputDir, { recursive: true });
@@ -123,8 +128,12 @@ export async function startPlatform({ customers = 200, merchantUsers = 100, star
     ];
     if (hasDemoShop) args.push('--demo-shop-listen', `127.0.0.1:${shop}`);
     else console.warn('# assist up has no --demo-shop-listen: the demo shop is not started on a free port');
+    for (const [flag, value] of upFlags) {
+      if (help.includes(flag)) args.push(flag, String(value));
+      else console.warn(`# assist up has no ${flag}`);
+    }
 
-    const log = createWriteStream(join(outputDir, 'assist.log'));
+    const logFile = createWriteStream(join(outputDir, log));
     child = spawn(bin, args, {
       env: cleanEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -132,8 +141,8 @@ export async function startPlatform({ customers = 200, merchantUsers = 100, star
     process.once('exit', () => child.kill('SIGKILL'));
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk) => { stdout += chunk; log.write(chunk); });
-    child.stderr.on('data', (chunk) => { stderr += chunk.toString().slice(-20_000); log.write(chunk); });
+    child.stdout.on('data', (chunk) => { stdout += chunk; logFile.write(chunk); });
+    child.stderr.on('data', (chunk) => { stderr += chunk.toString().slice(-20_000); logFile.write(chunk); });
     const alive = () => {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(`assist up exited (${child.exitCode ?? child.signalCode}):\n${stdout}\n${stderr.slice(-4_000)}`);
@@ -167,6 +176,16 @@ export async function startPlatform({ customers = 200, merchantUsers = 100, star
     await stop();
     throw error;
   }
+}
+
+/** The link of the newest mail to `email` in the platform's outbox (`assist admin outbox`). */
+export async function mailedLink(platform, email) {
+  const { stdout } = await assist(assistBinary(), [
+    'admin', '--data-dir', platform.dataDir, 'outbox', '--recipient', email,
+  ], 30_000);
+  const link = /^link:\s+(\S+)\s*$/m.exec(stdout)?.[1];
+  if (!link) throw new Error(`no link in the mail to ${email}:\n${stdout}`);
+  return link;
 }
 
 /** A JSON:API call to the gateway. */

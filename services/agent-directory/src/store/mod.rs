@@ -288,10 +288,12 @@ impl Store {
 
     /// Gives a reserved seat back (the invitation failed).
     pub async fn release_seat(&self, reservation: &str) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
         sqlx::query("DELETE FROM seat_reservations WHERE id = $1")
             .bind(reservation)
-            .execute(&self.db.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         self.counts.clear();
         Ok(())
     }
@@ -431,8 +433,10 @@ impl Store {
     }
 
     /// A heartbeat that changes nothing but the time: one statement, true when agent `id` is active
-    /// and already has `presence`.
+    /// and already has `presence`. Presence writes do not wait for the WAL flush (see
+    /// [`Database::begin_write_ephemeral`]).
     pub async fn touch(&self, id: &str, presence: Presence, now_us: i64) -> Result<bool> {
+        let mut tx = self.db.begin_write_ephemeral().await?;
         let touched = sqlx::query(
             "UPDATE agents SET last_seen_at = $3 WHERE id = $1 AND status = 'active' \
              AND presence = $2",
@@ -440,15 +444,16 @@ impl Store {
         .bind(id)
         .bind(presence.as_str())
         .bind(now_us)
-        .execute(&self.db.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(touched.rows_affected() == 1)
     }
 
     /// Sets the presence (and last seen) of active agent `id`, announcing it when it changed; false
     /// when no active agent has that id. Presence is not history: only the version grows.
     pub async fn set_presence(&self, id: &str, presence: Presence, now_us: i64) -> Result<bool> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write_ephemeral().await?;
         let changed = sqlx::query(
             "UPDATE agents SET presence = $2, last_seen_at = $3, version = version + 1 \
              WHERE id = $1 AND status = 'active' AND presence <> $2",
@@ -478,7 +483,7 @@ impl Store {
     /// Sets every agent offline whose last heartbeat is older than `cutoff_us`, announcing each; drops
     /// long-expired seat reservations. Returns how many went offline. Safe on any number of replicas.
     pub async fn expire_presence(&self, cutoff_us: i64) -> Result<usize> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write_ephemeral().await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE agents SET presence = 'offline', version = version + 1 \
              WHERE presence IN ('online', 'away') AND last_seen_at < $1 RETURNING id",

@@ -1,5 +1,5 @@
 //! The gateway's cookies (docs/web.md): the customer's and each portal's agent sign-in, each portal's
-//! assist session, and the CSRF token. All are `HttpOnly` and `SameSite=Lax`, `Secure` when served
+//! assist session, the console's sign-in, and the CSRF token. All are `HttpOnly` and `SameSite=Lax`, `Secure` when served
 //! over TLS; the agent's own sign-in and the assist session are separate cookies, so ending
 //! assistance leaves the agent signed in. Sign-ins and sessions are sealed (XChaCha20-Poly1305 with
 //! the gateway's cookie key, bound to the cookie's name): the browser can neither read the tokens nor
@@ -15,6 +15,9 @@ use crate::routes::Portal;
 
 pub const CUSTOMER: &str = "assist_customer";
 pub const CSRF: &str = "assist_csrf";
+/// The console user's sign-in (`Path=/console`).
+pub const CONSOLE: &str = "assist_console";
+pub const CONSOLE_PATH: &str = "/console";
 /// Every cookie of the gateway starts so; none of them is passed on to an upstream.
 const GATEWAY_PREFIX: &str = "assist_";
 /// Longest cookie value read (two tokens and a name, sealed, fit well below it).
@@ -75,20 +78,24 @@ pub fn assist_of(headers: &HeaderMap, portal: &Portal, key: &KeyEncryptionKey) -
 /// `Set-Cookie` for `name=value`, on `portal`'s paths, for the browser session (no `Max-Age`: the
 /// tokens inside expire on their own and are checked on every use).
 pub fn set(name: &str, value: &str, portal: &Portal, secure: bool) -> HeaderValue {
+    set_at(name, value, portal.web.cookie_path, secure)
+}
+
+/// [`set`] on the paths below `path`.
+pub fn set_at(name: &str, value: &str, path: &str, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let line = format!(
-        "{name}={value}; Path={}; HttpOnly; SameSite=Lax{secure}",
-        portal.web.cookie_path
-    );
+    let line = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax{secure}");
     HeaderValue::from_str(&line).expect("cookie values are base64")
 }
 
 /// `Set-Cookie` that removes `name` from `portal`'s paths.
 pub fn clear(name: &str, portal: &Portal) -> HeaderValue {
-    let line = format!(
-        "{name}=; Path={}; HttpOnly; SameSite=Lax; Max-Age=0",
-        portal.web.cookie_path
-    );
+    clear_at(name, portal.web.cookie_path)
+}
+
+/// [`clear`] on the paths below `path`.
+pub fn clear_at(name: &str, path: &str) -> HeaderValue {
+    let line = format!("{name}=; Path={path}; HttpOnly; SameSite=Lax; Max-Age=0");
     HeaderValue::from_str(&line).expect("cookie names are token characters")
 }
 

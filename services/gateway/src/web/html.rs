@@ -6,7 +6,7 @@ use assist_runtime::web::escape;
 use crate::routes::{MERCHANT_PORTAL, Portal};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d2733}\
-main{max-width:60rem;margin:1.5rem auto;padding:0 1rem}\
+main{max-width:72rem;margin:1.5rem auto;padding:0 1rem}\
 #assist-bar{background:#8a3ffc;color:#fff;padding:.5rem 1rem;display:flex;gap:1rem;\
 align-items:center}#assist-bar form{margin:0}\
 #assist-bar button{background:#fff;color:#8a3ffc;border:0;padding:.3rem .8rem;cursor:pointer}\
@@ -15,7 +15,13 @@ td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left}\
 label{display:block;margin:.5rem 0}input{padding:.3rem}\
 #suggestions{list-style:none;padding:0;max-width:30rem}\
 #suggestions li{padding:.3rem;border:1px solid #ddd;border-top:0;cursor:pointer}\
-#suggestions li:hover{background:#f0f0ff}";
+#suggestions li:hover{background:#f0f0ff}\
+#console-header form{display:inline}#summary{display:flex;gap:2rem;flex-wrap:wrap}\
+#summary p{margin:.3rem 0;font-size:1.1rem}td.last-seen{white-space:nowrap}\
+td.actions button,td.actions select{margin:.1rem}\
+#add-agent{display:flex;gap:1rem;align-items:end;flex-wrap:wrap;margin:1rem 0}\
+#add-agent h2{width:100%;margin:.5rem 0 0;font-size:1.1rem}#add-agent label{margin:0}\
+#agent-search-form,#seats-form{margin:1rem 0}dialog{max-width:32rem}";
 
 /// A whole page: `title`, the assist bar when one is given, then `body`.
 pub fn page(title: &str, bar: Option<&str>, body: &str) -> String {

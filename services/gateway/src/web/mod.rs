@@ -1,11 +1,14 @@
-//! The gateway's pages (docs/web.md): customer sign-in, and for each portal the agent's sign-in,
-//! search, confirm, end and log-out. Server-rendered, no build step; forms are POST with a CSRF token
-//! and same-origin checks. The handlers call the same functions as the JSON:API routes.
+//! The gateway's pages (docs/web.md): customer sign-in; for each portal the agent's sign-in, search,
+//! confirm, end and log-out; the console's sign-in and agent management; the set-password and
+//! reset-password pages of the mailed links. Server-rendered, no build step; forms are POST with a
+//! CSRF token and same-origin checks. The handlers call the same functions as the JSON:API routes.
 
 mod agent;
+pub mod console;
 pub mod cookies;
 mod customer;
 pub mod html;
+mod password;
 
 use std::sync::Arc;
 
@@ -29,6 +32,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/agent/customers/suggest", get(agent::suggest))
         .merge(agent::routes::<Storefront>())
         .merge(agent::routes::<MerchantPortal>())
+        .merge(console::routes())
+        .merge(password::routes())
 }
 
 /// A page with one message, for errors.
@@ -136,15 +141,15 @@ pub struct SignedIn {
     pub claims: Claims,
 }
 
-/// The sign-in kept in cookie `name` on `portal`'s paths, renewed with its refresh token when the
+/// The sign-in kept in cookie `name` on the paths below `path`, renewed with its refresh token when the
 /// access token has expired (the new cookie is pushed to `set`). `None` when there is none or it no
 /// longer works (the cookie is then cleared).
-async fn signed_in(
+pub(crate) async fn signed_in(
     state: &AppState,
     upstreams: &Upstreams,
     headers: &HeaderMap,
     name: &str,
-    portal: &Portal,
+    path: &str,
     set: &mut Vec<HeaderValue>,
 ) -> Option<SignedIn> {
     let tokens = Tokens::read(headers, name, &state.cookie_key)?;
@@ -160,7 +165,7 @@ async fn signed_in(
     let renewed = match upstreams.identity.clone().refresh(request).await {
         Ok(pair) => pair.into_inner(),
         Err(_) => {
-            set.push(cookies::clear(name, portal));
+            set.push(cookies::clear_at(name, path));
             return None;
         }
     };
@@ -170,10 +175,10 @@ async fn signed_in(
         access,
         refresh: renewed.refresh_token,
     };
-    set.push(cookies::set(
+    set.push(cookies::set_at(
         name,
         &tokens.value(name, &state.cookie_key),
-        portal,
+        path,
         state.checked.secure_cookies,
     ));
     Some(SignedIn {
@@ -194,7 +199,7 @@ pub async fn customer(
         upstreams,
         headers,
         cookies::CUSTOMER,
-        &STOREFRONT,
+        STOREFRONT.web.cookie_path,
         set,
     )
     .await?;
@@ -227,7 +232,7 @@ pub async fn agent_of(
         upstreams,
         headers,
         portal.web.agent_cookie,
-        portal,
+        portal.web.cookie_path,
         set,
     )
     .await?;
