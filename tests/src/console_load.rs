@@ -80,7 +80,8 @@ async fn tokens_for(platform: &Platform, ids: &[String]) -> anyhow::Result<Vec<S
         .collect()
 }
 
-/// `requests` ListAgents calls (pages of 50 at random offsets, every fourth with a search), with
+/// `requests` ListAgents calls (pages of 50 at spread offsets, every fourth a search by an email prefix
+/// of 1 to 3 digits after "agent", matching up to 111 agents), with
 /// `concurrency` in flight, over `agents` seeded agents.
 pub async fn list_agents(
     admin_url: &str,
@@ -98,7 +99,7 @@ pub async fn list_agents(
         let token = token.clone();
         async move {
             let query = if i.is_multiple_of(4) {
-                format!("agent {}", i % 10)
+                format!("agent{}", 1 + i * 37 % 999)
             } else {
                 String::new()
             };
@@ -119,23 +120,31 @@ pub async fn list_agents(
                 reply.seats.is_some() && reply.presence.is_some(),
                 "no counts"
             );
-            Ok::<_, anyhow::Error>(began.elapsed())
+            Ok::<_, anyhow::Error>((i.is_multiple_of(4), began.elapsed()))
         }
     };
     let run = |count: usize| async move {
         use futures::StreamExt;
-        let samples: Vec<anyhow::Result<Duration>> = futures::stream::iter(0..count)
+        let samples: Vec<anyhow::Result<(bool, Duration)>> = futures::stream::iter(0..count)
             .map(call)
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        samples
-            .into_iter()
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map(Latencies::new)
+        let samples = samples.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        let of = |search: bool| {
+            Latencies::new(
+                samples
+                    .iter()
+                    .filter(|(s, _)| *s == search)
+                    .map(|(_, d)| *d)
+                    .collect(),
+            )
+        };
+        let all = Latencies::new(samples.iter().map(|(_, d)| *d).collect());
+        Ok::<_, anyhow::Error>((all, of(false), of(true)))
     };
     run(requests.min(200)).await?;
-    let measured = run(requests).await?;
+    let (measured, plain, searches) = run(requests).await?;
     let last = client
         .clone()
         .list_agents(authed(&token, dir::ListAgentsRequest::default()))
@@ -146,7 +155,9 @@ pub async fn list_agents(
          (PostgreSQL):",
         last.page.map_or(0, |p| p.total)
     );
-    println!("  {}", measured.summary());
+    println!("  all:       {}", measured.summary());
+    println!("  pages:     {}", plain.summary());
+    println!("  searches:  {}", searches.summary());
     println!(
         "  counts: {:?} {:?}",
         last.seats.unwrap_or_default(),

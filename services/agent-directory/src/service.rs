@@ -558,8 +558,8 @@ impl Agents {
         Ok(presence)
     }
 
-    /// Sets agents offline whose last heartbeat is older than `timeout`, and refreshes the console
-    /// gauges on `/metrics`.
+    /// Sets agents offline whose last heartbeat is older than `timeout`, recounts seats and presence
+    /// for the lists, and refreshes the console gauges on `/metrics`.
     pub async fn expire_presence(&self, timeout: Duration) -> Result<usize> {
         let now = now_us();
         let expired = self
@@ -569,7 +569,7 @@ impl Agents {
         if expired > 0 {
             tracing::info!(agents = expired, "presence timed out");
         }
-        let (seats, presence) = self.store.tallies(now).await?;
+        let (seats, presence) = self.store.recount(now).await?;
         let gauges = gauges();
         gauges.online.set(presence.online as i64);
         gauges.away.set(presence.away as i64);

@@ -114,9 +114,11 @@ pub struct Store {
     counts: Arc<CountsCache>,
 }
 
-/// How long counted seats and presence serve lists before they are counted again: this replica's own
-/// writes count at once (they clear the cache), other replicas' and expiring invitations within this.
-const COUNTS_FRESH_FOR: Duration = Duration::from_secs(1);
+/// How long counted seats and presence serve lists before a list counts them again: this replica's own
+/// writes count at once (they clear the cache); the presence sweep recounts about every second (see
+/// [`Store::recount`]), so other replicas' writes and expiring invitations show within a second or two
+/// and lists seldom count inline.
+const COUNTS_FRESH_FOR: Duration = Duration::from_secs(2);
 
 /// The last [`Counts`] and the write generation they were counted at.
 #[derive(Default)]
@@ -152,6 +154,13 @@ impl Store {
         {
             return Ok(counts);
         }
+        self.count_now(now_us).await
+    }
+
+    /// Counts now and keeps the counts, tagged with the write generation seen before counting (a write
+    /// meanwhile makes them stale at once).
+    async fn count_now(&self, now_us: i64) -> Result<Counts> {
+        let generation = self.counts.generation.load(Ordering::SeqCst);
         let counts = read_counts(&self.db.pool, now_us).await?;
         *self.counts.counted.lock().expect("not poisoned") =
             Some((generation, Instant::now(), counts));
@@ -234,9 +243,10 @@ impl Store {
         agents_of(rows)
     }
 
-    /// The seats and the presence of active agents, as lists show them (see [`COUNTS_FRESH_FOR`]).
-    pub async fn tallies(&self, now_us: i64) -> Result<(Seats, PresenceCounts)> {
-        let counts = self.counts(now_us).await?;
+    /// Counts the seats and the presence of active agents now, for the lists that follow (see
+    /// [`COUNTS_FRESH_FOR`]).
+    pub async fn recount(&self, now_us: i64) -> Result<(Seats, PresenceCounts)> {
+        let counts = self.count_now(now_us).await?;
         Ok((counts.seats, counts.presence))
     }
 
