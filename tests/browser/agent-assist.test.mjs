@@ -6,33 +6,13 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startPlatform, someCustomers, someMerchantUser, SEED_PASSWORD, CLERK } from './lib/platform.mjs';
-import { launch, newPage, screenshot, waitForPath, clickAndLand, visible, signIn, bodyText } from './lib/browser.mjs';
+import { launch, newPage, waitForPath, clickAndLand, visible, signIn, bodyText, withPage, sleep } from './lib/browser.mjs';
 
 let platform;
 let browser;
 let base;
 let customers;
 let merchantUser;
-
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
-
-/** Runs `body` with a fresh page; the page `body` returns (or the first one) is screenshotted as `name`. */
-async function withPage(name, body) {
-  const contexts = [];
-  const open = async () => {
-    const { context, page } = await newPage(browser);
-    contexts.push(context);
-    return page;
-  };
-  const page = await open();
-  let last = page;
-  try {
-    await body(page, open, (p) => { last = p; });
-  } finally {
-    await screenshot(last, name);
-    await Promise.all(contexts.map((c) => c.close().catch(() => {})));
-  }
-}
 
 /** Types `query` into the customer search of /agent/customers (freshly loaded) and returns the
  *  suggestion reading `expected` ("First Last: email"). */
@@ -102,7 +82,7 @@ describe('agent assist in the browser', { concurrency: 1 }, () => {
   }, { timeout: 30_000 });
 
   test('storefront journey', { timeout: 90_000 }, async () => {
-    await withPage('storefront-journey', async (page, open, last) => {
+    await withPage(browser, 'storefront-journey', async (page, open, last) => {
       const customer = customers[0];
       const fullName = `${customer.firstName} ${customer.lastName}`;
       const expected = `${fullName}: ${customer.email}`;
@@ -150,7 +130,7 @@ describe('agent assist in the browser', { concurrency: 1 }, () => {
   });
 
   test('merchant-portal journey', { timeout: 90_000 }, async () => {
-    await withPage('merchant-portal-journey', async (page) => {
+    await withPage(browser, 'merchant-portal-journey', async (page) => {
       const user = merchantUser;
       const fullName = `${user.firstName} ${user.lastName}`;
 
@@ -199,7 +179,7 @@ describe('agent assist in the browser', { concurrency: 1 }, () => {
   });
 
   test('refusal: a back-office user who is not an agent', { timeout: 60_000 }, async () => {
-    await withPage('refusal-non-agent', async (page) => {
+    await withPage(browser, 'refusal-non-agent', async (page) => {
       await signIn(page, `${base}/agent/login`, CLERK);
       await visible(page, page.locator('p.error').filter({ hasText: 'Failed to authenticate an agent.' }),
         'error "Failed to authenticate an agent."');
@@ -208,7 +188,7 @@ describe('agent assist in the browser', { concurrency: 1 }, () => {
   });
 
   test('refusal: a signed-in customer gets no agent login form', { timeout: 60_000 }, async () => {
-    await withPage('refusal-signed-in-customer', async (page) => {
+    await withPage(browser, 'refusal-signed-in-customer', async (page) => {
       const customer = customers[1];
       await signIn(page, `${base}/login`, { email: customer.email, password: SEED_PASSWORD });
       await waitForPath(page, '/');
@@ -222,7 +202,7 @@ describe('agent assist in the browser', { concurrency: 1 }, () => {
   });
 
   test('refusal: sensitive pages while assisting', { timeout: 60_000 }, async () => {
-    await withPage('refusal-sensitive-while-assisting', async (page) => {
+    await withPage(browser, 'refusal-sensitive-while-assisting', async (page) => {
       await signIn(page, `${base}/agent/login`, platform.admin);
       await waitForPath(page, '/agent/customers');
       await startAssisting(page, customers[2]);

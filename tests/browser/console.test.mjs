@@ -7,7 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startPlatform, mailedLink, agentToken, api } from './lib/platform.mjs';
-import { launch, newPage, screenshot, waitForPath, visible, signIn, bodyText } from './lib/browser.mjs';
+import { launch, waitForPath, visible, signIn, bodyText, withPage, sleep } from './lib/browser.mjs';
 
 const PRESENCE_TIMEOUT_SECS = 3;
 const PASSWORD = 'console-password-1';
@@ -16,26 +16,6 @@ let platform;
 let browser;
 let base;
 let adminToken;
-
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
-
-/** Runs `body` with a fresh page; the page `body` marks as last (or the first) is screenshotted. */
-async function withPage(name, body) {
-  const contexts = [];
-  const open = async () => {
-    const { context, page } = await newPage(browser);
-    contexts.push(context);
-    return page;
-  };
-  const page = await open();
-  let last = page;
-  try {
-    await body(page, open, (p) => { last = p; });
-  } finally {
-    await screenshot(last, `console-${name}`);
-    await Promise.all(contexts.map((c) => c.close().catch(() => {})));
-  }
-}
 
 async function eventually(what, check, timeout = 10_000) {
   const deadline = Date.now() + timeout;
@@ -109,7 +89,7 @@ describe('the console in the browser', { concurrency: 1 }, () => {
   }, { timeout: 30_000 });
 
   test('an administrator invites an agent, who sets a password and signs in', { timeout: 90_000 }, async () => {
-    await withPage('invite', async (page, open, last) => {
+    await withPage(browser, 'console-invite', async (page, open, last) => {
       const email = 'new.agent@example.com';
       await consoleSignIn(page, platform.admin);
       await visible(page, page.locator('#my-role').filter({ hasText: 'administrator' }), '#my-role "administrator"');
@@ -161,7 +141,7 @@ describe('the console in the browser', { concurrency: 1 }, () => {
   });
 
   test('a supervisor changes an agent\'s role with "Update access"', { timeout: 90_000 }, async () => {
-    await withPage('update-access', async (page, open) => {
+    await withPage(browser, 'console-update-access', async (page, open) => {
       const supervisor = await joined(open, 'sam.supervisor@example.com', 'supervisor');
       const agent = await joined(open, 'rita.agent@example.com', 'agent');
       await consoleSignIn(page, supervisor);
@@ -185,7 +165,7 @@ describe('the console in the browser', { concurrency: 1 }, () => {
   });
 
   test('removing an agent asks for the email first', { timeout: 90_000 }, async () => {
-    await withPage('remove', async (page, open) => {
+    await withPage(browser, 'console-remove', async (page, open) => {
       const agent = await joined(open, 'leo.leaving@example.com', 'agent');
       // The agent signs in once (and is active), in a browser of their own.
       const own = await open();
@@ -216,7 +196,7 @@ describe('the console in the browser', { concurrency: 1 }, () => {
   });
 
   test('the list shows an agent online after sign-in and offline after the presence timeout', { timeout: 90_000 }, async () => {
-    await withPage('presence', async (page, open) => {
+    await withPage(browser, 'console-presence', async (page, open) => {
       const agent = await joined(open, 'olga.online@example.com', 'agent');
       await consoleSignIn(page, platform.admin);
       await visible(page, rowOf(page, agent.email), `the row of ${agent.email}`);

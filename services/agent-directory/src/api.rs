@@ -85,14 +85,6 @@ fn role_required(value: i32) -> Result<Role> {
     }
 }
 
-fn role_to_pb(role: Role) -> pb::Role {
-    match role {
-        Role::Agent => pb::Role::Agent,
-        Role::Supervisor => pb::Role::Supervisor,
-        Role::Administrator => pb::Role::Administrator,
-    }
-}
-
 /// A status filter: unspecified means invited and active.
 fn status_filter(value: i32) -> Result<Option<AgentStatus>> {
     Ok(match pb::AgentStatus::try_from(value) {
@@ -131,8 +123,12 @@ fn presence_to_pb(presence: Presence) -> pb::Presence {
     }
 }
 
+/// A count as the proto's `uint32`, saturating.
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 fn seats_to_pb(seats: Seats) -> pb::Seats {
-    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     pb::Seats {
         licensed: clamp(seats.licensed),
         occupied: clamp(seats.occupied),
@@ -141,7 +137,6 @@ fn seats_to_pb(seats: Seats) -> pb::Seats {
 }
 
 fn presence_counts_to_pb(counts: PresenceCounts) -> pb::PresenceCounts {
-    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     pb::PresenceCounts {
         online: clamp(counts.online),
         away: clamp(counts.away),
@@ -163,7 +158,7 @@ fn agent_to_pb(agent: Agent) -> pb::Agent {
         updated_at_us: agent.updated_at_us,
         version: agent.version,
         email: agent.email,
-        role: role_to_pb(agent.role) as i32,
+        role: pb::Role::from(agent.role) as i32,
         status: status_to_pb(agent.status) as i32,
         capacity: agent.capacity,
         skills: agent.skills,

@@ -2,6 +2,7 @@
 //! authorization matrix of DESIGN.md section 4 (who may invite, remove, change the role of, reset the
 //! password of, and set the routing of whom). No I/O here.
 
+use assist_proto::agentdirectory::v1 as pb;
 use assist_runtime::{Error, Result};
 
 use crate::domain::Agent;
@@ -38,6 +39,16 @@ impl Role {
 
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == value)
+    }
+}
+
+impl From<Role> for pb::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Agent => pb::Role::Agent,
+            Role::Supervisor => pb::Role::Supervisor,
+            Role::Administrator => pb::Role::Administrator,
+        }
     }
 }
 
@@ -156,13 +167,9 @@ pub struct Caller {
 
 impl Caller {
     /// Supervisors manage agents and supervisors; administrators everyone; agents no one (DESIGN.md
-    /// section 4).
+    /// section 4; the rule is [`pb::Role::manages`], shared with the gateway's pages).
     pub fn may_manage(&self, role: Role) -> bool {
-        match self.role {
-            Role::Administrator => true,
-            Role::Supervisor => matches!(role, Role::Agent | Role::Supervisor),
-            Role::Agent => false,
-        }
+        pb::Role::from(self.role).manages(role.into())
     }
 
     pub fn require_manager(&self) -> Result<()> {

@@ -378,15 +378,7 @@ pub fn effective_role(caller: &Caller, own: &dir::Agent) -> Option<dir::Role> {
 
 /// The roles `role` may grant (and so invite with and change to), DESIGN.md section 4.
 pub fn grantable(role: Option<dir::Role>) -> &'static [dir::Role] {
-    match role {
-        Some(dir::Role::Administrator) => &[
-            dir::Role::Agent,
-            dir::Role::Supervisor,
-            dir::Role::Administrator,
-        ],
-        Some(dir::Role::Supervisor) => &[dir::Role::Agent, dir::Role::Supervisor],
-        _ => &[],
-    }
+    role.map_or(&[], dir::Role::grantable)
 }
 
 /// The caller's own profile, as agent-directory answers it for them.
@@ -563,11 +555,7 @@ async fn invite(
             role: role as i32,
             full_name,
         };
-        let agent = {
-            let mut agents = call.agents();
-            let request = call.request(request)?;
-            detached(async move { agents.invite_agent(request).await }).await?
-        };
+        let agent = answered(call.agents().invite_agent(call.request(request)?).await)?;
         tracing::info!(actor_id = %call.caller.claims.sub, agent_id = %agent.id, "agent invited from the console");
         Ok(agent_document(StatusCode::CREATED, &agent))
     }
@@ -585,11 +573,11 @@ async fn resend_invitation(
     let call = open!(state, headers, method);
     let result = async {
         let agent_id = agent_id(&id)?;
-        let agent = {
-            let mut agents = call.agents();
-            let request = call.request(dir::AgentRequest { agent_id })?;
-            detached(async move { agents.resend_invitation(request).await }).await?
-        };
+        let agent = answered(
+            call.agents()
+                .resend_invitation(call.request(dir::AgentRequest { agent_id })?)
+                .await,
+        )?;
         Ok(agent_document(StatusCode::OK, &agent))
     }
     .await;
@@ -606,11 +594,11 @@ async fn revoke_invitation(
     let call = open!(state, headers, method);
     let result = async {
         let agent_id = agent_id(&id)?;
-        let agent = {
-            let mut agents = call.agents();
-            let request = call.request(dir::AgentRequest { agent_id })?;
-            detached(async move { agents.revoke_invitation(request).await }).await?
-        };
+        let agent = answered(
+            call.agents()
+                .revoke_invitation(call.request(dir::AgentRequest { agent_id })?)
+                .await,
+        )?;
         Ok(agent_document(StatusCode::OK, &agent))
     }
     .await;
@@ -641,11 +629,7 @@ async fn remove(
             agent_id,
             confirm_email: confirm.to_owned(),
         };
-        let agent = {
-            let mut agents = call.agents();
-            let request = call.request(request)?;
-            detached(async move { agents.remove_agent(request).await }).await?
-        };
+        let agent = answered(call.agents().remove_agent(call.request(request)?).await)?;
         tracing::info!(actor_id = %call.caller.claims.sub, agent_id = %agent.id, "agent removed from the console");
         Ok(agent_document(StatusCode::OK, &agent))
     }
@@ -670,11 +654,7 @@ async fn change_role(
             agent_id,
             role: role as i32,
         };
-        let agent = {
-            let mut agents = call.agents();
-            let request = call.request(request)?;
-            detached(async move { agents.change_role(request).await }).await?
-        };
+        let agent = answered(call.agents().change_role(call.request(request)?).await)?;
         Ok(agent_document(StatusCode::OK, &agent))
     }
     .await;
@@ -691,13 +671,13 @@ async fn reset_password(
     let call = open!(state, headers, method);
     let result = async {
         let agent_id = agent_id(&id)?;
-        let reply = {
-            let mut agents = call.agents();
-            let request = call.request(dir::AgentRequest {
-                agent_id: agent_id.clone(),
-            })?;
-            detached(async move { agents.reset_agent_password(request).await }).await?
-        };
+        let reply = answered(
+            call.agents()
+                .reset_agent_password(call.request(dir::AgentRequest {
+                    agent_id: agent_id.clone(),
+                })?)
+                .await,
+        )?;
         Ok(document(
             StatusCode::ACCEPTED,
             &json!({ "data": {
@@ -764,11 +744,11 @@ async fn update_routing(
             capacity,
             skills,
         };
-        let agent = {
-            let mut agents = call.agents();
-            let request = call.request(request)?;
-            detached(async move { agents.update_agent_routing(request).await }).await?
-        };
+        let agent = answered(
+            call.agents()
+                .update_agent_routing(call.request(request)?)
+                .await,
+        )?;
         Ok(agent_document(StatusCode::OK, &agent))
     }
     .await;
@@ -878,11 +858,11 @@ async fn set_seats(
             Some(n @ 1..=100_000) => n as u32,
             _ => return Err(bad("licensed: must be a whole number from 1 to 100000")),
         };
-        let seats = {
-            let mut agents = call.agents();
-            let request = call.request(dir::SetSeatsRequest { licensed })?;
-            detached(async move { agents.set_seats(request).await }).await?
-        };
+        let seats = answered(
+            call.agents()
+                .set_seats(call.request(dir::SetSeatsRequest { licensed })?)
+                .await,
+        )?;
         Ok(seats_document(&seats))
     }
     .await;
@@ -901,24 +881,13 @@ pub async fn heartbeat(
             presence: presence as i32,
         },
     )?;
-    let mut agents = agents.clone();
-    detached(async move { agents.heartbeat(request).await }).await
+    answered(agents.heartbeat(request).await)
 }
 
-/// Runs a call that changes something to its end even when the caller goes away meanwhile (a page
-/// that reloads, the request deadline): a change is never cut off halfway by a dropped connection.
-async fn detached<T, F>(call: F) -> Result<T, ApiError>
-where
-    F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send + 'static,
-    T: Send + 'static,
-{
-    // The request's span goes along, so the call stays in the request's trace.
-    let call = tracing::Instrument::instrument(call, tracing::Span::current());
-    match tokio::spawn(call).await {
-        Ok(Ok(reply)) => Ok(reply.into_inner()),
-        Ok(Err(status)) => Err(refused(status)),
-        Err(_) => Err(jsonapi::INTERNAL),
-    }
+/// agent-directory's reply, or its refusal as the API's error. A call the browser abandons midway is
+/// still carried out whole: every gRPC service runs each call to its end (`assist_runtime::server`).
+fn answered<T>(reply: Result<tonic::Response<T>, tonic::Status>) -> Result<T, ApiError> {
+    reply.map(tonic::Response::into_inner).map_err(refused)
 }
 
 /// `POST /console/api/presence` (`console-presence`: `presence` online, away or offline): the

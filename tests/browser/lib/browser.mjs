@@ -84,3 +84,25 @@ export async function signIn(page, url, { email, password }) {
   await page.locator('form:has(input[name="password"]) [type="submit"]').first().click();
   await page.waitForLoadState('load');
 }
+
+export const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+/** Runs `body(page, open, markLast)` with a fresh page of `browser` (`open` gives more, each in its
+ *  own context); the page `body` marks as last (or the first) is screenshotted as `name`, and every
+ *  context is closed afterwards. */
+export async function withPage(browser, name, body) {
+  const contexts = [];
+  const open = async () => {
+    const { context, page } = await newPage(browser);
+    contexts.push(context);
+    return page;
+  };
+  const page = await open();
+  let last = page;
+  try {
+    await body(page, open, (p) => { last = p; });
+  } finally {
+    await screenshot(last, name);
+    await Promise.all(contexts.map((c) => c.close().catch(() => {})));
+  }
+}

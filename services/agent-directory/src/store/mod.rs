@@ -252,7 +252,7 @@ impl Store {
 
     /// The seats at `now_us`, counted now.
     pub async fn seats(&self, now_us: i64) -> Result<Seats> {
-        read_seats(&self.db.pool, now_us).await
+        Ok(read_counts(&self.db.pool, now_us).await?.seats)
     }
 
     /// Sets the licensed seats to what `decide` makes of the seats as they are (under the membership
@@ -549,15 +549,10 @@ async fn lock_membership(tx: &mut WriteTransaction, now_us: i64) -> Result<Membe
     sqlx::query("UPDATE seats SET licensed = licensed WHERE id = 1")
         .execute(&mut **tx)
         .await?;
-    let seats = read_seats(&mut **tx, now_us).await?;
-    let administrators: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM agents WHERE status = 'active' AND role = 'administrator'",
-    )
-    .fetch_one(&mut **tx)
-    .await?;
+    let counts = read_counts(&mut **tx, now_us).await?;
     Ok(Membership {
-        seats,
-        administrators: administrators as u64,
+        seats: counts.seats,
+        administrators: counts.administrators,
     })
 }
 
@@ -629,14 +624,17 @@ struct Counts {
     presence: PresenceCounts,
     /// Invited and active agents.
     members: u64,
+    /// Active agents with the administrator role.
+    administrators: u64,
 }
 
 async fn read_counts<'e, E>(executor: E, now_us: i64) -> Result<Counts>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+    let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT \
+         COALESCE(SUM(CASE WHEN status = 'active' AND role = 'administrator' THEN 1 ELSE 0 END), 0), \
          COALESCE(SUM(CASE WHEN status = 'active' AND presence = 'online' THEN 1 ELSE 0 END), 0), \
          COALESCE(SUM(CASE WHEN status = 'active' AND presence = 'away' THEN 1 ELSE 0 END), 0), \
          COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0), \
@@ -649,7 +647,7 @@ where
     .bind(now_us)
     .fetch_one(executor)
     .await?;
-    let (online, away, active, live_invitations, invited, licensed, reserved) = row;
+    let (administrators, online, away, active, live_invitations, invited, licensed, reserved) = row;
     let n = |v: i64| v.max(0) as u64;
     Ok(Counts {
         seats: Seats {
@@ -662,26 +660,7 @@ where
             offline: n(active - online - away),
         },
         members: n(active) + n(invited),
-    })
-}
-
-async fn read_seats<'e, E>(executor: E, now_us: i64) -> Result<Seats>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let (licensed, occupied): (i64, i64) = sqlx::query_as(
-        "SELECT s.licensed, \
-         (SELECT COUNT(*) FROM agents WHERE status = 'active' \
-           OR (status = 'invited' AND invitation_expires_at > $1)) \
-         + (SELECT COUNT(*) FROM seat_reservations WHERE expires_at > $1) \
-         FROM seats s WHERE s.id = 1",
-    )
-    .bind(now_us)
-    .fetch_one(executor)
-    .await?;
-    Ok(Seats {
-        licensed: licensed as u64,
-        occupied: occupied as u64,
+        administrators: n(administrators),
     })
 }
 

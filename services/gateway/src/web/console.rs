@@ -288,14 +288,8 @@ fn role_options(roles: &[dir::Role], selected: i32) -> String {
 /// What the caller may do on `agent`'s row: nothing on their own row, on removed agents, or (for
 /// supervisors) on administrators; the service refuses anything else regardless.
 fn may_manage(role: Option<dir::Role>, caller_id: &str, agent: &dir::Agent) -> bool {
-    let managing = matches!(role, Some(dir::Role::Supervisor | dir::Role::Administrator));
-    let target_ok = role == Some(dir::Role::Administrator)
-        || matches!(
-            dir::Role::try_from(agent.role),
-            Ok(dir::Role::Agent | dir::Role::Supervisor)
-        );
-    managing
-        && target_ok
+    let target = dir::Role::try_from(agent.role).unwrap_or(dir::Role::Unspecified);
+    role.is_some_and(|role| role.manages(target))
         && agent.id != caller_id
         && agent.status != dir::AgentStatus::Removed as i32
 }
