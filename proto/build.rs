@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "proto/assist/identity/v1/identity.proto",
     "proto/assist/agentdirectory/v1/agentdirectory.proto",
     "proto/assist/impersonation/v1/impersonation.proto",
+    "proto/assist/routing/v1/routing.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

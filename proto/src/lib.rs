@@ -57,3 +57,11 @@ pub mod impersonation {
         tonic::include_proto!("assist.impersonation.v1");
     }
 }
+
+pub mod routing {
+    //! `assist.routing.v1`: conversations, messages, the queue and the assignment engine.
+    pub mod v1 {
+        #![allow(clippy::all)]
+        tonic::include_proto!("assist.routing.v1");
+    }
+}

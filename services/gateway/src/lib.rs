@@ -62,6 +62,13 @@ pub struct Config {
         default_value = "http://127.0.0.1:50053"
     )]
     pub impersonation_url: String,
+    /// The conversation-routing service (conversations, messages, the queue).
+    #[arg(
+        long,
+        env = "ASSIST_GATEWAY_ROUTING_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub routing_url: String,
     /// The service account the gateway searches and reads agent profiles with.
     #[arg(long, env = "ASSIST_GATEWAY_CLIENT_ID")]
     pub client_id: String,
@@ -154,6 +161,7 @@ impl Config {
             "ASSIST_GATEWAY_AGENT_DIRECTORY_URL",
         )?;
         http_url(&self.impersonation_url, "ASSIST_GATEWAY_IMPERSONATION_URL")?;
+        http_url(&self.routing_url, "ASSIST_GATEWAY_ROUTING_URL")?;
         if self.client_id.is_empty() || self.client_secret.is_empty() {
             return Err(ConfigError::new(
                 "ASSIST_GATEWAY_CLIENT_ID",
