@@ -3,7 +3,7 @@
 //! password of, and set the routing of whom). No I/O here.
 
 use assist_proto::agentdirectory::v1 as pb;
-use assist_runtime::{Error, Result};
+use assist_runtime::{Error, Result, validate};
 
 use crate::domain::Agent;
 
@@ -13,8 +13,6 @@ pub const DEFAULT_CAPACITY: u32 = 5;
 pub const MAX_CAPACITY: u32 = 100;
 /// The most skills an agent can have.
 pub const MAX_SKILLS: usize = 20;
-/// The longest skill label, in characters.
-pub const SKILL_MAX: usize = 32;
 /// The most seats a licence can have.
 pub const MAX_SEATS: u32 = 100_000;
 
@@ -343,37 +341,11 @@ impl RoutingUpdate {
                 format!("must be between 1 and {MAX_CAPACITY}"),
             ));
         }
-        let skills = skills.map(normalize_skills).transpose()?;
+        let skills = skills
+            .map(|skills| validate::skills("skills", skills, MAX_SKILLS))
+            .transpose()?;
         Ok(Self { capacity, skills })
     }
-}
-
-fn normalize_skills(skills: &[String]) -> Result<Vec<String>> {
-    if skills.len() > MAX_SKILLS {
-        return Err(Error::invalid(
-            "skills",
-            format!("at most {MAX_SKILLS} skills"),
-        ));
-    }
-    let mut normalized = Vec::with_capacity(skills.len());
-    for skill in skills {
-        let skill = skill.trim().to_lowercase();
-        let valid = !skill.is_empty()
-            && skill.chars().count() <= SKILL_MAX
-            && skill
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        if !valid {
-            return Err(Error::invalid(
-                "skills",
-                format!("each skill is 1 to {SKILL_MAX} of a-z, 0-9, _ and -"),
-            ));
-        }
-        normalized.push(skill);
-    }
-    normalized.sort();
-    normalized.dedup();
-    Ok(normalized)
 }
 
 #[cfg(test)]

@@ -3,12 +3,11 @@
 //! blocked). After every (re)connection all open sessions are rechecked, so nothing changed while a
 //! watch was down is missed.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use assist_proto::agentdirectory::v1 as dir;
 use assist_proto::identity::v1 as idp;
+use assist_runtime::client::follow;
 use tokio::sync::watch;
 
 use crate::directory::{capabilities_of, is_blocked};
@@ -24,34 +23,6 @@ pub async fn run(service: Arc<Impersonation>, shutdown: watch::Receiver<bool>) {
             service.clone()
         )),
     );
-}
-
-/// Runs `session` again and again (it returns when its stream ends) with backoff, until shutdown.
-async fn follow<F, Fut>(name: &'static str, mut shutdown: watch::Receiver<bool>, mut session: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let started = std::time::Instant::now();
-        tokio::select! {
-            outcome = session() => {
-                if let Err(error) = outcome {
-                    tracing::debug!(service = name, error = %error, "watch ended; reconnecting");
-                }
-            }
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            delay = Duration::from_millis(100);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
 }
 
 async fn follow_agents(service: Arc<Impersonation>) -> Result<(), String> {

@@ -213,3 +213,32 @@ impl tonic::service::Interceptor for Outgoing {
         Ok(request)
     }
 }
+
+/// Follows a watch stream: runs `session` again and again (it returns when its stream ends) with
+/// backoff, until shutdown. `name` says whose stream it is in the log.
+pub async fn follow<F, Fut>(name: &'static str, mut shutdown: tokio::sync::watch::Receiver<bool>, mut session: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = std::time::Instant::now();
+        tokio::select! {
+            outcome = session() => {
+                if let Err(error) = outcome {
+                    tracing::debug!(service = name, error = %error, "watch ended; reconnecting");
+                }
+            }
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            delay = Duration::from_millis(100);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -170,9 +170,10 @@ pub type WatchStream<T> =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
 
 /// Builds a watch RPC's stream: subscribes, sends what `initial` returns (a "subscribed" marker, or a
-/// snapshot and a "synced" marker), then what `on_change` makes of each notice (`None` skips it).
+/// snapshot and a "synced" marker), then what `on_change` makes of each notice (any number of items:
+/// an `Option` or a `Vec`).
 /// A gap ends the stream with `UNAVAILABLE`, so the client resubscribes and resyncs; so does shutdown.
-pub fn watch_stream<T, I, IFut, C, CFut>(
+pub fn watch_stream<T, I, IFut, C, CFut, R>(
     notifier: Notifier,
     mut shutdown: watch::Receiver<bool>,
     initial: I,
@@ -183,7 +184,9 @@ where
     I: FnOnce() -> IFut + Send + 'static,
     IFut: std::future::Future<Output = crate::Result<Vec<T>>> + Send,
     C: FnMut(String) -> CFut + Send + 'static,
-    CFut: std::future::Future<Output = crate::Result<Option<T>>> + Send,
+    CFut: std::future::Future<Output = crate::Result<R>> + Send,
+    R: IntoIterator<Item = T> + Send,
+    R::IntoIter: Send,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(async move {
@@ -203,10 +206,10 @@ where
                 };
                 match notice {
                     Notice::Changed(payload) => {
-                        if let Some(item) = on_change(payload).await.map_err(tonic::Status::from)?
-                            && tx.send(Ok(item)).await.is_err()
-                        {
-                            return Ok(());
+                        for item in on_change(payload).await.map_err(tonic::Status::from)? {
+                            if tx.send(Ok(item)).await.is_err() {
+                                return Ok(());
+                            }
                         }
                     }
                     Notice::Gap => return Err(interrupted()),

@@ -8,6 +8,8 @@ pub const DEFAULT_PAGE_SIZE: u32 = 10;
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// The deepest offset a list accepts; deeper paging is a scan nobody needs.
 pub const MAX_OFFSET: u64 = 1_000_000;
+/// The longest skill label (agents' skills, conversations' required skills), in characters.
+pub const SKILL_MAX: usize = 32;
 
 /// A page of results and how many match in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +119,33 @@ pub fn id(field: &'static str, value: &str) -> Result<Uuid> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     Uuid::try_parse(value).map_err(|_| Error::invalid(field, "must be a uuid"))
+}
+
+/// Skill labels: at most `max`, each 1 to [`SKILL_MAX`] of `a-z 0-9 _ -` (trimmed and lowercased
+/// first); sorted, without duplicates.
+pub fn skills(field: &'static str, skills: &[String], max: usize) -> Result<Vec<String>> {
+    if skills.len() > max {
+        return Err(Error::invalid(field, format!("at most {max} skills")));
+    }
+    let mut normalized = Vec::with_capacity(skills.len());
+    for skill in skills {
+        let skill = skill.trim().to_lowercase();
+        let valid = !skill.is_empty()
+            && skill.chars().count() <= SKILL_MAX
+            && skill
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !valid {
+            return Err(Error::invalid(
+                field,
+                format!("each skill is 1 to {SKILL_MAX} of a-z, 0-9, _ and -"),
+            ));
+        }
+        normalized.push(skill);
+    }
+    normalized.sort();
+    normalized.dedup();
+    Ok(normalized)
 }
 
 #[cfg(test)]

@@ -1,0 +1,589 @@
+//! The use cases of conversation routing and who may do what (DESIGN.md sections 4 and 5; the rules are
+//! written out in `routing.proto`). Every change goes through [`Store::change`], one transaction.
+
+use std::sync::Arc;
+
+use assist_proto::agentdirectory::v1 as dir;
+use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm};
+use assist_runtime::time::now_us;
+use assist_runtime::validate::{self, Page, Paged};
+use assist_runtime::{Error, Result};
+
+use crate::domain::{
+    AuthorKind, Channel, Conversation, Event, EventKind, Message, NewConversation, Priority, Status,
+    message_body, status_change,
+};
+use crate::engine::Engine;
+use crate::roster::Roster;
+use crate::store::{Decision, ListFilter, Notice, QueueFigures, Store};
+
+/// The longest assist session id accepted.
+const SESSION_ID_MAX: usize = 100;
+
+/// What the caller is to routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Customer,
+    Agent,
+    Supervisor,
+    /// A console administrator or a platform administrator.
+    Administrator,
+    Service,
+}
+
+/// Who calls: a principal id and its role here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub id: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Sees and watches every conversation, writes notes anywhere, assigns.
+    pub fn oversees(&self) -> bool {
+        matches!(
+            self.role,
+            Role::Supervisor | Role::Administrator | Role::Service
+        )
+    }
+
+    fn is_member(&self) -> bool {
+        !matches!(self.role, Role::Customer)
+    }
+
+    /// May read `conversation`: the customer its own, an agent what is assigned to them, overseers all.
+    /// Customers get NOT_FOUND for others' conversations (they learn nothing of them).
+    pub fn may_read(&self, conversation: &Conversation) -> Result<()> {
+        match self.role {
+            Role::Customer if conversation.customer_id == self.id => Ok(()),
+            Role::Customer => Err(Error::NotFound("conversation")),
+            Role::Agent if conversation.is_assigned_to(&self.id) => Ok(()),
+            Role::Agent => Err(Error::denied(
+                "this conversation is not assigned to you; a supervisor can assign it",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Which events a watcher gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchFilter {
+    /// A customer's own conversations (what customers are told of).
+    Customer(String),
+    /// A console member's own: assigned to them, or taken from them.
+    Member(String),
+    All,
+    /// One conversation; `customer` when the watcher is its customer.
+    Conversation { id: String, customer: bool },
+}
+
+impl WatchFilter {
+    pub fn matches(&self, notice: &Notice) -> bool {
+        match self {
+            WatchFilter::Customer(id) => notice.customer_id == *id && notice.customer_visible,
+            WatchFilter::Member(id) => notice.assignee_id == *id || notice.from_agent_id == *id,
+            WatchFilter::All => true,
+            WatchFilter::Conversation { id, customer } => {
+                notice.conversation_id == *id && (!customer || notice.customer_visible)
+            }
+        }
+    }
+}
+
+/// A request to create a conversation, unchecked.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub customer_id: String,
+    pub subject: String,
+    pub body: String,
+    pub priority: Option<Priority>,
+    pub required_skills: Vec<String>,
+}
+
+/// Conversation routing: the store, the roster and the engine of this replica.
+pub struct Routing {
+    store: Store,
+    roster: Arc<Roster>,
+    engine: Arc<Engine>,
+}
+
+impl Routing {
+    pub fn new(store: Store, roster: Arc<Roster>, engine: Arc<Engine>) -> Self {
+        Self {
+            store,
+            roster,
+            engine,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The caller's role: customers by realm; back-office users by their active console profile
+    /// (platform administrators are administrators); services as services. Impersonation tokens are
+    /// refused: an agent acting as a customer is neither here.
+    pub fn caller(&self, claims: &Claims) -> Result<Caller> {
+        if claims.is_delegated() {
+            return Err(Error::denied(
+                "impersonation tokens are not accepted by conversation routing",
+            ));
+        }
+        let role = match claims.realm {
+            Realm::Customer => Role::Customer,
+            Realm::Service => Role::Service,
+            Realm::BackOffice if claims.has_scope(ADMIN_SCOPE) => Role::Administrator,
+            Realm::BackOffice => match self.roster.get(&claims.sub) {
+                Some(member) if member.active => match member.role {
+                    dir::Role::Agent => Role::Agent,
+                    dir::Role::Supervisor => Role::Supervisor,
+                    dir::Role::Administrator => Role::Administrator,
+                    dir::Role::Unspecified => {
+                        return Err(Error::denied("only active console members can do this"));
+                    }
+                },
+                _ => return Err(Error::denied("only active console members can do this")),
+            },
+            Realm::MerchantUser => {
+                return Err(Error::denied(
+                    "customers, console members and services use conversations",
+                ));
+            }
+        };
+        Ok(Caller {
+            id: claims.sub.clone(),
+            role,
+        })
+    }
+
+    pub async fn create(&self, caller: &Caller, request: CreateRequest) -> Result<Conversation> {
+        let (customer_id, channel) = match caller.role {
+            Role::Customer => {
+                if !request.customer_id.is_empty() && request.customer_id != caller.id {
+                    return Err(Error::denied(
+                        "customers start conversations for themselves only",
+                    ));
+                }
+                if request.priority.is_some_and(|p| p != Priority::Normal)
+                    || !request.required_skills.is_empty()
+                {
+                    return Err(Error::denied(
+                        "only services set a conversation's priority or required skills",
+                    ));
+                }
+                (caller.id.clone(), Channel::Web)
+            }
+            Role::Service => (
+                validate::id("customer_id", &request.customer_id)?.to_string(),
+                Channel::Api,
+            ),
+            _ => {
+                return Err(Error::denied(
+                    "customers and services start conversations",
+                ));
+            }
+        };
+        let new = NewConversation::new(
+            customer_id,
+            channel,
+            &request.subject,
+            &request.body,
+            request.priority.unwrap_or(Priority::Normal),
+            &request.required_skills,
+        )?;
+        let created = self.store.create(&new, &caller.id, now_us()).await?;
+        tracing::info!(conversation_id = %created.conversation.id, channel = channel.as_str(), "conversation created");
+        self.engine.kick();
+        Ok(created.conversation)
+    }
+
+    /// One conversation the caller may read, with its queue position when queued.
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Conversation> {
+        let mut conversation = self.readable(caller, id).await?;
+        if conversation.status == Status::Queued {
+            conversation.queue_position = Some(self.store.queue_position(&conversation).await?);
+        }
+        Ok(conversation)
+    }
+
+    async fn readable(&self, caller: &Caller, id: &str) -> Result<Conversation> {
+        let id = conversation_id(id)?;
+        let conversation = self
+            .store
+            .get(&id)
+            .await?
+            .ok_or(Error::NotFound("conversation"))?;
+        caller.may_read(&conversation)?;
+        Ok(conversation)
+    }
+
+    /// MINE (`all` false) or ALL, filtered.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        all: bool,
+        mut filter: ListFilter,
+        page: Page,
+    ) -> Result<Paged<Conversation>> {
+        if all {
+            if !caller.oversees() {
+                return Err(Error::denied(
+                    "only supervisors and administrators see all conversations",
+                ));
+            }
+        } else {
+            if filter.assignee_id.is_some() {
+                return Err(Error::invalid(
+                    "assignee_id",
+                    "filters all conversations only",
+                ));
+            }
+            match caller.role {
+                Role::Customer => filter.customer_id = Some(caller.id.clone()),
+                _ => {
+                    filter.assignee_id = Some(caller.id.clone());
+                    filter.open_only = filter.status.is_none();
+                }
+            }
+        }
+        self.store.list(&filter, page).await
+    }
+
+    pub async fn post_message(
+        &self,
+        caller: &Caller,
+        id: &str,
+        body: &str,
+        internal: bool,
+    ) -> Result<(Message, Conversation)> {
+        let id = conversation_id(id)?;
+        let body = message_body(body)?;
+        let now = now_us();
+        let changed = self
+            .store
+            .change(&id, now, |conversation| {
+                caller.may_read(conversation)?;
+                if conversation.status == Status::Closed {
+                    return Err(Error::FailedPrecondition(
+                        "the conversation is closed; start a new one".into(),
+                    ));
+                }
+                let author_kind = match caller.role {
+                    Role::Customer if internal => {
+                        return Err(Error::denied("customers cannot write internal notes"));
+                    }
+                    Role::Customer => AuthorKind::Customer,
+                    Role::Service => AuthorKind::System,
+                    _ => AuthorKind::Agent,
+                };
+                let mut events = Vec::new();
+                match caller.role {
+                    Role::Customer => match conversation.status {
+                        Status::Resolved => {
+                            conversation.status = Status::Queued;
+                            conversation.assignee_id = None;
+                            conversation.requeued = true;
+                            conversation.queued_at_us = now;
+                            events.push(Event::new(&conversation.id, EventKind::Reopened, &caller.id, now));
+                        }
+                        Status::Pending => {
+                            conversation.status = Status::Assigned;
+                            events.push(Event::new(&conversation.id, EventKind::Resumed, &caller.id, now));
+                        }
+                        _ => {}
+                    },
+                    _ if internal => {}
+                    Role::Service => {}
+                    _ => {
+                        if !conversation.is_assigned_to(&caller.id) {
+                            return Err(Error::denied(
+                                "only the assignee replies; assign it to yourself or write an internal note",
+                            ));
+                        }
+                        if !conversation.status.is_open() {
+                            return Err(Error::FailedPrecondition(format!(
+                                "the conversation is {}; the customer can reopen it by writing",
+                                conversation.status.as_str()
+                            )));
+                        }
+                        if conversation.first_reply_at_us == 0 {
+                            conversation.first_reply_at_us = now;
+                        }
+                    }
+                }
+                conversation.last_message_at_us = now;
+                let mut event = Event::new(&conversation.id, EventKind::Message, &caller.id, now);
+                event.message = Some(Message {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    conversation_id: conversation.id.clone(),
+                    author_kind,
+                    author_id: if author_kind == AuthorKind::System {
+                        String::new()
+                    } else {
+                        caller.id.clone()
+                    },
+                    body,
+                    internal,
+                    at_us: now,
+                });
+                events.insert(0, event);
+                Ok(Decision {
+                    events,
+                    assignee_capacity: None,
+                })
+            })
+            .await?;
+        if changed.conversation.status == Status::Queued {
+            self.engine.kick();
+        }
+        let message = changed
+            .events
+            .iter()
+            .find_map(|e| e.message.clone())
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("message event missing")))?;
+        Ok((message, changed.conversation))
+    }
+
+    pub async fn messages(
+        &self,
+        caller: &Caller,
+        id: &str,
+        page: Page,
+    ) -> Result<Paged<Message>> {
+        let conversation = self.readable(caller, id).await?;
+        self.store
+            .messages(&conversation.id, caller.is_member(), page)
+            .await
+    }
+
+    pub async fn set_status(&self, caller: &Caller, id: &str, to: Status) -> Result<Conversation> {
+        let id = conversation_id(id)?;
+        let now = now_us();
+        let changed = self
+            .store
+            .change(&id, now, |conversation| {
+                caller.may_read(conversation)?;
+                let kind = status_change(conversation.status, to)?;
+                let assignee_only = matches!(kind, EventKind::Pending | EventKind::Resumed);
+                if assignee_only && !conversation.is_assigned_to(&caller.id) {
+                    return Err(Error::denied(format!(
+                        "only the assignee marks a conversation {}",
+                        to.as_str()
+                    )));
+                }
+                conversation.status = to;
+                match kind {
+                    EventKind::Resolved => {
+                        conversation.resolved_at_us = now;
+                        conversation.requeued = false;
+                    }
+                    EventKind::Closed => conversation.closed_at_us = now,
+                    _ => {}
+                }
+                Ok(Decision {
+                    events: vec![Event::new(&conversation.id, kind, &caller.id, now)],
+                    assignee_capacity: None,
+                })
+            })
+            .await?;
+        if to == Status::Resolved {
+            // Capacity freed.
+            self.engine.kick();
+        }
+        Ok(changed.conversation)
+    }
+
+    /// Manual assignment or transfer (supervisors, administrators, services).
+    pub async fn assign(&self, caller: &Caller, id: &str, agent_id: &str) -> Result<Conversation> {
+        if !caller.oversees() {
+            return Err(Error::denied(
+                "agents cannot assign conversations; a supervisor or administrator can",
+            ));
+        }
+        let id = conversation_id(id)?;
+        let agent_id = validate::id("agent_id", agent_id)?.to_string();
+        let member = self.roster.get(&agent_id).filter(|m| m.active).ok_or_else(|| {
+            Error::FailedPrecondition("the assignee is not an active console member".into())
+        })?;
+        if !member.is_assignable() {
+            return Err(Error::FailedPrecondition(
+                "administrators are never assigned conversations; choose an agent or supervisor"
+                    .into(),
+            ));
+        }
+        let now = now_us();
+        let changed = self
+            .store
+            .change(&id, now, |conversation| {
+                let kind = match conversation.status {
+                    Status::Queued => EventKind::Assigned,
+                    Status::Assigned | Status::Pending
+                        if conversation.is_assigned_to(&agent_id) =>
+                    {
+                        return Err(Error::FailedPrecondition(
+                            "the conversation is already assigned to them".into(),
+                        ));
+                    }
+                    Status::Assigned | Status::Pending => EventKind::Transferred,
+                    status => {
+                        return Err(Error::FailedPrecondition(format!(
+                            "a {} conversation cannot be assigned",
+                            status.as_str()
+                        )));
+                    }
+                };
+                let mut event = Event::new(&conversation.id, kind, &caller.id, now);
+                event.to_agent_id = agent_id.clone();
+                event.from_agent_id = conversation.assignee_id.clone().unwrap_or_default();
+                if conversation.status == Status::Queued {
+                    conversation.status = Status::Assigned;
+                }
+                conversation.assignee_id = Some(agent_id.clone());
+                conversation.assigned_at_us = now;
+                conversation.requeued = false;
+                Ok(Decision {
+                    events: vec![event],
+                    assignee_capacity: Some(member.capacity),
+                })
+            })
+            .await?;
+        if let Some(event) = changed.events.first() {
+            tracing::info!(
+                conversation_id = %id,
+                actor_id = %caller.id,
+                to = %agent_id,
+                kind = event.kind.as_str(),
+                capacity_override = event.capacity_override,
+                "conversation assigned by hand"
+            );
+            if event.kind == EventKind::Transferred {
+                // The previous assignee has room now.
+                self.engine.kick();
+            }
+        }
+        Ok(changed.conversation)
+    }
+
+    pub async fn record_assist(
+        &self,
+        caller: &Caller,
+        id: &str,
+        session_id: &str,
+    ) -> Result<Conversation> {
+        let id = conversation_id(id)?;
+        let session_id = validate::required("session_id", session_id, SESSION_ID_MAX)?;
+        let now = now_us();
+        let changed = self
+            .store
+            .change(&id, now, |conversation| {
+                if caller.role == Role::Customer {
+                    return Err(Error::denied("customers do not start assist sessions"));
+                }
+                caller.may_read(conversation)?;
+                if conversation.status == Status::Closed {
+                    return Err(Error::FailedPrecondition(
+                        "the conversation is closed".into(),
+                    ));
+                }
+                let mut event =
+                    Event::new(&conversation.id, EventKind::AssistStarted, &caller.id, now);
+                event.session_id = session_id.clone();
+                Ok(Decision {
+                    events: vec![event],
+                    assignee_capacity: None,
+                })
+            })
+            .await?;
+        Ok(changed.conversation)
+    }
+
+    pub async fn history(&self, caller: &Caller, id: &str, page: Page) -> Result<Paged<Event>> {
+        let conversation = self.readable(caller, id).await?;
+        self.store
+            .history(&conversation.id, caller.role == Role::Customer, page)
+            .await
+    }
+
+    /// Which events the caller's watch gets.
+    pub async fn watch_filter(
+        &self,
+        caller: &Caller,
+        all: bool,
+        conversation: &str,
+    ) -> Result<WatchFilter> {
+        if !conversation.is_empty() {
+            let conversation = self.readable(caller, conversation).await?;
+            return Ok(WatchFilter::Conversation {
+                id: conversation.id,
+                customer: caller.role == Role::Customer,
+            });
+        }
+        if all {
+            if !caller.oversees() {
+                return Err(Error::denied(
+                    "only supervisors and administrators watch all conversations",
+                ));
+            }
+            return Ok(WatchFilter::All);
+        }
+        Ok(match caller.role {
+            Role::Customer => WatchFilter::Customer(caller.id.clone()),
+            _ => WatchFilter::Member(caller.id.clone()),
+        })
+    }
+
+    /// The events of a notice payload that `filter` lets through, with their conversations as they
+    /// are now. Customers never get internal notes.
+    pub async fn watched(
+        &self,
+        filter: &WatchFilter,
+        payload: &str,
+    ) -> Result<Vec<(Event, Option<Conversation>)>> {
+        let notices = Notice::decode(payload);
+        let ids: Vec<&str> = notices
+            .iter()
+            .filter(|n| filter.matches(n))
+            .map(|n| n.event_id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (events, conversations) = self.store.events_with_conversations(&ids).await?;
+        let customer = matches!(
+            filter,
+            WatchFilter::Customer(_) | WatchFilter::Conversation { customer: true, .. }
+        );
+        Ok(events
+            .into_iter()
+            .filter(|e| !customer || e.customer_visible())
+            .map(|e| {
+                let conversation = conversations.get(&e.conversation_id).cloned();
+                (e, conversation)
+            })
+            .collect())
+    }
+
+    pub async fn queue_stats(&self, caller: &Caller) -> Result<(QueueFigures, u32, u32)> {
+        if !caller.is_member() {
+            return Err(Error::denied("console members and services only"));
+        }
+        let figures = self.store.figures().await?;
+        let online = self.roster.taking_work();
+        let loads = self.store.loads().await?;
+        let available = online
+            .iter()
+            .filter(|m| loads.get(&m.id).map_or(0, |l| l.open) < m.capacity)
+            .count();
+        Ok((figures, online.len() as u32, available as u32))
+    }
+}
+
+/// A conversation id: the text of a UUID.
+fn conversation_id(value: &str) -> Result<String> {
+    Ok(validate::id("conversation_id", value)?.to_string())
+}
