@@ -103,7 +103,7 @@ pub fn table() -> Vec<(&'static str, Method, MethodRouter<Arc<AppState>>)> {
     ]
 }
 
-/// A console user and the token they called with.
+/// A signed-in caller (a console user, or a customer of the conversations API) and their token.
 pub struct Caller {
     pub token: String,
     pub claims: Claims,
@@ -125,10 +125,31 @@ fn csrf_header_matches(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The caller of a console call: `Authorization: Bearer` when present, otherwise the console cookie
-/// (renewed when its access token has expired; the new cookie goes to `set`). A cookie sign-in may
-/// change state only from the gateway's own pages: an `Origin` of this site and the CSRF header.
+/// Who a JSON API serves: the realm of its callers, the cookie their browser signs in with, and the
+/// refusals when there is no sign-in or one of another realm.
+pub struct Audience {
+    pub realm: Realm,
+    pub cookie: &'static str,
+    pub cookie_path: &'static str,
+    pub missing: ApiError,
+    pub wrong_realm: ApiError,
+}
+
+/// The console's callers: back-office users, with the console cookie.
+pub const CONSOLE: Audience = Audience {
+    realm: Realm::BackOffice,
+    cookie: cookies::CONSOLE,
+    cookie_path: cookies::CONSOLE_PATH,
+    missing: MISSING_TOKEN,
+    wrong_realm: BACK_OFFICE_ONLY,
+};
+
+/// The caller of an API call of `audience` (the console's, the customers'): `Authorization: Bearer`
+/// when present, otherwise `audience`'s cookie (renewed when its access token has expired; the new
+/// cookie goes to `set`). A cookie sign-in may change state only from the gateway's own pages: an
+/// `Origin` of this site and the CSRF header. Only `audience`'s realm, never an impersonation token.
 pub async fn caller(
+    audience: &Audience,
     state: &AppState,
     upstreams: &Upstreams,
     headers: &HeaderMap,
@@ -147,12 +168,12 @@ pub async fn caller(
             state,
             upstreams,
             headers,
-            cookies::CONSOLE,
-            cookies::CONSOLE_PATH,
+            audience.cookie,
+            audience.cookie_path,
             set,
         )
         .await
-        .ok_or(MISSING_TOKEN)?;
+        .ok_or_else(|| audience.missing.clone())?;
         let unsafe_method = crate::proxy::is_unsafe(method);
         if unsafe_method
             && (!headers.contains_key(header::ORIGIN)
@@ -163,28 +184,30 @@ pub async fn caller(
         }
         (signed.token, signed.claims)
     };
-    if claims.realm != Realm::BackOffice || claims.is_delegated() {
-        return Err(BACK_OFFICE_ONLY);
+    if claims.realm != audience.realm || claims.is_delegated() {
+        return Err(audience.wrong_realm.clone());
     }
     Ok(Caller { token, claims })
 }
 
-/// One console call in progress: the clients, the caller, and the cookies to set on the answer.
-struct Call {
-    upstreams: Upstreams,
-    caller: Caller,
-    set: Vec<HeaderValue>,
+/// One API call in progress: the clients, the caller, and the cookies to set on the answer.
+pub(crate) struct Call {
+    pub upstreams: Upstreams,
+    pub caller: Caller,
+    pub set: Vec<HeaderValue>,
 }
 
 impl Call {
-    async fn open(
+    /// A call of `audience`'s API.
+    pub async fn open_for(
+        audience: &Audience,
         state: &AppState,
         headers: &HeaderMap,
         method: &Method,
     ) -> Result<Self, Response> {
         let upstreams = upstreams(state).map_err(IntoResponse::into_response)?;
         let mut set = Vec::new();
-        match caller(state, &upstreams, headers, method, &mut set).await {
+        match caller(audience, state, &upstreams, headers, method, &mut set).await {
             Ok(caller) => Ok(Self {
                 upstreams,
                 caller,
@@ -194,29 +217,37 @@ impl Call {
         }
     }
 
-    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, ApiError> {
+    pub fn request<T>(&self, message: T) -> Result<tonic::Request<T>, ApiError> {
         as_caller(&self.caller.token, message)
     }
 
-    fn agents(&self) -> AgentsClient {
+    pub fn agents(&self) -> AgentsClient {
         self.upstreams.agents_as_caller.clone()
     }
 
+    pub fn routing(&self) -> crate::Routing {
+        self.upstreams.routing_as_caller.clone()
+    }
+
     /// The answer, with the renewed cookie when there is one.
-    fn answer(self, result: Result<Response, ApiError>) -> Response {
+    pub fn answer(self, result: Result<Response, ApiError>) -> Response {
         with_cookies(result.unwrap_or_else(IntoResponse::into_response), self.set)
     }
 }
 
-/// Opens the call or answers the refusal.
+/// Opens the call (of the console, or of the audience given) or answers the refusal.
 macro_rules! open {
     ($state:expr, $headers:expr, $method:expr) => {
-        match Call::open(&$state, &$headers, &$method).await {
+        open!(&$crate::console::CONSOLE, $state, $headers, $method)
+    };
+    ($audience:expr, $state:expr, $headers:expr, $method:expr) => {
+        match $crate::console::Call::open_for($audience, &$state, &$headers, &$method).await {
             Ok(call) => call,
             Err(response) => return response,
         }
     };
 }
+pub(crate) use open;
 
 /// The answer to a refusal of agent-directory. Seats running out (`RESOURCE_EXHAUSTED`) is a
 /// conflict with the licence, not throttling: 409 with the service's message.
@@ -231,11 +262,11 @@ pub fn refused(status: tonic::Status) -> ApiError {
     }
 }
 
-fn bad(detail: &str) -> ApiError {
+pub(crate) fn bad(detail: &str) -> ApiError {
     ApiError::bad_request(detail.to_owned())
 }
 
-fn body(raw: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body(raw: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     raw.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             jsonapi::BODY_TOO_LARGE
@@ -252,7 +283,10 @@ fn agent_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// A required string attribute.
-fn required_text<'a>(attributes: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn required_text<'a>(
+    attributes: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, ApiError> {
     match attributes.get(name) {
         Some(Value::String(text)) => Ok(text),
         None | Some(Value::Null) => Err(bad(&format!("{name}: is required"))),
@@ -934,45 +968,63 @@ async fn events(State(state): Shared, method: Method, headers: HeaderMap) -> Res
         Ok(reply) => reply.into_inner(),
         Err(error) => return call.answer(Err(error)),
     };
-    let shutdown = state.shutdown.clone();
+    let response = event_stream(
+        stream,
+        state.shutdown.clone(),
+        "agent watch",
+        |event: dir::AgentEvent| match dir::agent_event::Kind::try_from(event.kind) {
+            Ok(dir::agent_event::Kind::Synced) => Some(Event::default().event("synced").data("{}")),
+            Ok(dir::agent_event::Kind::Changed) => event.agent.as_ref().map(|agent| {
+                Event::default()
+                    .event("changed")
+                    .data(json!({ "data": agent_resource(agent) }).to_string())
+            }),
+            _ => None,
+        },
+    );
+    call.answer(Ok(response))
+}
+
+/// Server-sent events from a gRPC stream: `encode` turns each message into an event or skips it. The
+/// events end when the stream ends or fails (the browser's `EventSource` then reconnects, and the page
+/// reloads what it shows) and when the gateway shuts down.
+pub(crate) fn event_stream<T, F>(
+    stream: tonic::Streaming<T>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+    encode: F,
+) -> Response
+where
+    T: Send + 'static,
+    F: FnMut(T) -> Option<Event> + Send + 'static,
+{
     let events = futures::stream::unfold(
-        (stream, shutdown),
-        |(mut stream, mut shutdown)| async move {
+        (stream, shutdown, encode),
+        move |(mut stream, mut shutdown, mut encode)| async move {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => return None,
                     next = stream.message() => next,
                 };
-                let event = match next {
-                    Ok(Some(event)) => event,
+                let message = match next {
+                    Ok(Some(message)) => message,
                     Ok(None) => return None,
                     Err(status) => {
-                        tracing::debug!(error = %status.message(), "agent watch ended");
+                        tracing::debug!(watch = what, code = ?status.code(), error = %status.message(), "watch ended");
                         return None;
                     }
                 };
-                let sse = match dir::agent_event::Kind::try_from(event.kind) {
-                    Ok(dir::agent_event::Kind::Synced) => {
-                        Event::default().event("synced").data("{}")
-                    }
-                    Ok(dir::agent_event::Kind::Changed) => match &event.agent {
-                        Some(agent) => Event::default()
-                            .event("changed")
-                            .data(json!({ "data": agent_resource(agent) }).to_string()),
-                        None => continue,
-                    },
-                    _ => continue,
-                };
-                return Some((Ok::<_, Infallible>(sse), (stream, shutdown)));
+                if let Some(event) = encode(message) {
+                    return Some((Ok::<_, Infallible>(event), (stream, shutdown, encode)));
+                }
             }
         },
     );
-    let response = (
+    (
         [(header::CACHE_CONTROL, "no-store")],
         Sse::new(events).keep_alive(KeepAlive::default()),
     )
-        .into_response();
-    call.answer(Ok(response))
+        .into_response()
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! The gateway: the storefront and merchant-portal agent-assist HTTP API, compatible with the Spryker
 //! Glue agent-assist endpoints (JSON:API), turned into gRPC calls to identity, agent-directory and
-//! impersonation-token; the console's agent management API (`console`); the agents' and the
-//! console's pages (`web`); and the proxy that fronts the shop and the merchant portal with the right
+//! impersonation-token; the console's agent management API (`console`); conversations between
+//! customers and console members over conversation-routing (`conversations`); the agents', the
+//! console's and the customers' chat pages (`web`); and the proxy that fronts the shop and the merchant portal with the right
 //! token (`proxy`). `serve` runs it on a listener; `main.rs` is the thin binary around it. The
 //! browser-side contract is docs/web.md.
 
 pub mod console;
+pub mod conversations;
 pub mod jsonapi;
 pub mod openapi;
 pub mod proxy;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClient;
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
+use assist_proto::routing::v1::routing_client::RoutingClient;
 use assist_runtime::auth::{
     AuthPolicy, IdentityJwks, ImpersonationJwks, TokenVerifier, TrustedIssuer,
 };
@@ -258,6 +261,7 @@ fn sensitive_paths(list: &str) -> Result<&'static [&'static str], ConfigError> {
 pub type Identity = IdentityClient<InterceptedService<Channel, Outgoing>>;
 pub type Agents = AgentDirectoryClient<InterceptedService<Channel, Outgoing>>;
 pub type Impersonation = ImpersonationClient<InterceptedService<Channel, Outgoing>>;
+pub type Routing = RoutingClient<InterceptedService<Channel, Outgoing>>;
 
 /// The gRPC clients, once the service token is there.
 #[derive(Clone)]
@@ -271,6 +275,8 @@ pub struct Upstreams {
     pub impersonation: Impersonation,
     /// Agent-directory with the console user's own token (agent management, presence, the watch).
     pub agents_as_caller: Agents,
+    /// Conversation-routing with the caller's own token (console members and customers).
+    pub routing_as_caller: Routing,
     /// Who may go through the proxy: identity's and the impersonation service's tokens, sessions
     /// checked live (`WatchRevocations`), sensitive paths refused to impersonation tokens.
     pub proxy_policy: AuthPolicy,
@@ -327,6 +333,7 @@ async fn connect(
     let with_token = Outgoing { token: Some(token) };
     let impersonation_channel = channel(&config.impersonation_url, timeout)?;
     let agents_channel = channel(&config.agent_directory_url, timeout)?;
+    let routing_channel = channel(&config.routing_url, timeout)?;
     let sessions = SessionLiveness::start(
         ImpersonationClient::with_interceptor(impersonation_channel.clone(), with_token.clone()),
         shutdown.clone(),
@@ -344,6 +351,7 @@ async fn connect(
             agents_channel,
             Outgoing::default(),
         ),
+        routing_as_caller: RoutingClient::with_interceptor(routing_channel, Outgoing::default()),
         identity: IdentityClient::with_interceptor(identity_channel, Outgoing::default()),
         impersonation: ImpersonationClient::with_interceptor(
             impersonation_channel,

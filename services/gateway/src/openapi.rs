@@ -16,6 +16,7 @@ pub fn document(server: &str) -> Value {
     }
     own_paths(&mut paths);
     console_paths(&mut paths);
+    conversation_paths(&mut paths);
     // Operation ids are written as phrases above; tools want them without spaces.
     for operation in paths.values_mut().filter_map(Value::as_object_mut) {
         for operation in operation.values_mut() {
@@ -31,7 +32,8 @@ pub fn document(server: &str) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The Glue-compatible agent-assist API of the storefront and, under \
                             /merchant-portal/, of the merchant portal; under /console/api/ the \
-                            console's agent management (JSON:API documents).",
+                            console's agent management and conversations; under /conversations the \
+                            customers' conversations (JSON:API documents).",
         },
         "servers": [{ "url": if server.is_empty() { "/" } else { server } }],
         "paths": paths,
@@ -677,7 +679,418 @@ fn console_paths(paths: &mut Map<String, Value>) {
     );
 }
 
+/// The conversations of the console (`/console/api/conversations…`) and of customers
+/// (`/conversations…`): routing's refusals are passed on with its message.
+fn conversation_paths(paths: &mut Map<String, Value>) {
+    use crate::console::{BACK_OFFICE_ONLY, CSRF_REFUSED, MISSING_TOKEN};
+    use crate::conversations::{BODY_MAX, CUSTOMER_SIGN_IN, CUSTOMERS_ONLY, SUBJECT_MAX};
+    use http::StatusCode;
+    let bad = console_error(StatusCode::BAD_REQUEST, "400", "body: must not be empty");
+    let denied = console_error(
+        StatusCode::FORBIDDEN,
+        "403",
+        "scope: all conversations are for supervisors and administrators",
+    );
+    let missing = console_error(StatusCode::NOT_FOUND, "404", "conversation not found");
+    let conflict = console_error(
+        StatusCode::CONFLICT,
+        "409",
+        "status: a closed conversation takes no messages",
+    );
+    let console_security = json!([{ "bearer": [] }, { "consoleCookie": [], "csrfHeader": [] }]);
+    let customer_security = json!([{ "bearer": [] }, { "customerCookie": [], "csrfHeader": [] }]);
+    let id = json!({ "name": "id", "in": "path", "required": true,
+                     "schema": { "type": "string", "format": "uuid" } });
+    let conversation = |status: u16, description: &str| (status, ok(description, "Conversation"));
+    let events_ok = (
+        200,
+        json!({
+            "description": "The event stream: `watching`, then one event per transition, named by \
+                            its kind, with a conversation-events document as data",
+            "content": { "text/event-stream": { "schema": { "type": "string" } } },
+        }),
+    );
+    let message_body = request_body(
+        "conversation-messages",
+        json!({
+            "body": { "type": "string", "minLength": 1, "maxLength": BODY_MAX },
+            "internal": { "type": "boolean", "description": "Console members: an internal note" },
+        }),
+        &["body"],
+    );
+    let status_body = request_body(
+        "conversation-statuses",
+        json!({ "status": { "enum": ["pending", "assigned", "resolved", "closed"] } }),
+        &["status"],
+    );
+    let list_params = json!([
+        { "name": "filter[scope]", "in": "query", "required": false,
+          "description": "Console: `mine` (assigned to the caller now; the default) or `all` \
+                          (supervisors and administrators)",
+          "schema": { "enum": ["mine", "all"] } },
+        { "name": "filter[status]", "in": "query", "required": false,
+          "description": "Unset: open work for console members' `mine`, every status otherwise",
+          "schema": { "enum": ["queued", "assigned", "pending", "resolved", "closed"] } },
+        { "name": "filter[assignee]", "in": "query", "required": false,
+          "description": "`all` only: conversations of this agent",
+          "schema": { "type": "string", "format": "uuid" } },
+        { "name": "filter[minQueueAgeSecs]", "in": "query", "required": false,
+          "description": "Queued conversations waiting at least this long",
+          "schema": { "type": "integer", "minimum": 0 } },
+        parameter("PageOffset"),
+        parameter("PageLimit"),
+    ]);
+
+    for (base, console) in [
+        ("/console/api/conversations", true),
+        ("/conversations", false),
+    ] {
+        let audience = if console { "console" } else { "customer" };
+        let security = if console {
+            &console_security
+        } else {
+            &customer_security
+        };
+        let auth: Vec<ApiError> = if console {
+            vec![
+                MISSING_TOKEN,
+                jsonapi::INVALID_ACCESS_TOKEN,
+                BACK_OFFICE_ONLY,
+                CSRF_REFUSED,
+            ]
+        } else {
+            vec![
+                CUSTOMER_SIGN_IN,
+                jsonapi::INVALID_ACCESS_TOKEN,
+                CUSTOMERS_ONLY,
+                CSRF_REFUSED,
+            ]
+        };
+        let errors = |extra: &[&ApiError], with_body: bool| -> Vec<ApiError> {
+            let mut all = auth.clone();
+            all.extend(extra.iter().map(|e| (*e).clone()));
+            if with_body {
+                all.extend(BODY);
+            }
+            all.extend(UPSTREAM);
+            all
+        };
+        let operation = |op: String,
+                         summary: &str,
+                         parameters: Value,
+                         body: Option<Value>,
+                         success: Vec<(u16, Value)>,
+                         errors: Vec<ApiError>| {
+            let mut operation = json!({
+                "operationId": op,
+                "summary": summary,
+                "security": security,
+                "parameters": parameters,
+                "responses": responses(&success, &errors),
+            });
+            if let Some(body) = body {
+                operation["requestBody"] = body;
+            }
+            operation
+        };
+        let mut collection = json!({ "get": operation(
+            format!("{audience} list conversations"),
+            if console {
+                "The caller's conversations (assigned to them now) or, for supervisors and \
+                 administrators, all; filtered and paged; queued ones carry their queue position"
+            } else {
+                "The customer's own conversations, newest activity first, paged"
+            },
+            list_params.clone(),
+            None,
+            vec![(200, ok("One page of conversations", "Conversations"))],
+            errors(&[&jsonapi::INVALID_QUERY, &bad, &denied], false),
+        ) });
+        if !console {
+            collection["post"] = operation(
+                "customer start conversation".into(),
+                "The customer starts a conversation with its first message; it is queued and \
+                 routed to an available agent",
+                json!([]),
+                Some(request_body(
+                    "conversations",
+                    json!({
+                        "subject": { "type": "string", "minLength": 1, "maxLength": SUBJECT_MAX },
+                        "body": { "type": "string", "minLength": 1, "maxLength": BODY_MAX },
+                    }),
+                    &["subject", "body"],
+                )),
+                vec![conversation(201, "The new conversation")],
+                errors(&[&bad, &denied], true),
+            );
+        }
+        paths.insert(base.into(), collection);
+        paths.insert(
+            format!("{base}/{{id}}"),
+            json!({ "get": operation(
+                format!("{audience} get conversation"),
+                "One conversation, as the caller may see it",
+                json!([id]),
+                None,
+                vec![conversation(200, "The conversation")],
+                errors(&[&bad, &denied, &missing], false),
+            ) }),
+        );
+        paths.insert(
+            format!("{base}/{{id}}/messages"),
+            json!({
+                "get": operation(
+                    format!("{audience} list messages"),
+                    if console {
+                        "Messages oldest first, internal notes included, paged"
+                    } else {
+                        "Messages oldest first, paged (never internal notes)"
+                    },
+                    json!([id, parameter("PageOffset"), parameter("PageLimit")]),
+                    None,
+                    vec![(200, ok("One page of messages", "ConversationMessages"))],
+                    errors(&[&jsonapi::INVALID_QUERY, &bad, &denied, &missing], false),
+                ),
+                "post": operation(
+                    format!("{audience} post message"),
+                    if console {
+                        "A reply (the assignee) or an internal note (anyone who may read it)"
+                    } else {
+                        "The customer writes; on a resolved conversation this reopens it"
+                    },
+                    json!([id]),
+                    Some(message_body.clone()),
+                    vec![(201, ok("The message, with the conversation as it is now", "ConversationMessage"))],
+                    errors(&[&bad, &denied, &missing, &conflict], true),
+                ),
+            }),
+        );
+        paths.insert(
+            format!("{base}/{{id}}/status"),
+            json!({ "patch": operation(
+                format!("{audience} set conversation status"),
+                if console {
+                    "Pending or back to assigned (the assignee), resolved (the assignee, \
+                     supervisors, administrators), closed (a resolved conversation)"
+                } else {
+                    "The customer resolves or closes their conversation"
+                },
+                json!([id]),
+                Some(status_body.clone()),
+                vec![conversation(200, "The conversation")],
+                errors(&[&bad, &denied, &missing, &conflict], true),
+            ) }),
+        );
+        paths.insert(
+            format!("{base}/{{id}}/events"),
+            json!({ "get": operation(
+                format!("{audience} conversation events"),
+                "Server-sent events of one conversation; the stream ends when routing's does \
+                 (the browser reconnects)",
+                json!([id]),
+                None,
+                vec![events_ok.clone()],
+                errors(&[&bad, &denied, &missing], false),
+            ) }),
+        );
+        if !console {
+            continue;
+        }
+        paths.insert(
+            format!("{base}/events"),
+            json!({ "get": operation(
+                "console conversations events".into(),
+                "Server-sent events of the caller's conversations (`filter[scope]=mine`, the \
+                 default: assigned to them, or taken from them) or of all (`all`: supervisors and \
+                 administrators)",
+                json!([{ "name": "filter[scope]", "in": "query", "required": false,
+                         "schema": { "enum": ["mine", "all"] } }]),
+                None,
+                vec![events_ok.clone()],
+                errors(&[&jsonapi::INVALID_QUERY, &bad, &denied], false),
+            ) }),
+        );
+        paths.insert(
+            format!("{base}/queue"),
+            json!({ "get": operation(
+                "console queue stats".into(),
+                "The queue at a glance: depth, longest wait, agents online and available, open \
+                 conversations",
+                json!([]),
+                None,
+                vec![(200, ok("The queue", "ConversationQueueStats"))],
+                errors(&[&denied], false),
+            ) }),
+        );
+        paths.insert(
+            format!("{base}/{{id}}/assignment"),
+            json!({ "post": operation(
+                "console assign conversation".into(),
+                "Supervisors and administrators assign a queued conversation, or transfer an open \
+                 one, to an active agent or supervisor (never an administrator); capacity does not \
+                 bind (an override is recorded)",
+                json!([id]),
+                Some(request_body(
+                    "conversation-assignments",
+                    json!({ "agentId": { "type": "string", "format": "uuid" } }),
+                    &["agentId"],
+                )),
+                vec![conversation(200, "The conversation")],
+                errors(&[&bad, &denied, &missing, &conflict], true),
+            ) }),
+        );
+        paths.insert(
+            format!("{base}/{{id}}/history"),
+            json!({ "get": operation(
+                "console conversation history".into(),
+                "Every transition with its actor, oldest first, paged",
+                json!([id, parameter("PageOffset"), parameter("PageLimit")]),
+                None,
+                vec![(200, ok("One page of events", "ConversationEvents"))],
+                errors(&[&jsonapi::INVALID_QUERY, &bad, &denied, &missing], false),
+            ) }),
+        );
+        paths.insert(
+            format!("{base}/{{id}}/assist-sessions"),
+            json!({ "post": operation(
+                "console record assist session".into(),
+                "The assignee, a supervisor or an administrator records that an assist session was \
+                 started for the conversation's customer",
+                json!([id]),
+                Some(request_body(
+                    "conversation-assist-sessions",
+                    json!({ "sessionId": { "type": "string", "format": "uuid" } }),
+                    &["sessionId"],
+                )),
+                vec![conversation(200, "The conversation")],
+                errors(&[&bad, &denied, &missing, &conflict], true),
+            ) }),
+        );
+    }
+}
+
 fn components() -> Value {
+    let mut components = base_components();
+    if let Some(schemas) = components["schemas"].as_object_mut() {
+        schemas.extend(conversation_schemas());
+    }
+    components
+}
+
+/// The schemas of the conversations APIs.
+fn conversation_schemas() -> Map<String, Value> {
+    let text = json!({ "type": "string" });
+    let schemas = json!({
+            "Conversation": { "type": "object", "properties": { "data": schema("ConversationResource") } },
+            "Conversations": {
+                "type": "object",
+                "properties": {
+                    "data": { "type": "array", "items": schema("ConversationResource") },
+                    "meta": { "type": "object", "properties": {
+                        "total": { "type": "integer" }, "totalExact": { "type": "boolean" },
+                    } },
+                    "links": schema("PageLinks"),
+                },
+            },
+            "ConversationResource": {
+                "type": "object",
+                "properties": {
+                    "type": { "const": "conversations" },
+                    "id": text,
+                    "attributes": { "type": "object", "properties": {
+                        "customerId": text,
+                        "channel": { "enum": ["web", "api"] },
+                        "subject": text,
+                        "priority": { "enum": ["low", "normal", "high", "urgent"] },
+                        "requiredSkills": { "type": "array", "items": text },
+                        "status": { "enum": ["queued", "assigned", "pending", "resolved", "closed"] },
+                        "assigneeId": { "type": "string", "description": "empty while queued" },
+                        "createdAtUs": { "type": "integer" },
+                        "assignedAtUs": { "type": "integer", "description": "0: never" },
+                        "firstReplyAtUs": { "type": "integer", "description": "0: no reply yet" },
+                        "resolvedAtUs": { "type": "integer" },
+                        "closedAtUs": { "type": "integer" },
+                        "updatedAtUs": { "type": "integer" },
+                        "lastMessageAtUs": { "type": "integer" },
+                        "requeued": { "type": "boolean" },
+                        "queuedAtUs": { "type": ["integer", "null"], "description": "queued only" },
+                        "queuePosition": { "type": ["integer", "null"],
+                                           "description": "queued only: how many go before it" },
+                        "version": { "type": "integer" },
+                    } },
+                    "links": { "type": "object", "properties": { "self": text } },
+                },
+            },
+            "ConversationMessageResource": {
+                "type": "object",
+                "properties": {
+                    "type": { "const": "conversation-messages" },
+                    "id": text,
+                    "attributes": { "type": "object", "properties": {
+                        "conversationId": text,
+                        "authorKind": { "enum": ["customer", "agent", "system"] },
+                        "authorId": text,
+                        "body": text,
+                        "internal": { "type": "boolean" },
+                        "atUs": { "type": "integer" },
+                    } },
+                    "relationships": { "type": "object", "description": "`conversation`: the \
+                                       conversation as it is after the message (answers to POST)" },
+                },
+            },
+            "ConversationMessage": { "type": "object", "properties": { "data": schema("ConversationMessageResource") } },
+            "ConversationMessages": {
+                "type": "object",
+                "properties": {
+                    "data": { "type": "array", "items": schema("ConversationMessageResource") },
+                    "meta": { "type": "object" },
+                    "links": schema("PageLinks"),
+                },
+            },
+            "ConversationEvents": {
+                "type": "object",
+                "properties": {
+                    "data": { "type": "array", "items": { "type": "object", "properties": {
+                        "type": { "const": "conversation-events" },
+                        "id": text,
+                        "attributes": { "type": "object", "properties": {
+                            "kind": { "enum": ["watching", "created", "assigned", "transferred",
+                                               "requeued", "message", "pending", "resumed",
+                                               "resolved", "reopened", "closed", "assist_started"] },
+                            "conversationId": text,
+                            "actorId": { "type": "string", "description": "a principal id, or `routing`" },
+                            "atUs": { "type": "integer" },
+                            "toAgentId": text,
+                            "fromAgentId": text,
+                            "capacityOverride": { "type": "boolean" },
+                            "reason": text,
+                            "sessionId": text,
+                            "message": {},
+                            "conversation": {},
+                        } },
+                    } } },
+                    "meta": { "type": "object" },
+                    "links": schema("PageLinks"),
+                },
+            },
+            "ConversationQueueStats": { "type": "object", "properties": { "data": { "type": "object", "properties": {
+                "type": { "const": "conversation-queue-stats" }, "id": text,
+                "attributes": { "type": "object", "properties": {
+                    "queued": { "type": "integer" },
+                    "longestWaitUs": { "type": "integer" },
+                    "agentsOnline": { "type": "integer" },
+                    "agentsAvailable": { "type": "integer" },
+                    "open": { "type": "integer" },
+                } },
+            } } } }
+    });
+    match schemas {
+        Value::Object(schemas) => schemas,
+        _ => Map::new(),
+    }
+}
+
+fn base_components() -> Value {
     let token_attributes = json!({
         "type": "object",
         "properties": {
@@ -889,6 +1302,8 @@ fn components() -> Value {
             "agentHeader": { "type": "apiKey", "in": "header", "name": "X-Agent-Authorization" },
             "consoleCookie": { "type": "apiKey", "in": "cookie", "name": "assist_console",
                                "description": "The console sign-in of /console/login" },
+            "customerCookie": { "type": "apiKey", "in": "cookie", "name": "assist_customer",
+                                "description": "The storefront customer sign-in of /login" },
             "csrfHeader": { "type": "apiKey", "in": "header", "name": "X-CSRF-Token",
                             "description": "With the cookie, for POST, PUT, PATCH and DELETE: the \
                                             page's CSRF token, and an Origin of this site" },

@@ -167,6 +167,7 @@ fn table() -> Vec<(String, Method, MethodRouter<Arc<AppState>>)> {
     routes.extend(
         own.into_iter()
             .chain(crate::console::table())
+            .chain(crate::conversations::table())
             .map(|(path, method, handler)| (path.to_owned(), method, handler)),
     );
     routes
