@@ -17,7 +17,7 @@ use crate::platform::{Platform, authed};
 
 /// Stores `agents` active console profiles straight in agent-directory's database (one statement;
 /// every third online), with enough seats; their ids, by id.
-async fn seed_agents(platform: &Platform, agents: u64) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn seed_agents(platform: &Platform, agents: u64) -> anyhow::Result<Vec<String>> {
     let db = platform
         .agents_db()
         .open(&assist_agent_directory::store::MIGRATIONS)
@@ -48,9 +48,13 @@ async fn seed_agents(platform: &Platform, agents: u64) -> anyhow::Result<Vec<Str
     Ok(ids)
 }
 
-/// Access tokens of back-office users `ids`, signed with identity's live key as its Login would (the
-/// users need not exist in identity: the directory only verifies the signature).
-async fn tokens_for(platform: &Platform, ids: &[String]) -> anyhow::Result<Vec<String>> {
+/// Access tokens of principals `ids` of `realm`, signed with identity's live key as its Login would
+/// (the principals need not exist in identity: services only verify the signature).
+pub(crate) async fn tokens_for(
+    platform: &Platform,
+    ids: &[String],
+    realm: Realm,
+) -> anyhow::Result<Vec<String>> {
     let store = assist_identity::store::Store::new(
         platform
             .identity_db()
@@ -71,8 +75,11 @@ async fn tokens_for(platform: &Platform, ids: &[String]) -> anyhow::Result<Vec<S
                 iat: now - 5,
                 nbf: now - 5,
                 jti: uuid::Uuid::now_v7().to_string(),
-                realm: Realm::BackOffice,
-                scope: "back_office".into(),
+                realm,
+                scope: match realm {
+                    Realm::Customer => "customer".into(),
+                    _ => "back_office".into(),
+                },
                 act: None,
                 sid: None,
             })?)
@@ -187,7 +194,7 @@ pub async fn heartbeats(
         .execute(&db.pool)
         .await?;
     db.pool.close().await;
-    let tokens = Arc::new(tokens_for(&platform, &ids).await?);
+    let tokens = Arc::new(tokens_for(&platform, &ids, Realm::BackOffice).await?);
     let ids = Arc::new(ids);
 
     // The subscriber: the time from each agent's first heartbeat being sent to its change arriving.

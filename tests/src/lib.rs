@@ -1,9 +1,11 @@
 //! Shared pieces of the end-to-end tests and load generators: latency statistics and an in-process
-//! identity server for benchmarks, and the whole platform in one process (`platform`).
+//! identity server for benchmarks, the whole platform in one process (`platform`), and the load runs
+//! of the figures (`assist_load`, `console_load`, `routing_load`).
 
 pub mod assist_load;
 pub mod console_load;
 pub mod platform;
+pub mod routing_load;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! The platform in one test process: identity, agent-directory and impersonation-token (any number of
-//! replicas) on 127.0.0.1:0, each with its own database on one backend, talking real gRPC; plus the
-//! principals and tokens tests need.
+//! The platform in one test process: identity, agent-directory, impersonation-token and conversation
+//! routing (any number of replicas of the last two) on 127.0.0.1:0, each with its own database on one
+//! backend, talking real gRPC; plus the principals and tokens tests need.
 
 use std::net::SocketAddr;
 
@@ -11,6 +11,7 @@ use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClie
 use assist_proto::identity::v1 as idp;
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
+use assist_proto::routing::v1::routing_client::RoutingClient;
 use assist_runtime::shutdown::ShutdownTrigger;
 use assist_runtime::testing::{TestBackend, TestDb};
 use clap::Parser;
@@ -84,6 +85,8 @@ pub struct Platform {
     pub agents: Running,
     /// Replicas of impersonation-token, all on one database.
     pub impersonation: Vec<Running>,
+    /// Replicas of conversation routing, all on one database (one to start with).
+    pub routing: Vec<Running>,
     pub admin: Signed,
     /// A service account for the tests' own service-side calls (CheckSession, RecordAction, …).
     pub service: (String, String),
@@ -133,6 +136,7 @@ impl Platform {
     ) -> Self {
         let agents_db = TestDb::on(&backend).await;
         let impersonation_db = TestDb::on(&backend).await;
+        let routing_db = TestDb::on(&backend).await;
         let config = assist_identity::Config::try_parse_from([
             "identity".to_owned(),
             "--listen=127.0.0.1:0".to_owned(),
@@ -200,19 +204,47 @@ impl Platform {
             identity,
             agents,
             impersonation: Vec::new(),
+            routing: Vec::new(),
             admin,
             service,
             identity_kek,
             impersonation_kek: KeyEncryptionKey::generate_base64().unwrap(),
             service_accounts,
-            dbs: vec![identity_db, agents_db, impersonation_db],
+            dbs: vec![identity_db, agents_db, impersonation_db, routing_db],
         };
         for _ in 0..replicas {
             platform
                 .add_impersonation_replica(impersonation_flags)
                 .await;
         }
+        platform.add_routing_replica(&[]).await;
         platform
+    }
+
+    /// Starts one more conversation-routing replica on the same database, with extra flags
+    /// (`--offline-grace-secs=1`, …).
+    pub async fn add_routing_replica(&mut self, flags: &[&str]) -> usize {
+        let mut args = vec![
+            "routing".to_owned(),
+            "--listen=127.0.0.1:0".to_owned(),
+            format!("--database-url={}", self.dbs[3].url),
+            format!("--identity-url={}", self.identity.url()),
+            format!("--agent-directory-url={}", self.agents.url()),
+            format!("--client-id={}", self.service_accounts.0),
+            format!("--client-secret={}", self.service_accounts.1),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let config = assist_routing::Config::try_parse_from(args).unwrap();
+        let running = start("routing", |l, s| assist_routing::serve(config, l, s)).await;
+        self.routing.push(running);
+        self.routing.len() - 1
+    }
+
+    /// Stops every routing replica (to restart them with other flags).
+    pub async fn stop_routing(&mut self) {
+        for replica in self.routing.drain(..) {
+            replica.stop().await;
+        }
     }
 
     /// Starts one more impersonation-token replica on the same database.
@@ -258,6 +290,15 @@ impl Platform {
     /// The impersonation database (for tampering tests).
     pub fn impersonation_db(&self) -> &TestDb {
         &self.dbs[2]
+    }
+
+    /// The routing database (for checks of what routing stored).
+    pub fn routing_db(&self) -> &TestDb {
+        &self.dbs[3]
+    }
+
+    pub fn routing_client(&self, replica: usize) -> RoutingClient<Channel> {
+        RoutingClient::new(self.routing[replica].channel())
     }
 
     pub fn identity_client(&self) -> IdentityClient<Channel> {
@@ -306,6 +347,53 @@ impl Platform {
         }
         let mut identity = self.identity_client();
         login(&mut identity, idp::Realm::BackOffice, email).await
+    }
+
+    /// An active console member of `role` with `capacity`, signed in and online (a storefront agent:
+    /// granting the capability stores the profile).
+    pub async fn console_member(&self, email: &str, role: dir::Role, capacity: u32) -> Signed {
+        let member = self
+            .agent(email, &[dir::Capability::AssistCustomers])
+            .await;
+        let mut agents = self.agents_client();
+        if role != dir::Role::Agent {
+            agents
+                .change_role(authed(
+                    &self.admin.token,
+                    dir::ChangeRoleRequest {
+                        agent_id: member.id.clone(),
+                        role: role as i32,
+                    },
+                ))
+                .await
+                .unwrap();
+        }
+        agents
+            .update_agent_routing(authed(
+                &self.admin.token,
+                dir::UpdateAgentRoutingRequest {
+                    agent_id: member.id.clone(),
+                    capacity: Some(capacity),
+                    skills: None,
+                },
+            ))
+            .await
+            .unwrap();
+        self.presence(&member.token, dir::Presence::Online).await;
+        member
+    }
+
+    /// A console member's heartbeat with `presence`.
+    pub async fn presence(&self, token: &str, presence: dir::Presence) {
+        self.agents_client()
+            .heartbeat(authed(
+                token,
+                dir::HeartbeatRequest {
+                    presence: presence as i32,
+                },
+            ))
+            .await
+            .unwrap();
     }
 
     pub async fn grant(&self, agent_id: &str, capability: dir::Capability) {
@@ -402,6 +490,7 @@ impl Platform {
             format!("--identity-url={}", self.identity.url()),
             format!("--agent-directory-url={}", self.agents.url()),
             format!("--impersonation-url={}", self.impersonation[0].url()),
+            format!("--routing-url={}", self.routing[0].url()),
             format!("--client-id={}", self.service_accounts.0),
             format!("--client-secret={}", self.service_accounts.1),
         ];
@@ -456,6 +545,9 @@ impl Platform {
     }
 
     pub async fn stop(self) {
+        for replica in self.routing {
+            replica.stop().await;
+        }
         for replica in self.impersonation {
             replica.stop().await;
         }

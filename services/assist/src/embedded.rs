@@ -31,6 +31,9 @@ pub struct Storage {
     /// Database of impersonation-token; defaults to `sqlite://<data-dir>/impersonation.db`.
     #[arg(long, env = "ASSIST_IMPERSONATION_DATABASE_URL", global = true)]
     pub impersonation_database_url: Option<String>,
+    /// Database of conversation routing; defaults to `sqlite://<data-dir>/routing.db`.
+    #[arg(long, env = "ASSIST_ROUTING_DATABASE_URL", global = true)]
+    pub routing_database_url: Option<String>,
     /// Key-encryption key of impersonation-token's signing keys; defaults to
     /// `<data-dir>/impersonation.kek`, created on first use.
     #[arg(
@@ -54,6 +57,10 @@ impl Storage {
 
     pub fn impersonation_database_url(&self) -> anyhow::Result<String> {
         self.url_or_file(&self.impersonation_database_url, "impersonation.db")
+    }
+
+    pub fn routing_database_url(&self) -> anyhow::Result<String> {
+        self.url_or_file(&self.routing_database_url, "routing.db")
     }
 
     fn url_or_file(&self, given: &Option<String>, file: &str) -> anyhow::Result<String> {
@@ -150,6 +157,11 @@ pub async fn migrate(storage: &Storage) -> anyhow::Result<()> {
             "impersonation-token",
             storage.impersonation_database_url()?,
             &assist_impersonation_token::store::MIGRATIONS,
+        ),
+        (
+            "conversation-routing",
+            storage.routing_database_url()?,
+            &assist_routing::store::MIGRATIONS,
         ),
     ] {
         let db = Database::connect(&url, PoolSize(1)).await?;

@@ -36,6 +36,9 @@ pub struct Args {
         default_value = "127.0.0.1:50053"
     )]
     pub impersonation_listen: SocketAddr,
+    /// Listen address of the conversation-routing service.
+    #[arg(long, env = "ASSIST_ROUTING_LISTEN", default_value = "127.0.0.1:50054")]
+    pub routing_listen: SocketAddr,
     /// Listen address of the gateway (HTTP: the storefront agent-assist API).
     #[arg(long, env = "ASSIST_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub gateway_listen: SocketAddr,
@@ -66,6 +69,9 @@ pub struct Args {
     /// Console agents without a heartbeat for this many seconds are offline.
     #[arg(long, env = "ASSIST_PRESENCE_TIMEOUT_SECS", default_value_t = 60)]
     pub presence_timeout_secs: u32,
+    /// Assigned conversations of an agent offline this long go back to the queue.
+    #[arg(long, env = "ASSIST_OFFLINE_GRACE_SECS", default_value_t = 900)]
+    pub offline_grace_secs: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -127,6 +133,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             format!("--client-secret={client_secret}"),
         ],
     )?;
+    let routing_config = parse_config::<assist_routing::Config>(
+        "routing",
+        [
+            format!("--listen={}", args.routing_listen),
+            format!("--database-url={}", args.storage.routing_database_url()?),
+            format!("--identity-url={identity_url}"),
+            format!(
+                "--agent-directory-url=http://{}",
+                args.agent_directory_listen
+            ),
+            format!("--client-id={client_id}"),
+            format!("--client-secret={client_secret}"),
+            format!("--offline-grace-secs={}", args.offline_grace_secs),
+        ],
+    )?;
     let demo_shop_url = format!("http://{}", args.demo_shop_listen);
     let demo_shop = args.storefront_upstream.is_none() || args.merchant_portal_upstream.is_none();
     let gateway_config = parse_config::<assist_gateway::Config>(
@@ -151,6 +172,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 args.agent_directory_listen
             ),
             format!("--impersonation-url=http://{}", args.impersonation_listen),
+            format!("--routing-url=http://{}", args.routing_listen),
             format!("--client-id={client_id}"),
             format!("--client-secret={client_secret}"),
             format!("--cookie-key={}", args.storage.gateway_cookie_key()?),
@@ -178,6 +200,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(error) = impersonation_config.check() {
         assist_runtime::config::exit(&error.to_string());
     }
+    if let Err(error) = routing_config.check() {
+        assist_runtime::config::exit(&error.to_string());
+    }
 
     let (_trigger, shutdown) = assist_runtime::shutdown::on_signal();
     let identity = tokio::spawn(assist_identity::serve(
@@ -193,6 +218,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let impersonation = tokio::spawn(assist_impersonation_token::serve(
         impersonation_config,
         bind(args.impersonation_listen).await?,
+        shutdown.clone(),
+    ));
+    let routing = tokio::spawn(assist_routing::serve(
+        routing_config,
+        bind(args.routing_listen).await?,
         shutdown.clone(),
     ));
     let gateway = tokio::spawn(assist_gateway::serve(
@@ -231,7 +261,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.impersonation_listen
     );
     println!(
-        "  gateway:         http://{}  (open it in a browser: the shop; agent sign-in at /agent/login and /merchant-portal/agent/login; the console at /console/login; the Glue-compatible API)",
+        "  routing:         grpc://{}  (assist.routing.v1.Routing)",
+        args.routing_listen
+    );
+    println!(
+        "  gateway:         http://{}  (open it in a browser: the shop; agent sign-in at /agent/login and /merchant-portal/agent/login; the console at /console/login; customer chat at /chat; the Glue-compatible API)",
         args.gateway_listen
     );
     if demo_shop {
@@ -266,6 +300,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         r = identity => ("identity", r),
         r = agents => ("agent-directory", r),
         r = impersonation => ("impersonation", r),
+        r = routing => ("conversation routing", r),
         r = gateway => ("gateway", r),
         r = shop => ("demo shop", r),
     };

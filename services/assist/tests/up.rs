@@ -46,6 +46,7 @@ impl Up {
             .arg(format!(
                 "--impersonation-listen=127.0.0.1:{impersonation_port}"
             ))
+            .arg(format!("--routing-listen=127.0.0.1:{}", free_port()))
             .arg(format!("--gateway-listen=127.0.0.1:{gateway_port}"))
             .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()))
             .arg(format!("--demo-shop-listen=127.0.0.1:{}", free_port()))
@@ -54,6 +55,7 @@ impl Up {
             .env_remove("ASSIST_IMPERSONATION_KEY_ENCRYPTION_KEY")
             .env_remove("ASSIST_AGENT_DIRECTORY_DATABASE_URL")
             .env_remove("ASSIST_IMPERSONATION_DATABASE_URL")
+            .env_remove("ASSIST_ROUTING_DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log_path(data_dir)).expect("log file"))

@@ -281,7 +281,23 @@ impl Routing {
                     Role::Service => AuthorKind::System,
                     _ => AuthorKind::Agent,
                 };
-                let mut events = Vec::new();
+                conversation.last_message_at_us = now;
+                // The message first: a reopen or resume it causes follows it in the history.
+                let mut event = Event::new(&conversation.id, EventKind::Message, &caller.id, now);
+                event.message = Some(Message {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    conversation_id: conversation.id.clone(),
+                    author_kind,
+                    author_id: if author_kind == AuthorKind::System {
+                        String::new()
+                    } else {
+                        caller.id.clone()
+                    },
+                    body,
+                    internal,
+                    at_us: now,
+                });
+                let mut events = vec![event];
                 match caller.role {
                     Role::Customer => match conversation.status {
                         Status::Resolved => {
@@ -316,22 +332,6 @@ impl Routing {
                         }
                     }
                 }
-                conversation.last_message_at_us = now;
-                let mut event = Event::new(&conversation.id, EventKind::Message, &caller.id, now);
-                event.message = Some(Message {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    conversation_id: conversation.id.clone(),
-                    author_kind,
-                    author_id: if author_kind == AuthorKind::System {
-                        String::new()
-                    } else {
-                        caller.id.clone()
-                    },
-                    body,
-                    internal,
-                    at_us: now,
-                });
-                events.insert(0, event);
                 Ok(Decision {
                     events,
                     assignee_capacity: None,

@@ -111,7 +111,7 @@ export async function startPlatform({
     await assist(bin, ['seed', '--data-dir', dataDir, 'customers', '--count', String(customers)]);
     await assist(bin, ['seed', '--data-dir', dataDir, 'merchant-users', '--count', String(merchantUsers)]);
 
-    const [identity, directory, impersonation, gateway, metrics, shop] = await freePorts(6);
+    const [identity, directory, impersonation, gateway, metrics, shop, routing] = await freePorts(7);
     const baseUrl = `http://127.0.0.1:${gateway}`;
     const shopUrl = `http://127.0.0.1:${shop}`;
     // `assist up --help` exits non-zero (assist_runtime::config::exit): read its output either way.
@@ -123,6 +123,7 @@ export async function startPlatform({
       '--identity-listen', `127.0.0.1:${identity}`,
       '--agent-directory-listen', `127.0.0.1:${directory}`,
       '--impersonation-listen', `127.0.0.1:${impersonation}`,
+      '--routing-listen', `127.0.0.1:${routing}`,
       '--gateway-listen', `127.0.0.1:${gateway}`,
       '--metrics-listen', `127.0.0.1:${metrics}`,
     ];

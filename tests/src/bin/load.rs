@@ -10,6 +10,11 @@
 //! - `load gateway-overhead --admin-url postgres://…`: what the gateway's proxy adds to a shop request.
 //! - `load console-list --admin-url postgres://…`: ListAgents over 10,000 agents with counts.
 //! - `load heartbeats --admin-url postgres://…`: 5,000 agents' heartbeats, and changes reaching a watcher.
+//! - `load routing --admin-url postgres://…`: created → assigned latency, assignments per second over a
+//!   backlog with 1,000 online agents, fairness.
+//! - `load routing-churn --admin-url postgres://…`: 10,000 conversations over three routing replicas
+//!   while 100 agents come and go; fails on any double assignment, capacity violation or loss.
+//! - `load routing-messages --admin-url postgres://…`: customer message to the assignee's watch stream.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,6 +124,45 @@ enum Command {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
         rounds: u32,
     },
+    /// Creates its own databases on the server of `--admin-url` and drops them afterwards.
+    Routing {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        agents: u64,
+        /// Conversations created one by one at `--rate` per second, their assignment watched.
+        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        steady: u64,
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5_000))]
+        rate: u32,
+        /// Queued conversations stored at once, then assigned as fast as routing goes.
+        #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=500_000))]
+        backlog: u64,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3))]
+        replicas: u64,
+    },
+    /// Creates its own databases on the server of `--admin-url` and drops them afterwards.
+    RoutingChurn {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+        agents: u64,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        capacity: u32,
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        conversations: u64,
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=256))]
+        concurrency: u64,
+    },
+    /// Creates its own databases on the server of `--admin-url` and drops them afterwards.
+    RoutingMessages {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        messages: u64,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=5_000))]
+        rate: u32,
+    },
     Revocation {
         #[arg(long)]
         admin_url: String,
@@ -219,6 +263,47 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Routing {
+            admin_url,
+            agents,
+            steady,
+            rate,
+            backlog,
+            replicas,
+        } => {
+            assist_tests::routing_load::throughput(
+                &admin_url,
+                agents,
+                steady as usize,
+                rate,
+                backlog,
+                replicas as usize,
+            )
+            .await
+        }
+        Command::RoutingChurn {
+            admin_url,
+            agents,
+            capacity,
+            conversations,
+            concurrency,
+        } => {
+            assist_tests::routing_load::churn_run(
+                &admin_url,
+                assist_tests::routing_load::Churn {
+                    agents: agents as usize,
+                    capacity,
+                    conversations: conversations as usize,
+                    concurrency: concurrency as usize,
+                },
+            )
+            .await
+        }
+        Command::RoutingMessages {
+            admin_url,
+            messages,
+            rate,
+        } => assist_tests::routing_load::messages(&admin_url, messages as usize, rate).await,
         Command::Revocation {
             admin_url,
             sessions,
