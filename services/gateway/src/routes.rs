@@ -794,6 +794,35 @@ fn valid_reference(reference: &str) -> bool {
 /// principal (which the merchant portal must not start a session on, whatever the agent may do in the
 /// storefront).
 async fn merchant_user(upstreams: &Upstreams, id: &str) -> Result<Option<Assisted>, ApiError> {
+    Ok(principal(upstreams, id).await?.and_then(|p| match p.kind {
+        Some(idp::principal::Kind::MerchantUser(user)) => Some(Assisted {
+            id: p.id,
+            name: format!("{} {}", user.first_name, user.last_name),
+        }),
+        _ => None,
+    }))
+}
+
+/// The customer whose principal id is `id`, with their name; `None` for an unknown id or another kind
+/// of principal.
+pub(crate) async fn customer_by_id(
+    upstreams: &Upstreams,
+    id: &str,
+) -> Result<Option<Assisted>, ApiError> {
+    Ok(principal(upstreams, id).await?.and_then(|p| match p.kind {
+        Some(idp::principal::Kind::Customer(customer)) => Some(Assisted {
+            id: p.id,
+            name: format!("{} {}", customer.first_name, customer.last_name),
+        }),
+        _ => None,
+    }))
+}
+
+/// The principal `id` as identity has it (the gateway's service token); `None` when there is none.
+pub(crate) async fn principal(
+    upstreams: &Upstreams,
+    id: &str,
+) -> Result<Option<idp::Principal>, ApiError> {
     let request = idp::GetPrincipalRequest { id: id.to_owned() };
     match upstreams
         .identity_service
@@ -801,17 +830,7 @@ async fn merchant_user(upstreams: &Upstreams, id: &str) -> Result<Option<Assiste
         .get_principal(request)
         .await
     {
-        Ok(reply) => match reply.into_inner() {
-            idp::Principal {
-                id,
-                kind: Some(idp::principal::Kind::MerchantUser(user)),
-                ..
-            } => Ok(Some(Assisted {
-                id,
-                name: format!("{} {}", user.first_name, user.last_name),
-            })),
-            _ => Ok(None),
-        },
+        Ok(reply) => Ok(Some(reply.into_inner())),
         Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => Ok(None),
         Err(status) => Err(ApiError::from_status(&status)),
     }
@@ -876,9 +895,33 @@ pub(crate) async fn open_session(
                 .ok_or_else(failed)?
         }
     };
+    start_session(
+        upstreams,
+        portal,
+        agent_token,
+        target,
+        reason,
+        String::new(),
+    )
+    .await
+}
+
+/// The agent (signed in with `agent_token`) starts assisting `target` in `portal`, for `reason` and
+/// conversation `conversation_id` (either may be empty). Refusals about the target are the portal's
+/// `impersonation_failed`.
+pub(crate) async fn start_session(
+    upstreams: &Upstreams,
+    portal: &Portal,
+    agent_token: &str,
+    target: Assisted,
+    reason: String,
+    conversation_id: String,
+) -> Result<Opened, ApiError> {
+    let failed = || portal.impersonation_failed.clone();
     let request = imp::StartAssistRequest {
         target_id: target.id.clone(),
         reason,
+        conversation_id,
         ..Default::default()
     };
     match upstreams

@@ -1,7 +1,9 @@
 //! The console's pages (docs/web.md): sign-in and sign-out of back-office users, and the agent
 //! management page of the seed (the list with seats and presence counts; invite, remove, change role,
-//! reset password for supervisors and administrators). Actions go through the console's JSON API
-//! (`crate::console`) from a small inline script; presence updates arrive as server-sent events.
+//! reset password for supervisors and administrators), and what every console page shares (the
+//! header with the navigation and the presence toggle, the script that calls the JSON API and sends
+//! the heartbeat). Actions go through the console's JSON API (`crate::console`) from a small inline
+//! script; presence updates arrive as server-sent events.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,9 +31,9 @@ use crate::routes::{client_address, page_of, sign_in, upstreams};
 type Shared = State<Arc<AppState>>;
 type Fields = Result<Form<HashMap<String, String>>, FormRejection>;
 
-const LOGIN: &str = "/console/login";
+pub(super) const LOGIN: &str = "/console/login";
 const AGENTS: &str = "/console/agents";
-const TITLE: &str = "Agent Assist console";
+pub(super) const TITLE: &str = "Agent Assist console";
 /// Rows of the agents table per page.
 const TABLE_PAGE: u32 = 20;
 const QUERY_MAX: usize = 100;
@@ -44,7 +46,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(AGENTS, get(agents_page))
 }
 
-fn console_error(status: StatusCode, message: &str) -> Response {
+pub(super) fn console_error(status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<h1>{TITLE}</h1><p class=\"error\">{}</p><p><a href=\"{AGENTS}\">Back</a></p>",
         escape(message)
@@ -52,14 +54,14 @@ fn console_error(status: StatusCode, message: &str) -> Response {
     (status, Html(html::page(TITLE, None, &body))).into_response()
 }
 
-fn expired_form() -> Response {
+pub(super) fn expired_form() -> Response {
     console_error(
         StatusCode::FORBIDDEN,
         "The form has expired. Reload the page and try again.",
     )
 }
 
-fn starting() -> Response {
+pub(super) fn starting() -> Response {
     console_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "Agent Assist is starting up. Try again in a moment.",
@@ -81,7 +83,7 @@ fn login_form(csrf: &str, error: Option<&str>) -> String {
 }
 
 /// The console user signed in in this browser (cookie `assist_console`), renewed when needed.
-async fn signed_in_caller(
+pub(super) async fn signed_in_caller(
     state: &AppState,
     upstreams: &crate::Upstreams,
     headers: &HeaderMap,
@@ -261,7 +263,7 @@ pub fn utc_text(us: i64) -> String {
 }
 
 /// The name column: the full name, and the nickname when there is one.
-fn name_of(agent: &dir::Agent) -> String {
+pub(super) fn name_of(agent: &dir::Agent) -> String {
     match (agent.display_name.as_str(), agent.nickname.as_str()) {
         ("", "") => agent.email.clone(),
         (full, "") => full.to_owned(),
@@ -435,6 +437,119 @@ async fn agents_page(
     with_cookies(response, set)
 }
 
+/// The header of every console page: who is signed in with which role, the navigation (`current`
+/// marked), the presence toggle and `Log out`.
+pub(super) fn header(
+    caller: &Caller,
+    own: &dir::Agent,
+    role: Option<dir::Role>,
+    csrf: &str,
+    current: &str,
+) -> String {
+    let role_text = role.map_or("no console role", |r| role_word(r as i32));
+    let who = if own.email.is_empty() {
+        name_of(own)
+    } else {
+        format!("{} ({})", name_of(own), own.email)
+    };
+    let link = |path: &str, id: &str, label: &str| {
+        let here = if path == current {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        format!("<a id=\"{id}\" href=\"{path}\"{here}>{label}</a>")
+    };
+    format!(
+        "<header id=\"console-header\"><nav id=\"console-nav\">{agents} {conversations}</nav>\
+         <p>Signed in as <span id=\"me\" data-agent=\"{id}\">{who}</span>, \
+         <span id=\"my-role\">{role_text}</span>. \
+         <label class=\"inline\">Presence <select id=\"presence-toggle\" aria-label=\"Presence\">\
+         <option value=\"online\">online</option><option value=\"away\">away</option></select></label> \
+         <span id=\"my-presence\"></span> {logout}</p></header>",
+        agents = link(AGENTS, "nav-agents", "Agents"),
+        conversations = link(
+            super::conversations::LIST,
+            "nav-conversations",
+            "Conversations"
+        ),
+        id = escape(&caller.claims.sub),
+        who = escape(&who),
+        logout = html::post_button("/console/logout", csrf, "Log out"),
+    )
+}
+
+/// `config` as the page's `#console-config` (read by [`CONSOLE_COMMON_SCRIPT`]), then that script.
+pub(super) fn console_scripts(config: &serde_json::Value) -> String {
+    format!(
+        "{}{CONSOLE_COMMON_SCRIPT}",
+        html::json_script("console-config", config)
+    )
+}
+
+/// What every console page's script shares, as `window.consoleKit`: the page's config, `api` (JSON
+/// API calls with the CSRF header; 401 goes to the sign-in), `resource`, `say` (the outcome in
+/// `#console-message`), and the heartbeat: `POST /console/api/presence` now, on each visibility
+/// change and every third of the answered timeout, with the presence of `#presence-toggle` (kept in
+/// `localStorage`; `away` while the page is hidden); `onBeat(doc)` runs after each.
+const CONSOLE_COMMON_SCRIPT: &str = r#"<script>
+(() => {
+  const config = JSON.parse(document.getElementById('console-config').textContent);
+  const message = document.getElementById('console-message');
+  const say = (text, error) => {
+    if (!message) return;
+    message.textContent = text;
+    message.className = error ? 'error' : 'notice';
+  };
+  const kept = sessionStorage.getItem('console-notice');
+  if (kept) { sessionStorage.removeItem('console-notice'); say(kept, false); }
+  async function api(method, path, body) {
+    const headers = { accept: 'application/vnd.api+json', 'x-csrf-token': config.csrf };
+    if (body) headers['content-type'] = 'application/vnd.api+json';
+    const response = await fetch(path, { method, headers, credentials: 'same-origin',
+      body: body ? JSON.stringify(body) : undefined });
+    if (response.status === 401) { location.href = '/console/login'; throw new Error('Signed out.'); }
+    const text = await response.text();
+    let doc = null;
+    try { doc = text ? JSON.parse(text) : null; } catch { doc = null; }
+    if (!response.ok) throw new Error(doc?.errors?.[0]?.detail || ('HTTP ' + response.status));
+    return doc;
+  }
+  const resource = (type, attributes) => ({ data: { type, attributes } });
+  const toggle = document.getElementById('presence-toggle');
+  const shown = document.getElementById('my-presence');
+  const chosen = () => localStorage.getItem('console-presence') === 'away' ? 'away' : 'online';
+  if (toggle) toggle.value = chosen();
+  let every = 20;
+  let next = null;
+  let onBeat = () => {};
+  async function heartbeat() {
+    clearTimeout(next);
+    const presence = document.hidden ? 'away' : chosen();
+    try {
+      const doc = await api('POST', '/console/api/presence', resource('console-presence', { presence }));
+      every = Math.max(1, Math.floor((doc.data.attributes.timeoutSeconds || 60) / 3));
+      if (shown) shown.textContent = '(' + doc.data.attributes.presence + ')';
+      onBeat(doc);
+    } catch (error) {
+      every = 20;
+      onBeat(null);
+    }
+    next = setTimeout(heartbeat, every * 1000);
+  }
+  if (toggle) toggle.addEventListener('change', () => {
+    localStorage.setItem('console-presence', toggle.value);
+    heartbeat();
+  });
+  document.addEventListener('visibilitychange', heartbeat);
+  window.consoleKit = {
+    config, api, resource, say,
+    /** Starts the heartbeat; `beat(doc)` runs after each (`doc` null when it failed). */
+    startHeartbeat(beat) { if (beat) onBeat = beat; heartbeat(); },
+  };
+})();
+</script>"#;
+
 /// What the agents page shows.
 struct Page<'a> {
     caller: &'a Caller,
@@ -451,17 +566,9 @@ fn page_body(p: &Page) -> String {
     let seats = p.listed.seats.unwrap_or_default();
     let counts = p.listed.presence.unwrap_or_default();
     let total = p.listed.page.unwrap_or_default().total;
-    let role_text = p.role.map_or("no console role", |r| role_word(r as i32));
-    let who = if p.own.email.is_empty() {
-        name_of(p.own)
-    } else {
-        format!("{} ({})", name_of(p.own), p.own.email)
-    };
     let manages = !grantable(p.role).is_empty();
     let mut out = format!(
-        "<header id=\"console-header\"><p>Signed in as <span id=\"me\" data-agent=\"{id}\">{who}</span>, \
-         <span id=\"my-role\">{role_text}</span>. {logout}</p></header>\
-         <h1>Agents</h1>\
+        "{header}<h1>Agents</h1>\
          <section id=\"summary\">\
          <p id=\"seat-counter\"><span id=\"seats-free\">{free}</span> free / \
          <span id=\"seats-occupied\">{occupied}</span> occupied \
@@ -469,9 +576,7 @@ fn page_body(p: &Page) -> String {
          <p id=\"presence-counts\"><span id=\"online-count\">{online}</span> online, \
          <span id=\"away-count\">{away}</span> away, <span id=\"offline-count\">{offline}</span> offline</p>\
          </section><p id=\"console-message\" role=\"status\"></p>",
-        id = escape(&p.caller.claims.sub),
-        who = escape(&who),
-        logout = html::post_button("/console/logout", p.csrf, "Log out"),
+        header = header(p.caller, p.own, p.role, p.csrf, AGENTS),
         free = seats.free,
         occupied = seats.occupied,
         licensed = seats.licensed,
@@ -544,35 +649,16 @@ fn page_body(p: &Page) -> String {
         // Supervisors and administrators may watch; agents poll.
         "live": manages,
     });
-    // `<` escaped so that no value can close the script element.
-    let config = config.to_string().replace('<', "\\u003c");
-    out.push_str(&format!(
-        "<script type=\"application/json\" id=\"console-config\">{config}</script>{CONSOLE_SCRIPT}"
-    ));
+    out.push_str(&console_scripts(&config));
+    out.push_str(CONSOLE_SCRIPT);
     out
 }
 
-/// Actions through the JSON API, the heartbeat, and live presence (server-sent events for those who
-/// may watch, polling for the others).
+/// The agents page's actions through the JSON API and live presence (server-sent events for those who
+/// may watch, polling for the others); the heartbeat refreshes the list.
 const CONSOLE_SCRIPT: &str = r#"<script>
 (() => {
-  const config = JSON.parse(document.getElementById('console-config').textContent);
-  const message = document.getElementById('console-message');
-  const say = (text, error) => { message.textContent = text; message.className = error ? 'error' : 'notice'; };
-  const kept = sessionStorage.getItem('console-notice');
-  if (kept) { sessionStorage.removeItem('console-notice'); say(kept, false); }
-  async function api(method, path, body) {
-    const headers = { accept: 'application/vnd.api+json', 'x-csrf-token': config.csrf };
-    if (body) headers['content-type'] = 'application/vnd.api+json';
-    const response = await fetch(path, { method, headers, credentials: 'same-origin',
-      body: body ? JSON.stringify(body) : undefined });
-    if (response.status === 401) { location.href = '/console/login'; throw new Error('Signed out.'); }
-    const text = await response.text();
-    let doc = null;
-    try { doc = text ? JSON.parse(text) : null; } catch { doc = null; }
-    if (!response.ok) throw new Error(doc?.errors?.[0]?.detail || ('HTTP ' + response.status));
-    return doc;
-  }
+  const { config, api, resource, say } = window.consoleKit;
   async function act(call, done) {
     try {
       await call();
@@ -582,7 +668,6 @@ const CONSOLE_SCRIPT: &str = r#"<script>
       say(error.message, true);
     }
   }
-  const resource = (type, attributes) => ({ data: { type, attributes } });
   const rowOf = (el) => el.closest('tr[data-agent]');
   const agentPath = (row) => '/console/api/agents/' + encodeURIComponent(row.dataset.agent);
 
@@ -684,24 +769,9 @@ const CONSOLE_SCRIPT: &str = r#"<script>
     pending = setTimeout(() => { pending = null; refresh().catch(() => {}); }, 300);
   };
 
-  // Presence: a heartbeat now and every third of the timeout (away while the page is hidden); the
-  // list is refreshed with it, so agents going offline by timeout show even without a watch.
-  let every = 20;
-  let next = null;
-  async function heartbeat() {
-    clearTimeout(next);
-    const presence = document.hidden ? 'away' : 'online';
-    try {
-      const doc = await api('POST', '/console/api/presence', resource('console-presence', { presence }));
-      every = Math.max(1, Math.floor((doc.data.attributes.timeoutSeconds || 60) / 3));
-    } catch (error) {
-      every = 20;
-    }
-    soon();
-    next = setTimeout(heartbeat, every * 1000);
-  }
-  document.addEventListener('visibilitychange', heartbeat);
-  heartbeat();
+  // The list is refreshed with each heartbeat, so agents going offline by timeout show even without
+  // a watch.
+  window.consoleKit.startHeartbeat(soon);
 
   let polling = null;
   const poll = () => { if (!polling) polling = setInterval(soon, 5000); };

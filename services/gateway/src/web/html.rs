@@ -21,7 +21,14 @@ label{display:block;margin:.5rem 0}input{padding:.3rem}\
 td.actions button,td.actions select{margin:.1rem}\
 #add-agent{display:flex;gap:1rem;align-items:end;flex-wrap:wrap;margin:1rem 0}\
 #add-agent h2{width:100%;margin:.5rem 0 0;font-size:1.1rem}#add-agent label{margin:0}\
-#agent-search-form,#seats-form{margin:1rem 0}dialog{max-width:32rem}";
+#agent-search-form,#seats-form{margin:1rem 0}dialog{max-width:32rem}\
+#console-nav a{margin-right:1rem}#console-nav a[aria-current]{font-weight:bold}\
+label.inline{display:inline;margin:0}nav.tabs a{margin-right:1rem}nav.tabs a.current{font-weight:bold}\
+ol.messages{list-style:none;padding:0}ol.messages li{margin:.5rem 0;padding:.5rem;border-radius:.3rem;\
+background:#f3f5f7}ol.messages li.agent{background:#e8f0fe}ol.messages li.internal{background:#fff4d6;\
+border-left:4px solid #e0a800}ol.messages li.system{background:none;color:#5a6570;font-style:italic}\
+.meta{color:#5a6570;font-size:.85rem}.body{white-space:pre-wrap}textarea{width:100%;max-width:40rem}\
+.internal-marker{font-weight:bold;color:#8a5a00}#status-actions button,#status-actions form{display:inline}";
 
 /// A whole page: `title`, the assist bar when one is given, then `body`.
 pub fn page(title: &str, bar: Option<&str>, body: &str) -> String {
@@ -31,6 +38,67 @@ pub fn page(title: &str, bar: Option<&str>, body: &str) -> String {
          <title>{title}</title><style>{STYLE}</style></head>\n<body>{bar}<main>{body}</main></body></html>\n",
         title = escape(title),
         bar = bar.unwrap_or_default(),
+    )
+}
+
+/// Keeps a server-rendered page current without reloading it: on every event of the server-sent
+/// events at `#live-config`'s `events`, the page fetches itself again and swaps each element marked
+/// `data-live` (by id) for the new one. `window.assistRefresh()` does the same on demand. A stream
+/// that ends is reopened by the browser; the `watching` that follows refreshes too.
+pub const LIVE_SCRIPT: &str = r#"<script>
+(() => {
+  const config = JSON.parse(document.getElementById('live-config').textContent);
+  let running = false;
+  let again = false;
+  async function refresh() {
+    if (running) { again = true; return; }
+    running = true;
+    try {
+      const response = await fetch(location.href, { credentials: 'same-origin', headers: { accept: 'text/html' } });
+      if (response.ok) {
+        const fresh = new DOMParser().parseFromString(await response.text(), 'text/html');
+        document.querySelectorAll('[data-live][id]').forEach((old) => {
+          const now = fresh.getElementById(old.id);
+          if (now) old.replaceWith(document.importNode(now, true));
+        });
+        document.dispatchEvent(new Event('assist:refreshed'));
+      }
+    } catch (error) {
+      // The next event or heartbeat tries again.
+    } finally {
+      running = false;
+      if (again) { again = false; setTimeout(refresh, 100); }
+    }
+  }
+  let pending = null;
+  const soon = () => {
+    if (pending) return;
+    pending = setTimeout(() => { pending = null; refresh(); }, 150);
+  };
+  window.assistRefresh = refresh;
+  if (config.events && window.EventSource) {
+    const source = new EventSource(config.events);
+    ['watching', 'created', 'assigned', 'transferred', 'requeued', 'message', 'pending', 'resumed',
+     'resolved', 'reopened', 'closed', 'assist_started']
+      .forEach((kind) => source.addEventListener(kind, soon));
+  }
+  if (config.every) setInterval(soon, config.every * 1000);
+})();
+</script>"#;
+
+/// `config` as the page's `#live-config`, then [`LIVE_SCRIPT`]: `events` is the server-sent events
+/// path, `every` (seconds, optional) a refresh period.
+pub fn live(config: &serde_json::Value) -> String {
+    format!("{}{LIVE_SCRIPT}", json_script("live-config", config))
+}
+
+/// `value` as a JSON script element `#id` (data for a page's script).
+pub fn json_script(id: &str, value: &serde_json::Value) -> String {
+    // `<` escaped so that no value can close the script element.
+    let value = value.to_string().replace('<', "\\u003c");
+    format!(
+        "<script type=\"application/json\" id=\"{}\">{value}</script>",
+        escape(id)
     )
 }
 

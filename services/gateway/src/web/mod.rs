@@ -1,10 +1,12 @@
-//! The gateway's pages (docs/web.md): customer sign-in; for each portal the agent's sign-in, search,
-//! confirm, end and log-out; the console's sign-in and agent management; the set-password and
-//! reset-password pages of the mailed links. Server-rendered, no build step; forms are POST with a
+//! The gateway's pages (docs/web.md): customer sign-in and the customer's chat; for each portal the
+//! agent's sign-in, search, confirm, end and log-out; the console's sign-in, agent management and
+//! conversations; the set-password and reset-password pages of the mailed links. Server-rendered, no build step; forms are POST with a
 //! CSRF token and same-origin checks. The handlers call the same functions as the JSON:API routes.
 
 mod agent;
+mod chat;
 pub mod console;
+mod conversations;
 pub mod cookies;
 mod customer;
 pub mod html;
@@ -33,6 +35,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(agent::routes::<Storefront>())
         .merge(agent::routes::<MerchantPortal>())
         .merge(console::routes())
+        .merge(conversations::routes())
+        .merge(chat::routes())
         .merge(password::routes())
 }
 
