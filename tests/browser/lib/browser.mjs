@@ -106,3 +106,16 @@ export async function withPage(browser, name, body) {
     await Promise.all(contexts.map((c) => c.close().catch(() => {})));
   }
 }
+
+/** Polls `check` every 200 ms until it returns true, for at most `timeout` ms; any other value it
+ *  returns last is named in the error. */
+export async function eventually(what, check, timeout = STEP_TIMEOUT_MS) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last === true) return;
+    await sleep(200);
+  }
+  throw new Error(`${what}${last && last !== false ? `: ${last}` : ''}`);
+}
