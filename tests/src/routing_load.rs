@@ -41,6 +41,8 @@ pub struct ChurnReport {
     pub resolved: usize,
     pub presence_changes: usize,
     pub assignments: usize,
+    /// Conversations taken back from agents offline past the grace period.
+    pub requeues: usize,
     pub capacity_samples: usize,
     /// Double assignments, capacity violations, impossible transitions; empty when all is well.
     pub violations: Vec<String>,
@@ -53,10 +55,11 @@ impl std::fmt::Display for ChurnReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "churn: {} conversations created, {} automatic assignments, {} resolved, {} presence \
-             changes, {} capacity samples in {:.1} s; {} violations, {} lost",
+            "churn: {} conversations created, {} automatic assignments, {} requeues, {} resolved, \
+             {} presence changes, {} capacity samples in {:.1} s; {} violations, {} lost",
             self.created,
             self.assignments,
+            self.requeues,
             self.resolved,
             self.presence_changes,
             self.capacity_samples,
@@ -142,18 +145,20 @@ pub async fn churn(platform: &Platform, spec: Churn) -> ChurnReport {
             samples
         })
     };
-    // Presence churn: agents go offline and come back.
+    // Presence churn: agents go offline and come back; offline agents resolve nothing.
+    let offline: Arc<Vec<AtomicBool>> =
+        Arc::new((0..agents.len()).map(|_| AtomicBool::new(false)).collect());
     let presence = {
-        let (done, agents) = (done.clone(), agents.clone());
+        let (done, agents, offline) = (done.clone(), agents.clone(), offline.clone());
         let directory = platform.agents_client();
+        let gap = (Duration::from_millis(1500) / spec.agents.max(1) as u32).max(Duration::from_millis(5));
         tokio::spawn(async move {
             let mut dice = Dice::new(7);
             let mut changes = 0;
-            let mut offline = vec![false; agents.len()];
             while !done.load(Ordering::Relaxed) {
                 let i = dice.below(agents.len());
-                offline[i] = !offline[i];
-                let presence = if offline[i] {
+                let now_offline = !offline[i].load(Ordering::Relaxed);
+                let presence = if now_offline {
                     dir::Presence::Offline
                 } else {
                     dir::Presence::Online
@@ -167,20 +172,29 @@ pub async fn churn(platform: &Platform, spec: Churn) -> ChurnReport {
                         },
                     ))
                     .await;
+                offline[i].store(now_offline, Ordering::Relaxed);
                 changes += 1;
-                tokio::time::sleep(Duration::from_millis(15)).await;
+                // Each agent changes about every 1.5 s: many stay offline past a 1 s grace.
+                tokio::time::sleep(gap).await;
             }
             changes
         })
     };
-    // Resolvers: agents resolve some of what they hold, through any replica.
-    let resolver = {
+    // Resolvers: agents resolve what they hold, through any replica, freeing room for the queue.
+    let mut resolvers = Vec::new();
+    for worker in 0..spec.concurrency.div_ceil(2) {
         let (done, agents, clients) = (done.clone(), agents.clone(), clients.clone());
-        tokio::spawn(async move {
-            let mut dice = Dice::new(11);
+        let offline = offline.clone();
+        resolvers.push(tokio::spawn(async move {
+            let mut dice = Dice::new(11 + worker as u64);
             let mut resolved = 0;
             while !done.load(Ordering::Relaxed) {
-                let agent = &agents[dice.below(agents.len())];
+                let i = dice.below(agents.len());
+                if offline[i].load(Ordering::Relaxed) {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                let agent = &agents[i];
                 let mut client = clients[dice.below(clients.len())].clone();
                 let mine = client
                     .list_conversations(authed(
@@ -191,26 +205,31 @@ pub async fn churn(platform: &Platform, spec: Churn) -> ChurnReport {
                         },
                     ))
                     .await;
-                if let Ok(mine) = mine
-                    && let Some(c) = mine.into_inner().conversations.first()
-                    && client
-                        .set_conversation_status(authed(
-                            &agent.token,
-                            rt::SetConversationStatusRequest {
-                                conversation_id: c.id.clone(),
-                                status: rt::ConversationStatus::Resolved as i32,
-                            },
-                        ))
-                        .await
-                        .is_ok()
+                let Ok(mine) = mine else { continue };
+                let mine = mine.into_inner().conversations;
+                if mine.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                let c = &mine[dice.below(mine.len())];
+                // Losing a race with a requeue is fine: it is simply not resolved.
+                if client
+                    .set_conversation_status(authed(
+                        &agent.token,
+                        rt::SetConversationStatusRequest {
+                            conversation_id: c.id.clone(),
+                            status: rt::ConversationStatus::Resolved as i32,
+                        },
+                    ))
+                    .await
+                    .is_ok()
                 {
                     resolved += 1;
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             resolved
-        })
-    };
+        }));
+    }
     // Creators, spread over the replicas.
     let next = Arc::new(AtomicUsize::new(0));
     let mut creators = Vec::new();
@@ -244,9 +263,16 @@ pub async fn churn(platform: &Platform, spec: Churn) -> ChurnReport {
     for creator in creators {
         report.created += creator.await.unwrap();
     }
+    // Churn on until the resolvers have made room for everything queued (bounded).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while queued_and_open(&db).await.0 > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     done.store(true, Ordering::Relaxed);
     report.presence_changes = presence.await.unwrap();
-    report.resolved = resolver.await.unwrap();
+    for resolver in resolvers {
+        report.resolved += resolver.await.unwrap();
+    }
     report.capacity_samples = sampler.await.unwrap();
 
     // Everyone online again: what is queued must find room, or every agent is full.
@@ -267,8 +293,9 @@ pub async fn churn(platform: &Platform, spec: Churn) -> ChurnReport {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (stored, assignments, mut walk) = walk_events(&db).await;
+    let (stored, assignments, requeues, mut walk) = walk_events(&db).await;
     report.assignments = assignments;
+    report.requeues = requeues;
     report.lost += report.created.saturating_sub(stored);
     let mut violations = std::mem::take(&mut *violations.lock().unwrap());
     violations.append(&mut walk);
@@ -314,8 +341,8 @@ async fn queued_and_open(db: &Database) -> (i64, i64) {
 
 /// Replays every conversation's events: an assignment only from the queue, a requeue or resolve only
 /// of an open one, and the stored state equal to where the events lead. Returns the number of
-/// conversations, of automatic assignments, and the violations.
-async fn walk_events(db: &Database) -> (usize, usize, Vec<String>) {
+/// conversations, of automatic assignments, of requeues, and the violations.
+async fn walk_events(db: &Database) -> (usize, usize, usize, Vec<String>) {
     let events = sqlx::query(
         "SELECT conversation_id, kind, to_agent_id, actor_id FROM conversation_events \
          ORDER BY conversation_id, at, id",
@@ -333,6 +360,7 @@ async fn walk_events(db: &Database) -> (usize, usize, Vec<String>) {
             .collect();
     let mut violations = Vec::new();
     let mut automatic = 0;
+    let mut requeues = 0;
     let mut states: HashMap<String, (&'static str, String)> = HashMap::new();
     for row in &events {
         let id: String = row.get(0);
@@ -350,7 +378,10 @@ async fn walk_events(db: &Database) -> (usize, usize, Vec<String>) {
             }
             ("assigned", "pending") => Some(("pending", state.1.clone())),
             ("pending", "resumed") => Some(("assigned", state.1.clone())),
-            ("assigned" | "pending", "requeued") => Some(("queued", String::new())),
+            ("assigned" | "pending", "requeued") => {
+                requeues += 1;
+                Some(("queued", String::new()))
+            }
             ("assigned" | "pending", "transferred") => Some((state.0, to)),
             ("queued" | "assigned" | "pending", "resolved") => Some(("resolved", state.1.clone())),
             ("resolved", "reopened") => Some(("queued", String::new())),
@@ -376,7 +407,7 @@ async fn walk_events(db: &Database) -> (usize, usize, Vec<String>) {
             other => violations.push(format!("{id}: stored {status}, events lead to {other:?}")),
         }
     }
-    (stored.len(), automatic, violations)
+    (stored.len(), automatic, requeues, violations)
 }
 
 /// Seeds `agents` active, online console agents of `capacity` straight in agent-directory's database,
@@ -732,11 +763,15 @@ pub async fn messages(admin_url: &str, messages: usize, rate: u32) -> anyhow::Re
     Ok(())
 }
 
-/// The churn at full size on PostgreSQL with three replicas, printed.
+/// The churn at full size on PostgreSQL with three replicas (offline grace one second), printed.
 pub async fn churn_run(admin_url: &str, spec: Churn) -> anyhow::Result<()> {
     let mut platform = Platform::start(TestBackend::Postgres(admin_url.to_owned()), 0, &[]).await;
-    platform.add_routing_replica(&[]).await;
-    platform.add_routing_replica(&[]).await;
+    platform.stop_routing().await;
+    for _ in 0..3 {
+        platform
+            .add_routing_replica(&["--offline-grace-secs=1", "--sweep-ms=200"])
+            .await;
+    }
     let report = churn(&platform, spec).await;
     println!("{report}");
     for violation in report.violations.iter().take(20) {

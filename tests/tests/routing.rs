@@ -814,7 +814,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 }
 
 /// Three replicas on one PostgreSQL database; conversations arrive through all of them while agents
-/// go online and offline and resolve. Afterwards, from the database: no conversation assigned while
+/// go online and offline (past a one-second grace period) and resolve. Afterwards, from the database: no conversation assigned while
 /// not queued, no agent ever above capacity, none lost, counters equal to the conversations.
 #[tokio::test]
 async fn three_replicas_never_double_assign_nor_exceed_capacity() {
@@ -823,8 +823,13 @@ async fn three_replicas_never_double_assign_nor_exceed_capacity() {
         return;
     };
     let mut platform = Platform::start(backend, 1, &[]).await;
-    platform.add_routing_replica(&[]).await;
-    platform.add_routing_replica(&[]).await;
+    // A short grace period, so that requeues race with assignments too.
+    platform.stop_routing().await;
+    for _ in 0..3 {
+        platform
+            .add_routing_replica(&["--offline-grace-secs=1", "--sweep-ms=200"])
+            .await;
+    }
     let report = assist_tests::routing_load::churn(
         &platform,
         assist_tests::routing_load::Churn {
@@ -836,7 +841,8 @@ async fn three_replicas_never_double_assign_nor_exceed_capacity() {
     )
     .await;
     eprintln!("{report}");
-    assert_eq!(report.violations, Vec::<String>::new());
+    let first: Vec<_> = report.violations.iter().take(10).collect();
+    assert!(first.is_empty(), "{first:#?}");
     assert_eq!(report.lost, 0);
     loads(&platform).await;
     platform.stop().await;

@@ -95,6 +95,7 @@ impl Engine {
             if members.is_empty() {
                 return Ok(assigned);
             }
+            let mut room = false;
             let pass = self
                 .store
                 .assign_pass(self.settings.batch, skip, |held, loads| {
@@ -111,6 +112,7 @@ impl Engine {
                             }
                         })
                         .collect();
+                    room = candidates.iter().any(|c| c.open < c.capacity);
                     let waiting: Vec<Waiting> = held
                         .iter()
                         .map(|h| Waiting {
@@ -137,7 +139,10 @@ impl Engine {
                 return Ok(assigned);
             }
             if pass.assigned.is_empty() {
-                // The head of the queue fits nobody online: look further down.
+                if !room {
+                    return Ok(assigned);
+                }
+                // The head of the queue needs skills nobody with room has: look further down.
                 skip += u64::from(self.settings.batch);
                 if skip >= MAX_SKIP {
                     return Ok(assigned);
