@@ -342,6 +342,16 @@ async fn a_customer_conversation_is_routed_answered_reopened_and_watched() {
             .unwrap_err();
         assert_eq!(error.code(), Code::FailedPrecondition);
         drop((agent_stream, customer_stream));
+        // The figures on /metrics (one registry per process).
+        let metrics = assist_runtime::metrics::render();
+        for name in [
+            "assist_routing_queue_depth",
+            "assist_routing_waiting_seconds_bucket",
+            "assist_routing_time_to_assignment_seconds_count",
+        ] {
+            assert!(metrics.contains(name), "{name} missing from /metrics");
+        }
+        assert!(metrics.contains(&format!("assist_routing_assignments_total{{agent_id=\"{}\"}}", agent.id)));
         platform.stop().await;
     }
 }
@@ -798,7 +808,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let c = assigned(&routing, &customer.token, &conversation.id).await;
     let events = history(&mut routing, &agent.token, &c.id).await;
     assert_eq!(events.len(), 3, "created, message, assigned: nothing else");
-    // A merchant user and an unauthenticated call are refused.
+    // A call without a token is refused; a console member sees the queue.
     let error = routing
         .get_queue_stats(rt::GetQueueStatsRequest {})
         .await
@@ -810,6 +820,29 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         .unwrap()
         .into_inner();
     assert_eq!((stats.queued, stats.open, stats.agents_online), (0, 1, 1));
+    // An agent acting as the customer (an impersonation token) is neither here: refused everywhere.
+    let assist = platform
+        .impersonation_client(0)
+        .start_assist(authed(
+            &agent.token,
+            assist_proto::impersonation::v1::StartAssistRequest {
+                target_id: customer.id.clone(),
+                reason: "the customer asked in chat".into(),
+                conversation_id: c.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let error = post(&mut routing, &assist.access_token, &c.id, "as the customer", false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.code(), Code::Unauthenticated | Code::PermissionDenied),
+        "{error:?}"
+    );
+    assert_eq!(history(&mut routing, &agent.token, &c.id).await.len(), 3);
     platform.stop().await;
 }
 
