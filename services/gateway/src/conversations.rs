@@ -417,7 +417,7 @@ async fn list<S: Side>(
         let min_queue_age_secs = params.min_queue_age_secs.unwrap_or(0);
         let page = page_request(params.offset, params.limit)?;
         let request = rt::ListConversationsRequest {
-            page: Some(page.clone()),
+            page: Some(page),
             scope: scope as i32,
             status: status as i32,
             assignee_id: assignee.clone(),
@@ -532,7 +532,7 @@ async fn messages<S: Side>(
         let page = page_request(params.offset, params.limit)?;
         let request = rt::ListMessagesRequest {
             conversation_id: conversation_id.clone(),
-            page: Some(page.clone()),
+            page: Some(page),
         };
         let reply = routed(call.routing().list_messages(call.request(request)?).await)?;
         let data = reply.messages.iter().map(message_resource).collect();
@@ -675,7 +675,7 @@ async fn history(
         let page = page_request(params.offset, params.limit)?;
         let request = rt::GetConversationHistoryRequest {
             conversation_id: conversation_id.clone(),
-            page: Some(page.clone()),
+            page: Some(page),
         };
         let reply = routed(
             call.routing()

@@ -22,7 +22,7 @@ use super::{
     with_cookies,
 };
 use crate::routes::{
-    MERCHANT_PORTAL, Portal, STOREFRONT, Surface, Target, agent_sign_in, client_address,
+    MERCHANT_PORTAL, Opened, Portal, STOREFRONT, Surface, Target, agent_sign_in, client_address,
     close_session, customer_by_reference, open_session, page_of, search_customers,
     search_merchant_users, upstreams,
 };
@@ -558,27 +558,33 @@ async fn assist<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fiel
         .collect();
     match open_session(&upstreams, portal, &agent.token, &attributes).await {
         Ok(opened) => {
-            let assist = cookies::Assist {
-                token: opened.started.access_token.clone(),
-                session_id: opened.session_id().to_owned(),
-                name: opened.target.name.clone(),
-            };
             tracing::info!(
                 agent_id = %agent.claims.sub,
-                session_id = %assist.session_id,
+                session_id = %opened.session_id(),
                 portal = portal.prefix,
                 "assist session started from the agent's page"
             );
-            set.push(cookies::set(
-                portal.web.assist_cookie,
-                &assist.value(portal.web.assist_cookie, &state.cookie_key),
-                portal,
-                state.checked.secure_cookies,
-            ));
+            set.push(assist_cookie(&state, portal, &opened));
             with_cookies(redirect(portal.web.assisted_home), set)
         }
         Err(error) => with_cookies(agent_error(portal, error.status, &error.detail), set),
     }
+}
+
+/// The `Set-Cookie` of `portal`'s assist cookie for a session just opened (the impersonation token,
+/// the session id and the assisted person's name, sealed).
+pub(super) fn assist_cookie(state: &AppState, portal: &Portal, opened: &Opened) -> HeaderValue {
+    let assist = cookies::Assist {
+        token: opened.started.access_token.clone(),
+        session_id: opened.session_id().to_owned(),
+        name: opened.target.name.clone(),
+    };
+    cookies::set(
+        portal.web.assist_cookie,
+        &assist.value(portal.web.assist_cookie, &state.cookie_key),
+        portal,
+        state.checked.secure_cookies,
+    )
 }
 
 /// Ends this browser's assist session of `portal`, as the agent when signed in, otherwise with the

@@ -51,10 +51,13 @@ async fn signed_in_customer(
     upstreams: &Upstreams,
     headers: &HeaderMap,
     set: &mut Vec<HeaderValue>,
-) -> Result<SignedIn, Response> {
+) -> Result<SignedIn, Box<Response>> {
     match customer(state, upstreams, headers, set).await {
         Some(signed) => Ok(signed),
-        None => Err(with_cookies(redirect("/login"), std::mem::take(set))),
+        None => Err(Box::new(with_cookies(
+            redirect("/login"),
+            std::mem::take(set),
+        ))),
     }
 }
 
@@ -180,7 +183,7 @@ async fn chat_page(State(state): Shared, headers: HeaderMap) -> Response {
     let csrf = csrf(&state, &headers, &mut set);
     let customer = match signed_in_customer(&state, &upstreams, &headers, &mut set).await {
         Ok(customer) => customer,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     with_cookies(render_list(&upstreams, &customer, &csrf, None).await, set)
 }
@@ -190,18 +193,18 @@ fn checked(
     state: &AppState,
     headers: &HeaderMap,
     form: Fields,
-) -> Result<HashMap<String, String>, Response> {
+) -> Result<HashMap<String, String>, Box<Response>> {
     let Ok(Form(fields)) = form else {
-        return Err(page_error(
+        return Err(Box::new(page_error(
             StatusCode::BAD_REQUEST,
             "The form could not be read.",
-        ));
+        )));
     };
     if !same_origin(state, headers, &Method::POST) || !csrf_matches(headers, fields.get("csrf")) {
-        return Err(page_error(
+        return Err(Box::new(page_error(
             StatusCode::FORBIDDEN,
             "The form has expired. Reload the page and try again.",
-        ));
+        )));
     }
     Ok(fields)
 }
@@ -212,13 +215,13 @@ async fn form_call(
     headers: &HeaderMap,
     form: Fields,
     set: &mut Vec<HeaderValue>,
-) -> Result<(HashMap<String, String>, Upstreams, SignedIn), Response> {
+) -> Result<(HashMap<String, String>, Upstreams, SignedIn), Box<Response>> {
     let fields = checked(state, headers, form)?;
     let Ok(upstreams) = upstreams(state) else {
-        return Err(page_error(
+        return Err(Box::new(page_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "The chat is starting up.",
-        ));
+        )));
     };
     let customer = signed_in_customer(state, &upstreams, headers, set).await?;
     Ok((fields, upstreams, customer))
@@ -229,7 +232,7 @@ async fn start(State(state): Shared, headers: HeaderMap, form: Fields) -> Respon
     let mut set = Vec::new();
     let (fields, upstreams, customer) = match form_call(&state, &headers, form, &mut set).await {
         Ok(call) => call,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let raw_subject = fields.get("subject").map_or("", String::as_str);
     let raw_body = fields.get("body").map_or("", String::as_str);
@@ -374,7 +377,7 @@ async fn conversation_page(
     let csrf = csrf(&state, &headers, &mut set);
     let customer = match signed_in_customer(&state, &upstreams, &headers, &mut set).await {
         Ok(customer) => customer,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     with_cookies(
         render_conversation(&upstreams, &customer, &csrf, &id, None).await,
@@ -392,7 +395,7 @@ async fn reply(
     let mut set = Vec::new();
     let (fields, upstreams, customer) = match form_call(&state, &headers, form, &mut set).await {
         Ok(call) => call,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let raw_body = fields.get("body").map_or("", String::as_str);
     let posted = async {
@@ -431,7 +434,7 @@ async fn resolve(
     let mut set = Vec::new();
     let (fields, upstreams, customer) = match form_call(&state, &headers, form, &mut set).await {
         Ok(call) => call,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let resolved = async {
         let request = rt::SetConversationStatusRequest {

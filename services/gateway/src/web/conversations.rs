@@ -22,7 +22,7 @@ use super::console::{
     LOGIN, TITLE, console_error, console_scripts, expired_form, header, name_of, signed_in_caller,
     starting, utc_text,
 };
-use super::{cookies, csrf, csrf_matches, html, redirect, same_origin, with_cookies};
+use super::{csrf, csrf_matches, html, redirect, same_origin, with_cookies};
 use crate::console::{Caller, effective_role, own_profile};
 use crate::conversations::{
     BODY_MAX, conversation_id, page_request, parse_scope, routed, status_filter, status_word,
@@ -137,17 +137,17 @@ async fn member(
     upstreams: &Upstreams,
     headers: &HeaderMap,
     set: &mut Vec<HeaderValue>,
-) -> Result<Member, Response> {
+) -> Result<Member, Box<Response>> {
     let Some(caller) = signed_in_caller(state, upstreams, headers, set).await else {
-        return Err(with_cookies(redirect(LOGIN), std::mem::take(set)));
+        return Err(Box::new(with_cookies(redirect(LOGIN), std::mem::take(set))));
     };
     let own = own_profile(&mut upstreams.agents_as_caller.clone(), &caller)
         .await
         .map_err(|error| {
-            with_cookies(
+            Box::new(with_cookies(
                 console_error(error.status, &error.detail),
                 std::mem::take(set),
-            )
+            ))
         })?;
     let role = effective_role(&caller, &own);
     Ok(Member { caller, own, role })
@@ -243,7 +243,7 @@ async fn list_page(
     let csrf = csrf(&state, &headers, &mut set);
     let member = match member(&state, &upstreams, &headers, &mut set).await {
         Ok(member) => member,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let (Some(scope), Ok(status)) = (
         parse_scope(params.view.trim()),
@@ -461,7 +461,7 @@ async fn conversation_page(
     let csrf = csrf(&state, &headers, &mut set);
     let member = match member(&state, &upstreams, &headers, &mut set).await {
         Ok(member) => member,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let token = member.caller.token.clone();
     let loaded = async {
@@ -885,22 +885,12 @@ async fn assist(
     .await;
     match started {
         Ok(opened) => {
-            let assist = cookies::Assist {
-                token: opened.started.access_token.clone(),
-                session_id: opened.session_id().to_owned(),
-                name: opened.target.name.clone(),
-            };
             tracing::info!(
                 agent_id = %caller.claims.sub,
-                session_id = %assist.session_id,
+                session_id = %opened.session_id(),
                 "assist session started from a conversation"
             );
-            set.push(cookies::set(
-                STOREFRONT.web.assist_cookie,
-                &assist.value(STOREFRONT.web.assist_cookie, &state.cookie_key),
-                &STOREFRONT,
-                state.checked.secure_cookies,
-            ));
+            set.push(super::agent::assist_cookie(&state, &STOREFRONT, &opened));
             with_cookies(redirect(STOREFRONT.web.assisted_home), set)
         }
         Err(error) => with_cookies(console_error(error.status, &error.detail), set),
