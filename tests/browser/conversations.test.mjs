@@ -6,13 +6,10 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 
-import { startPlatform, someCustomers, assistBinary, agentToken, api, SEED_PASSWORD } from './lib/platform.mjs';
+import { startPlatform, someCustomers, mailedLink, agentToken, api, SEED_PASSWORD } from './lib/platform.mjs';
 import { launch, waitForPath, visible, signIn, screenshot, withPage, eventually } from './lib/browser.mjs';
 
-const run = promisify(execFile);
 const PASSWORD = 'conversations-password-1';
 
 let platform;
@@ -21,13 +18,21 @@ let base;
 let adminToken;
 let customer;
 
-/** A back-office user made with `assist admin create-user`; they join the console as an agent at
- *  their first console sign-in. */
-async function backOfficeUser(email, fullName) {
-  await run(assistBinary(), [
-    'admin', '--data-dir', platform.dataDir, 'create-user',
-    '--email', email, '--full-name', fullName, '--password', PASSWORD,
-  ], { timeout: 60_000 });
+/** Someone the administrator invites to the console as `role` (through the JSON API), who sets a
+ *  password on the mailed link in a browser of their own; active from their first sign-in. */
+async function invited(open, email, fullName, role) {
+  await api(base, 'POST', '/console/api/agents', {
+    token: adminToken,
+    body: { data: { type: 'console-agents', attributes: { email, role, fullName } } },
+  });
+  const page = await open();
+  await page.goto(await mailedLink(platform, email));
+  await visible(page, page.locator('#new-password'), `the set-password form for ${email}`);
+  await page.locator('#new-password').fill(PASSWORD);
+  await page.locator('#repeat-password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Save password' }).click();
+  await visible(page, page.locator('#password-done'), `the password of ${email} saved`);
+  await page.context().close();
   return { email, fullName, password: PASSWORD };
 }
 
@@ -38,14 +43,6 @@ async function consoleConversations(page, who) {
   await page.locator('#nav-conversations').click();
   await waitForPath(page, '/console/conversations');
   await visible(page, page.locator('#tab-mine'), 'the tab "My conversations"');
-}
-
-/** The console id of `email` (as the administrator sees the agents). */
-async function agentId(email) {
-  const document = await api(base, 'GET', `/console/api/agents?filter%5Bquery%5D=${encodeURIComponent(email)}`, { token: adminToken });
-  const agent = document.data.find((a) => a.attributes.email === email);
-  if (!agent) throw new Error(`no console member ${email}: ${JSON.stringify(document).slice(0, 300)}`);
-  return agent.id;
 }
 
 const rowWith = (page, subject) => page.locator('#conversations tr[data-conversation]').filter({ hasText: subject });
@@ -66,24 +63,18 @@ describe('conversations in the browser', { concurrency: 1 }, () => {
 
   test('a customer chats with the online agent, and a supervisor transfers the chat', { timeout: 150_000 }, async () => {
     await withPage(browser, 'conversations-customer', async (page, open) => {
-      const alex = await backOfficeUser('alex.agent@example.com', 'Alex Agent');
-      const ben = await backOfficeUser('ben.agent@example.com', 'Ben Agent');
-      const sara = await backOfficeUser('sara.supervisor@example.com', 'Sara Supervisor');
+      const alex = await invited(open, 'alex.agent@example.com', 'Alex Agent', 'agent');
+      const ben = await invited(open, 'ben.agent@example.com', 'Ben Agent', 'agent');
+      const sara = await invited(open, 'sara.supervisor@example.com', 'Sara Supervisor', 'supervisor');
       const subject = `Parcel missing ${Date.now()}`;
 
-      // Ben and Sara join the console and set themselves away, so that Alex is the one agent online
-      // when the chat arrives; then Sara is made a supervisor.
-      for (const who of [ben, sara]) {
-        const own = await open();
-        await consoleConversations(own, who);
-        await own.locator('#presence-toggle').selectOption('away');
-        await visible(own, own.locator('#my-presence').filter({ hasText: 'away' }), `${who.email} away`);
-        await own.context().close();
-      }
-      await api(base, 'PATCH', `/console/api/agents/${await agentId(sara.email)}/role`, {
-        token: adminToken,
-        body: { data: { type: 'console-agent-roles', attributes: { role: 'supervisor' } } },
-      });
+      // Ben joins the console and sets himself away, so that Alex is the one agent online when the
+      // chat arrives (Sara signs in only later).
+      const benPage = await open();
+      await consoleConversations(benPage, ben);
+      await benPage.locator('#presence-toggle').selectOption('away');
+      await visible(benPage, benPage.locator('#my-presence').filter({ hasText: 'away' }), 'Ben away');
+      await benPage.context().close();
 
       // Alex is online on the conversations page.
       const agent = await open();
@@ -128,7 +119,7 @@ describe('conversations in the browser', { concurrency: 1 }, () => {
       await visible(agent, agent.locator('#messages li.internal .internal-marker'), 'the "Internal note" marker');
       await screenshot(agent, 'conversations-agent');
 
-      // Sara, now a supervisor, finds it under "All conversations" and transfers it to Ben.
+      // Sara, a supervisor, signs in, finds it under "All conversations" and transfers it to Ben.
       const supervisor = await open();
       await consoleConversations(supervisor, sara);
       await visible(supervisor, supervisor.locator('#my-role').filter({ hasText: 'supervisor' }), '#my-role "supervisor"');
@@ -150,8 +141,11 @@ describe('conversations in the browser', { concurrency: 1 }, () => {
       await visible(supervisor, supervisor.locator('#history li[data-kind="transferred"]').filter({ hasText: 'Sara Supervisor' }), 'the transfer in the history');
       await screenshot(supervisor, 'conversations-supervisor');
 
-      // Alex's page follows without a reload.
-      await visible(agent, agent.locator('#conversation-assignee').filter({ hasText: 'Ben Agent' }), 'Ben as the assignee on Alex\'s page', 15_000);
+      // Alex's page says at once that the conversation is no longer his, and his list drops it.
+      await visible(agent, agent.locator('#live-notice').filter({ hasText: 'no longer yours' }), 'the notice on Alex\'s page', 15_000);
+      await agent.locator('#nav-conversations').click();
+      await waitForPath(agent, '/console/conversations');
+      assert.equal(await rowWith(agent, subject).count(), 0, 'the transferred chat on Alex\'s list');
 
       // The customer resolves the chat.
       await page.getByRole('button', { name: 'Resolve' }).click();

@@ -718,7 +718,10 @@ fn conversation_body(v: &ConversationView) -> String {
     }
     out.push_str("</ol>");
     out.push_str(&console_scripts(&json!({ "csrf": v.csrf, "base": base })));
-    out.push_str(&html::live(&json!({ "events": format!("{base}/events") })));
+    out.push_str(&html::live(&json!({
+        "events": format!("{base}/events"),
+        "gone": "This conversation is no longer yours to see: it was transferred or went back to the queue.",
+    })));
     out.push_str(CONVERSATION_SCRIPT);
     out
 }

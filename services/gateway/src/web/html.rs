@@ -44,7 +44,8 @@ pub fn page(title: &str, bar: Option<&str>, body: &str) -> String {
 /// Keeps a server-rendered page current without reloading it: on every event of the server-sent
 /// events at `#live-config`'s `events`, the page fetches itself again and swaps each element marked
 /// `data-live` (by id) for the new one. `window.assistRefresh()` does the same on demand. A stream
-/// that ends is reopened by the browser; the `watching` that follows refreshes too.
+/// that ends is reopened by the browser; the `watching` that follows refreshes too. When the page is
+/// refused (403, 404: no longer the caller's to see), `#live-notice` says `gone`.
 pub const LIVE_SCRIPT: &str = r#"<script>
 (() => {
   const config = JSON.parse(document.getElementById('live-config').textContent);
@@ -62,6 +63,11 @@ pub const LIVE_SCRIPT: &str = r#"<script>
           if (now) old.replaceWith(document.importNode(now, true));
         });
         document.dispatchEvent(new Event('assist:refreshed'));
+      } else if ((response.status === 403 || response.status === 404) && config.gone) {
+        // No longer the caller's to see (transferred, taken back): say so instead of going stale.
+        const notice = document.getElementById('live-notice');
+        notice.textContent = config.gone;
+        notice.hidden = false;
       }
     } catch (error) {
       // The next event or heartbeat tries again.
@@ -81,15 +87,21 @@ pub const LIVE_SCRIPT: &str = r#"<script>
     ['watching', 'created', 'assigned', 'transferred', 'requeued', 'message', 'pending', 'resumed',
      'resolved', 'reopened', 'closed', 'assist_started']
       .forEach((kind) => source.addEventListener(kind, soon));
+    // A refused reconnect closes the source: what the page shows is checked once more.
+    source.addEventListener('error', () => { if (source.readyState === EventSource.CLOSED) soon(); });
   }
   if (config.every) setInterval(soon, config.every * 1000);
 })();
 </script>"#;
 
 /// `config` as the page's `#live-config`, then [`LIVE_SCRIPT`]: `events` is the server-sent events
-/// path, `every` (seconds, optional) a refresh period.
+/// path, `every` (seconds, optional) a refresh period, `gone` (optional) what `#live-notice` says
+/// once the page is refused.
 pub fn live(config: &serde_json::Value) -> String {
-    format!("{}{LIVE_SCRIPT}", json_script("live-config", config))
+    format!(
+        "<p id=\"live-notice\" class=\"notice\" role=\"status\" hidden></p>{}{LIVE_SCRIPT}",
+        json_script("live-config", config)
+    )
 }
 
 /// `value` as a JSON script element `#id` (data for a page's script).
