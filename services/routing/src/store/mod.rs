@@ -394,8 +394,8 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
             }
-            insert_event(tx, event).await?;
         }
+        insert_events(tx, events).await?;
         let notices = events.iter().map(|event| Notice {
             event_id: event.id.clone(),
             conversation_id: conversation.id.clone(),
@@ -431,14 +431,10 @@ impl Store {
     }
 
     /// One assignment pass: holds up to `limit` queued conversations in queue order (skipping `skip`
-    /// and any another replica holds), reads the agents' loads, lets `plan` choose, then applies each
-    /// choice with a compare-and-set on the agent's counter. Choices that no longer fit stay queued.
-    pub async fn assign_pass<P>(
-        &self,
-        limit: u32,
-        skip: u64,
-        plan: P,
-    ) -> Result<Pass>
+    /// and any another replica holds), reads the agents' loads, lets `plan` choose, then locks the
+    /// chosen agents' counters (ascending id), grants what still fits within each capacity and applies
+    /// it all in a few set-wise statements. Choices that no longer fit stay queued.
+    pub async fn assign_pass<P>(&self, limit: u32, skip: u64, plan: P) -> Result<Pass>
     where
         P: FnOnce(&[Held], &HashMap<String, Load>) -> Vec<Want>,
     {
@@ -469,106 +465,120 @@ impl Store {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
+        let mut pass = Pass {
+            held: held.len(),
+            assigned: Vec::new(),
+        };
         if held.is_empty() {
             tx.rollback().await?;
-            return Ok(Pass::default());
+            return Ok(pass);
         }
         let loads = self.loads_in(&mut tx).await?;
         let wants = plan(&held, &loads);
-        // Per agent, ascending id: the lock order.
         let mut by_agent: BTreeMap<&str, Vec<&Want>> = BTreeMap::new();
         for want in &wants {
             by_agent.entry(&want.agent_id).or_default().push(want);
         }
+        let agents: Vec<&str> = by_agent.keys().copied().collect();
+        let missing: Vec<&str> = agents
+            .iter()
+            .copied()
+            .filter(|a| !loads.contains_key(*a))
+            .collect();
+        if !missing.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO routing_agents (agent_id) VALUES {} ON CONFLICT DO NOTHING",
+                placeholders(missing.len(), 1)
+            ))
+            .persistent(false)
+            .bind_all(&missing)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let open = self.lock_counters(&mut tx, &agents).await?;
+        // What still fits, per agent: (agent, count, last assignment time, capacity).
+        let mut raises: Vec<(&str, i64, i64, i64)> = Vec::new();
         let mut granted: Vec<&Want> = Vec::with_capacity(wants.len());
         for (agent, wanted) in by_agent {
-            let fits = self.take_within_capacity(&mut tx, agent, &wanted).await?;
-            granted.extend(wanted.into_iter().take(fits));
+            let capacity = i64::from(wanted[0].capacity);
+            let fits = (capacity - open.get(agent).copied().unwrap_or(capacity))
+                .clamp(0, wanted.len() as i64) as usize;
+            if fits == 0 {
+                continue;
+            }
+            let taken = &wanted[..fits];
+            let last = taken.iter().map(|w| w.at_us).max().unwrap_or_default();
+            raises.push((agent, fits as i64, last, capacity));
+            granted.extend(taken);
+        }
+        if granted.is_empty() {
+            tx.rollback().await?;
+            return Ok(pass);
         }
         granted.sort_by_key(|want| want.conversation);
-        let mut pass = Pass {
-            held: held.len(),
-            assigned: Vec::with_capacity(granted.len()),
-        };
-        let mut notices = Vec::with_capacity(granted.len());
-        for want in granted {
-            let conversation = &held[want.conversation];
-            let updated = sqlx::query(
-                "UPDATE conversations SET status = 'assigned', assignee_id = $1, assigned_at = $2, \
-                 requeued = 0, updated_at = $2, version = version + 1 \
-                 WHERE id = $3 AND status = 'queued'",
-            )
-            .bind(&want.agent_id)
-            .bind(want.at_us)
-            .bind(&conversation.id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated != 1 {
-                // Held rows cannot change underneath; if one did, apply nothing of this pass.
-                tx.rollback().await?;
-                return Err(Error::internal(anyhow::anyhow!(
-                    "queued conversation {} changed while held",
-                    conversation.id
-                )));
-            }
-            let mut event = Event::new(
-                &conversation.id,
-                EventKind::Assigned,
-                ROUTING_ACTOR,
-                want.at_us,
-            );
-            event.to_agent_id = want.agent_id.clone();
-            insert_event(&mut tx, &event).await?;
-            notices.push(Notice {
-                event_id: event.id.clone(),
-                conversation_id: conversation.id.clone(),
-                customer_id: conversation.customer_id.clone(),
-                assignee_id: want.agent_id.clone(),
-                from_agent_id: String::new(),
-                customer_visible: true,
-            });
-            pass.assigned.push((conversation.clone(), event));
+        let raised = raise_counters(&mut tx, &raises).await?;
+        let assigned = assign_held(&mut tx, &held, &granted).await?;
+        if raised != raises.len() as u64 || assigned != granted.len() as u64 {
+            // Locked and held rows cannot change underneath; if they did, apply nothing.
+            tx.rollback().await?;
+            return Err(Error::internal(anyhow::anyhow!(
+                "assignment pass: {raised} of {} counters and {assigned} of {} conversations changed",
+                raises.len(),
+                granted.len()
+            )));
         }
-        self.notify(&mut tx, notices.into_iter()).await?;
+        let events: Vec<Event> = granted
+            .iter()
+            .map(|want| {
+                let mut event = Event::new(
+                    &held[want.conversation].id,
+                    EventKind::Assigned,
+                    ROUTING_ACTOR,
+                    want.at_us,
+                );
+                event.to_agent_id = want.agent_id.clone();
+                event
+            })
+            .collect();
+        insert_events(&mut tx, &events).await?;
+        let notices = granted.iter().zip(&events).map(|(want, event)| Notice {
+            event_id: event.id.clone(),
+            conversation_id: event.conversation_id.clone(),
+            customer_id: held[want.conversation].customer_id.clone(),
+            assignee_id: want.agent_id.clone(),
+            from_agent_id: String::new(),
+            customer_visible: true,
+        });
+        self.notify(&mut tx, notices).await?;
         tx.commit().await?;
+        pass.assigned = granted
+            .iter()
+            .zip(events)
+            .map(|(want, event)| (held[want.conversation].clone(), event))
+            .collect();
         Ok(pass)
     }
 
-    /// Raises `agent`'s counter by as many of `wanted` as fit within their capacity (the first ones)
-    /// and returns that number. The common case is one conditional update.
-    async fn take_within_capacity(
+    /// Locks the counters of `agents` (sorted) in that order and reads them.
+    async fn lock_counters(
         &self,
         tx: &mut WriteTransaction,
-        agent: &str,
-        wanted: &[&Want],
-    ) -> Result<usize> {
-        let capacity = i64::from(wanted[0].capacity);
-        let last_at = wanted.iter().map(|w| w.at_us).max().unwrap_or_default();
-        let all = wanted.len() as i64;
-        if raise(tx, agent, all, last_at, capacity).await? {
-            return Ok(wanted.len());
-        }
-        // The counter moved (another replica, a resolve) or does not exist yet: read it locked and
-        // take what fits.
-        sqlx::query("INSERT INTO routing_agents (agent_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(agent)
-            .execute(&mut **tx)
-            .await?;
-        let open: i64 = sqlx::query_scalar(&format!(
-            "SELECT open_count FROM routing_agents WHERE agent_id = $1{}",
+        agents: &[&str],
+    ) -> Result<HashMap<String, i64>> {
+        let rows = sqlx::query(&format!(
+            "SELECT agent_id, open_count FROM routing_agents WHERE agent_id IN ({}) \
+             ORDER BY agent_id{}",
+            placeholders(agents.len(), 1).replace(['(', ')'], ""),
             self.for_update()
         ))
-        .bind(agent)
-        .fetch_one(&mut **tx)
+        .persistent(false)
+        .bind_all(agents)
+        .fetch_all(&mut **tx)
         .await?;
-        let fits = (capacity - open).clamp(0, all);
-        if fits > 0 && !raise(tx, agent, fits, last_at, capacity).await? {
-            return Err(Error::internal(anyhow::anyhow!(
-                "agent counter {agent} changed while locked"
-            )));
-        }
-        Ok(fits as usize)
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Error::from)
     }
 
     async fn loads_in(&self, tx: &mut WriteTransaction) -> Result<HashMap<String, Load>> {
@@ -648,12 +658,13 @@ impl Store {
             );
             event.from_agent_id = agent.to_owned();
             event.reason = reason.to_owned();
-            insert_event(&mut tx, &event).await?;
             changed.push(Changed {
                 conversation,
                 events: vec![event],
             });
         }
+        let events: Vec<Event> = changed.iter().flat_map(|c| c.events.clone()).collect();
+        insert_events(&mut tx, &events).await?;
         self.release(&mut tx, agent, changed.len() as i64).await?;
         let notices = changed.iter().map(|c| Notice {
             event_id: c.events[0].id.clone(),
@@ -924,46 +935,98 @@ impl Store {
     }
 }
 
-/// Raises `agent`'s counter by `count` if it stays within `capacity`; whether it did.
-async fn raise(
-    tx: &mut WriteTransaction,
-    agent: &str,
-    count: i64,
-    last_assigned_us: i64,
-    capacity: i64,
-) -> Result<bool> {
-    let updated = sqlx::query(
-        "UPDATE routing_agents SET open_count = open_count + $1, last_assigned_at = $2, \
-         assignments = assignments + $1 WHERE agent_id = $3 AND open_count + $1 <= $4",
-    )
-    .bind(count)
-    .bind(last_assigned_us)
-    .bind(agent)
-    .bind(capacity)
-    .execute(&mut **tx)
-    .await?;
-    Ok(updated.rows_affected() == 1)
+/// `(1, 2), (3, 4)`-style placeholders: `rows` groups of `columns` parameters, numbered from $1.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let fields: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", fields.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-async fn insert_event(tx: &mut WriteTransaction, event: &Event) -> Result<()> {
-    sqlx::query(
+/// Binding a list of text values in order.
+trait BindAll<'q> {
+    fn bind_all(self, values: &'q [&'q str]) -> Self;
+}
+
+impl<'q> BindAll<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind_all(mut self, values: &'q [&'q str]) -> Self {
+        for value in values {
+            self = self.bind(*value);
+        }
+        self
+    }
+}
+
+/// Raises each `(agent, count, last assignment, capacity)` counter by `count` where it stays within
+/// `capacity`, in one statement; how many counters it raised.
+async fn raise_counters(tx: &mut WriteTransaction, raises: &[(&str, i64, i64, i64)]) -> Result<u64> {
+    let sql = format!(
+        "UPDATE routing_agents SET open_count = open_count + v.column2, \
+         last_assigned_at = v.column3, assignments = assignments + v.column2 \
+         FROM (VALUES {}) AS v \
+         WHERE routing_agents.agent_id = v.column1 AND routing_agents.open_count + v.column2 <= v.column4",
+        placeholders(raises.len(), 4)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (agent, count, last, capacity) in raises {
+        query = query.bind(*agent).bind(*count).bind(*last).bind(*capacity);
+    }
+    Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// Assigns the held conversations of `granted` (still queued) in one statement; how many it assigned.
+async fn assign_held(tx: &mut WriteTransaction, held: &[Held], granted: &[&Want]) -> Result<u64> {
+    let sql = format!(
+        "UPDATE conversations SET status = 'assigned', assignee_id = v.column2, \
+         assigned_at = v.column3, requeued = 0, updated_at = v.column3, version = version + 1 \
+         FROM (VALUES {}) AS v WHERE conversations.id = v.column1 AND conversations.status = 'queued'",
+        placeholders(granted.len(), 3)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for want in granted {
+        query = query
+            .bind(&held[want.conversation].id)
+            .bind(&want.agent_id)
+            .bind(want.at_us);
+    }
+    Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// The columns of an event row, in the order [`insert_events`] binds them.
+const EVENT_COLUMNS: usize = 11;
+
+/// Stores `events` in one statement.
+async fn insert_events(tx: &mut WriteTransaction, events: &[Event]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO conversation_events (id, conversation_id, kind, actor_id, at, to_agent_id, \
-         from_agent_id, capacity_override, reason, message_id, session_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&event.id)
-    .bind(&event.conversation_id)
-    .bind(event.kind.as_str())
-    .bind(&event.actor_id)
-    .bind(event.at_us)
-    .bind(&event.to_agent_id)
-    .bind(&event.from_agent_id)
-    .bind(i64::from(event.capacity_override))
-    .bind(&event.reason)
-    .bind(event.message.as_ref().map(|m| m.id.clone()))
-    .bind(&event.session_id)
-    .execute(&mut **tx)
-    .await?;
+         from_agent_id, capacity_override, reason, message_id, session_id) VALUES {}",
+        placeholders(events.len(), EVENT_COLUMNS)
+    );
+    // Changes record one to three events: those shapes are worth preparing once.
+    let mut query = sqlx::query(&sql).persistent(events.len() <= 3);
+    for event in events {
+        query = query
+            .bind(&event.id)
+            .bind(&event.conversation_id)
+            .bind(event.kind.as_str())
+            .bind(&event.actor_id)
+            .bind(event.at_us)
+            .bind(&event.to_agent_id)
+            .bind(&event.from_agent_id)
+            .bind(i64::from(event.capacity_override))
+            .bind(&event.reason)
+            .bind(event.message.as_ref().map(|m| m.id.clone()))
+            .bind(&event.session_id);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
