@@ -961,6 +961,50 @@ async fn browsers_write_only_with_the_csrf_header_from_this_site() {
         !page.body.contains("id=\"assign-form\""),
         "an agent cannot assign"
     );
+
+    // "Assist this customer": a storefront session for the conversation's customer, in its history.
+    let assist_path = format!("/console/conversations/{first}/assist");
+    let forged = http(
+        gw,
+        "POST",
+        &assist_path,
+        &[("cookie", &console), FORM, ("origin", &origin)],
+        Some("csrf=forged"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let assisting = http(
+        gw,
+        "POST",
+        &assist_path,
+        &[("cookie", &console), FORM, ("origin", &origin)],
+        Some(&format!("csrf={console_csrf}")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(assisting.status, 303, "{}", assisting.body);
+    assert_eq!(assisting.header("location"), Some("/"));
+    assert!(
+        set_cookie(&assisting, "assist_assist").is_some(),
+        "the assist cookie"
+    );
+    let (status, history) = api(
+        gw,
+        "GET",
+        &format!("/console/api/conversations/{first}/history"),
+        &agent.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{history}");
+    let started = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["attributes"]["kind"] == "assist_started")
+        .count();
+    assert_eq!(started, 1, "one recorded session: {history}");
     let (status, _) = api(
         gw,
         "POST",

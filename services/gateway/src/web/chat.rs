@@ -210,12 +210,18 @@ fn checked(
 }
 
 /// What a chat form handler starts with: the checked fields, the clients, the customer.
+struct ChatForm {
+    fields: HashMap<String, String>,
+    upstreams: Upstreams,
+    customer: SignedIn,
+}
+
 async fn form_call(
     state: &AppState,
     headers: &HeaderMap,
     form: Fields,
     set: &mut Vec<HeaderValue>,
-) -> Result<(HashMap<String, String>, Upstreams, SignedIn), Box<Response>> {
+) -> Result<ChatForm, Box<Response>> {
     let fields = checked(state, headers, form)?;
     let Ok(upstreams) = upstreams(state) else {
         return Err(Box::new(page_error(
@@ -224,13 +230,21 @@ async fn form_call(
         )));
     };
     let customer = signed_in_customer(state, &upstreams, headers, set).await?;
-    Ok((fields, upstreams, customer))
+    Ok(ChatForm {
+        fields,
+        upstreams,
+        customer,
+    })
 }
 
 /// `POST /chat` (fields `subject`, `body`, `csrf`): starts a conversation and opens it.
 async fn start(State(state): Shared, headers: HeaderMap, form: Fields) -> Response {
     let mut set = Vec::new();
-    let (fields, upstreams, customer) = match form_call(&state, &headers, form, &mut set).await {
+    let ChatForm {
+        fields,
+        upstreams,
+        customer,
+    } = match form_call(&state, &headers, form, &mut set).await {
         Ok(call) => call,
         Err(response) => return *response,
     };
@@ -385,6 +399,32 @@ async fn conversation_page(
     )
 }
 
+/// The answer to a form that changed conversation `id`: its page, or the page again with routing's
+/// refusal and the customer's `draft`.
+async fn back_to_conversation<T>(
+    call: ChatForm,
+    set: Vec<HeaderValue>,
+    id: &str,
+    outcome: Result<T, ApiError>,
+    draft: &str,
+) -> Response {
+    let ChatForm {
+        fields,
+        upstreams,
+        customer,
+    } = call;
+    match outcome {
+        // Routing took it, so `id` is a conversation id.
+        Ok(_) => with_cookies(redirect(&format!("{CHAT}/{id}")), set),
+        Err(error) => {
+            let csrf = fields.get("csrf").cloned().unwrap_or_default();
+            let page =
+                render_conversation(&upstreams, &customer, &csrf, id, Some((&error, draft))).await;
+            with_cookies(page, set)
+        }
+    }
+}
+
 /// `POST /chat/{id}/messages` (fields `body`, `csrf`).
 async fn reply(
     State(state): Shared,
@@ -393,35 +433,27 @@ async fn reply(
     form: Fields,
 ) -> Response {
     let mut set = Vec::new();
-    let (fields, upstreams, customer) = match form_call(&state, &headers, form, &mut set).await {
+    let call = match form_call(&state, &headers, form, &mut set).await {
         Ok(call) => call,
         Err(response) => return *response,
     };
-    let raw_body = fields.get("body").map_or("", String::as_str);
+    let draft = call.fields.get("body").cloned().unwrap_or_default();
     let posted = async {
         let request = rt::PostMessageRequest {
             conversation_id: conversation_id(&id)?,
-            body: message_body(raw_body)?,
+            body: message_body(&draft)?,
             internal: false,
         };
         routed(
-            upstreams
+            call.upstreams
                 .routing_as_caller
                 .clone()
-                .post_message(as_caller(&customer.token, request)?)
+                .post_message(as_caller(&call.customer.token, request)?)
                 .await,
         )
     }
     .await;
-    let csrf = fields.get("csrf").cloned().unwrap_or_default();
-    match posted {
-        // Routing took it, so `id` is a conversation id.
-        Ok(_) => with_cookies(redirect(&format!("{CHAT}/{id}")), set),
-        Err(error) => with_cookies(
-            render_conversation(&upstreams, &customer, &csrf, &id, Some((&error, raw_body))).await,
-            set,
-        ),
-    }
+    back_to_conversation(call, set, &id, posted, &draft).await
 }
 
 /// `POST /chat/{id}/resolve` (field `csrf`): the customer resolves the conversation.
@@ -432,7 +464,7 @@ async fn resolve(
     form: Fields,
 ) -> Response {
     let mut set = Vec::new();
-    let (fields, upstreams, customer) = match form_call(&state, &headers, form, &mut set).await {
+    let call = match form_call(&state, &headers, form, &mut set).await {
         Ok(call) => call,
         Err(response) => return *response,
     };
@@ -442,21 +474,13 @@ async fn resolve(
             status: rt::ConversationStatus::Resolved as i32,
         };
         routed(
-            upstreams
+            call.upstreams
                 .routing_as_caller
                 .clone()
-                .set_conversation_status(as_caller(&customer.token, request)?)
+                .set_conversation_status(as_caller(&call.customer.token, request)?)
                 .await,
         )
     }
     .await;
-    let csrf = fields.get("csrf").cloned().unwrap_or_default();
-    match resolved {
-        // Routing took it, so `id` is a conversation id.
-        Ok(_) => with_cookies(redirect(&format!("{CHAT}/{id}")), set),
-        Err(error) => with_cookies(
-            render_conversation(&upstreams, &customer, &csrf, &id, Some((&error, ""))).await,
-            set,
-        ),
-    }
+    back_to_conversation(call, set, &id, resolved, "").await
 }

@@ -524,26 +524,18 @@ struct ConversationView<'a> {
 fn history_text(e: &rt::ConversationEvent, names: &Names) -> String {
     use rt::conversation_event::Kind;
     let by = names.of(&e.actor_id);
+    let over = if e.capacity_override {
+        " (over capacity)"
+    } else {
+        ""
+    };
     match Kind::try_from(e.kind).unwrap_or(Kind::Unspecified) {
         Kind::Created => format!("Started by {by}"),
-        Kind::Assigned => format!(
-            "Assigned to {} by {by}{}",
-            names.of(&e.to_agent_id),
-            if e.capacity_override {
-                " (over capacity)"
-            } else {
-                ""
-            }
-        ),
+        Kind::Assigned => format!("Assigned to {} by {by}{over}", names.of(&e.to_agent_id)),
         Kind::Transferred => format!(
-            "Transferred from {} to {} by {by}{}",
+            "Transferred from {} to {} by {by}{over}",
             names.of(&e.from_agent_id),
             names.of(&e.to_agent_id),
-            if e.capacity_override {
-                " (over capacity)"
-            } else {
-                ""
-            }
         ),
         Kind::Requeued => format!(
             "Back to the queue from {} ({})",
