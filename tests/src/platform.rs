@@ -352,9 +352,7 @@ impl Platform {
     /// An active console member of `role` with `capacity`, signed in and online (a storefront agent:
     /// granting the capability stores the profile).
     pub async fn console_member(&self, email: &str, role: dir::Role, capacity: u32) -> Signed {
-        let member = self
-            .agent(email, &[dir::Capability::AssistCustomers])
-            .await;
+        let member = self.agent(email, &[dir::Capability::AssistCustomers]).await;
         let mut agents = self.agents_client();
         if role != dir::Role::Agent {
             agents

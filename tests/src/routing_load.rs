@@ -151,7 +151,8 @@ pub async fn churn(platform: &Platform, spec: Churn) -> ChurnReport {
     let presence = {
         let (done, agents, offline) = (done.clone(), agents.clone(), offline.clone());
         let directory = platform.agents_client();
-        let gap = (Duration::from_millis(1500) / spec.agents.max(1) as u32).max(Duration::from_millis(5));
+        let gap =
+            (Duration::from_millis(1500) / spec.agents.max(1) as u32).max(Duration::from_millis(5));
         tokio::spawn(async move {
             let mut dice = Dice::new(7);
             let mut changes = 0;
@@ -487,9 +488,7 @@ pub async fn throughput(
     let capacity = ((steady as u64 + backlog) / agents + 2).min(100) as u32;
     let (ids, tokens) = online_agents(&mut platform, agents, capacity, replicas).await?;
     let heartbeats = keep_online(&platform, tokens);
-    let customer_ids: Vec<String> = (0..100)
-        .map(|_| uuid::Uuid::now_v7().to_string())
-        .collect();
+    let customer_ids: Vec<String> = (0..100).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let customers = tokens_for(&platform, &customer_ids, Realm::Customer).await?;
 
     // Steady arrivals, watched.
@@ -511,6 +510,7 @@ pub async fn throughput(
         tokio::spawn(async move {
             let mut client_side = Vec::with_capacity(steady);
             let mut server_side = Vec::with_capacity(steady);
+            let mut seen = Vec::with_capacity(steady);
             let mut early: HashMap<String, Instant> = HashMap::new();
             while client_side.len() < steady {
                 let Ok(Ok(Some(event))) =
@@ -525,6 +525,9 @@ pub async fn throughput(
                 if let Some(c) = &event.conversation {
                     server_side.push(Duration::from_micros(
                         (event.at_us - c.created_at_us).max(0) as u64,
+                    ));
+                    seen.push(Duration::from_micros(
+                        (assist_runtime::time::now_us() - c.created_at_us).max(0) as u64,
                     ));
                 }
                 match sent.lock().unwrap().remove(&event.conversation_id) {
@@ -543,7 +546,11 @@ pub async fn throughput(
                     None => true,
                 });
             }
-            (Latencies::new(client_side), Latencies::new(server_side))
+            (
+                Latencies::new(client_side),
+                Latencies::new(server_side),
+                Latencies::new(seen),
+            )
         })
     };
     let client = platform.routing_client(0);
@@ -576,16 +583,17 @@ pub async fn throughput(
         call.await??;
     }
     let offered = began.elapsed();
-    let (client_side, server_side) = watcher.await?;
+    let (client_side, server_side, seen) = watcher.await?;
 
     // The backlog: stored at once, then assigned by the replicas as fast as they go.
     let db = platform
         .routing_db()
         .open(&assist_routing::store::MIGRATIONS)
         .await;
-    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM conversation_events WHERE kind = 'assigned'")
-        .fetch_one(&db.pool)
-        .await?;
+    let before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM conversation_events WHERE kind = 'assigned'")
+            .fetch_one(&db.pool)
+            .await?;
     let stored_at = assist_runtime::time::now_us();
     sqlx::query(
         "INSERT INTO conversations (id, customer_id, channel, subject, priority, required_skills, \
@@ -615,7 +623,8 @@ pub async fn throughput(
     .bind(stored_at)
     .fetch_one(&db.pool)
     .await?;
-    let (assigned, first, last): (i64, Option<i64>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+    let (assigned, first, last): (i64, Option<i64>, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2));
     let span = Duration::from_micros((last.unwrap_or(0) - first.unwrap_or(0)).max(1) as u64);
     let per_agent: HashMap<String, i64> = sqlx::query(
         "SELECT to_agent_id, count(*) FROM conversation_events WHERE kind = 'assigned' \
@@ -630,9 +639,9 @@ pub async fn throughput(
         .iter()
         .map(|id| per_agent.get(id).copied().unwrap_or(0) as f64)
         .collect();
-    let (max, min) = counts
-        .iter()
-        .fold((f64::MIN, f64::MAX), |(max, min), &c| (max.max(c), min.min(c)));
+    let (max, min) = counts.iter().fold((f64::MIN, f64::MAX), |(max, min), &c| {
+        (max.max(c), min.min(c))
+    });
     heartbeats.abort();
 
     println!(
@@ -642,8 +651,18 @@ pub async fn throughput(
         "  steady arrivals, {steady} at {rate}/s (offered in {:.1} s):",
         offered.as_secs_f64()
     );
-    println!("    create call sent -> assignment on a watch stream: {}", client_side.summary());
-    println!("    created_at -> assigned at (server clock):         {}", server_side.summary());
+    println!(
+        "    create call sent -> assignment on a watch stream: {}",
+        client_side.summary()
+    );
+    println!(
+        "    stored (created_at) -> assignment planned (at):    {}",
+        server_side.summary()
+    );
+    println!(
+        "    stored (created_at) -> assignment on the stream:   {}",
+        seen.summary()
+    );
     println!(
         "  backlog of {backlog}: {assigned} assigned in {:.2} s = {:.0} assignments/s",
         span.as_secs_f64(),
@@ -689,7 +708,12 @@ pub async fn messages(admin_url: &str, messages: usize, rate: u32) -> anyhow::Re
     for (id, _) in &conversations {
         loop {
             let c = client
-                .get_conversation(authed(&admin, rt::GetConversationRequest { conversation_id: id.clone() }))
+                .get_conversation(authed(
+                    &admin,
+                    rt::GetConversationRequest {
+                        conversation_id: id.clone(),
+                    },
+                ))
                 .await?
                 .into_inner();
             if c.status == rt::ConversationStatus::Assigned as i32 {

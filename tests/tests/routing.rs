@@ -30,7 +30,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -251,7 +254,8 @@ async fn a_customer_conversation_is_routed_answered_reopened_and_watched() {
         assert!(conversation.assigned_at_us >= conversation.created_at_us);
         // The agent's own watch tells of the assignment.
         next_matching(&mut agent_stream, "assignment", |e| {
-            e.kind == rt::conversation_event::Kind::Assigned as i32 && e.conversation_id == created.id
+            e.kind == rt::conversation_event::Kind::Assigned as i32
+                && e.conversation_id == created.id
         })
         .await;
         let mine = list(
@@ -265,13 +269,31 @@ async fn a_customer_conversation_is_routed_answered_reopened_and_watched() {
         assert_eq!(mine.len(), 1);
 
         // The customer watches the conversation; the agent replies and writes a note.
-        let mut customer_stream = watch(&mut routing, &customer.token, rt::Scope::Unspecified, &created.id).await;
-        post(&mut routing, &agent.token, &created.id, "internal: VIP", true)
-            .await
-            .unwrap();
-        let reply = post(&mut routing, &agent.token, &created.id, "On its way!", false)
-            .await
-            .unwrap();
+        let mut customer_stream = watch(
+            &mut routing,
+            &customer.token,
+            rt::Scope::Unspecified,
+            &created.id,
+        )
+        .await;
+        post(
+            &mut routing,
+            &agent.token,
+            &created.id,
+            "internal: VIP",
+            true,
+        )
+        .await
+        .unwrap();
+        let reply = post(
+            &mut routing,
+            &agent.token,
+            &created.id,
+            "On its way!",
+            false,
+        )
+        .await
+        .unwrap();
         assert!(reply.conversation.unwrap().first_reply_at_us > 0);
         let seen = next_matching(&mut customer_stream, "the reply", |e| e.message.is_some()).await;
         assert_eq!(
@@ -297,19 +319,35 @@ async fn a_customer_conversation_is_routed_answered_reopened_and_watched() {
         post(&mut routing, &customer.token, &created.id, "Thanks", false)
             .await
             .unwrap();
-        next_matching(&mut agent_stream, "the customer's message", is_message("Thanks")).await;
+        next_matching(
+            &mut agent_stream,
+            "the customer's message",
+            is_message("Thanks"),
+        )
+        .await;
 
         // Resolve, then a customer message reopens it, ahead of the queue, and routing assigns again.
-        set_status(&mut routing, &agent.token, &created.id, rt::ConversationStatus::Resolved)
-            .await
-            .unwrap();
+        set_status(
+            &mut routing,
+            &agent.token,
+            &created.id,
+            rt::ConversationStatus::Resolved,
+        )
+        .await
+        .unwrap();
         let error = post(&mut routing, &agent.token, &created.id, "late", false)
             .await
             .unwrap_err();
         assert_eq!(error.code(), Code::FailedPrecondition);
-        post(&mut routing, &customer.token, &created.id, "One more thing", false)
-            .await
-            .unwrap();
+        post(
+            &mut routing,
+            &customer.token,
+            &created.id,
+            "One more thing",
+            false,
+        )
+        .await
+        .unwrap();
         let again = assigned(&routing, &customer.token, &created.id).await;
         assert_eq!(again.assignee_id, agent.id);
         let events = history(&mut routing, &agent.token, &created.id).await;
@@ -317,8 +355,8 @@ async fn a_customer_conversation_is_routed_answered_reopened_and_watched() {
         assert_eq!(
             kinds(&events),
             [
-                Created, Message, Assigned, Message, Message, Message, Resolved, Message,
-                Reopened, Assigned
+                Created, Message, Assigned, Message, Message, Message, Resolved, Message, Reopened,
+                Assigned
             ]
         );
         assert_eq!(events[2].actor_id, "routing");
@@ -331,12 +369,22 @@ async fn a_customer_conversation_is_routed_answered_reopened_and_watched() {
         );
         assert_eq!(customer_events.len(), events.len() - 1);
         // Resolved, then closed: no more messages.
-        set_status(&mut routing, &customer.token, &created.id, rt::ConversationStatus::Resolved)
-            .await
-            .unwrap();
-        set_status(&mut routing, &customer.token, &created.id, rt::ConversationStatus::Closed)
-            .await
-            .unwrap();
+        set_status(
+            &mut routing,
+            &customer.token,
+            &created.id,
+            rt::ConversationStatus::Resolved,
+        )
+        .await
+        .unwrap();
+        set_status(
+            &mut routing,
+            &customer.token,
+            &created.id,
+            rt::ConversationStatus::Closed,
+        )
+        .await
+        .unwrap();
         let error = post(&mut routing, &customer.token, &created.id, "hello?", false)
             .await
             .unwrap_err();
@@ -351,7 +399,10 @@ async fn a_customer_conversation_is_routed_answered_reopened_and_watched() {
         ] {
             assert!(metrics.contains(name), "{name} missing from /metrics");
         }
-        assert!(metrics.contains(&format!("assist_routing_assignments_total{{agent_id=\"{}\"}}", agent.id)));
+        assert!(metrics.contains(&format!(
+            "assist_routing_assignments_total{{agent_id=\"{}\"}}",
+            agent.id
+        )));
         platform.stop().await;
     }
 }
@@ -383,26 +434,52 @@ async fn each_role_assigns_reads_and_writes_as_the_matrix_says() {
     assert_eq!(conversation.status, rt::ConversationStatus::Queued as i32);
 
     // Agents neither assign nor see all; customers see only their own.
-    let error = assign(&mut routing, &agent.token, &id, &agent.id).await.unwrap_err();
-    assert_eq!(error.code(), Code::PermissionDenied);
-    assert!(error.message().contains("supervisor"), "{}", error.message());
-    let error = list(&mut routing, &agent.token, rt::Scope::All, rt::ConversationStatus::Unspecified)
+    let error = assign(&mut routing, &agent.token, &id, &agent.id)
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::PermissionDenied);
+    assert!(
+        error.message().contains("supervisor"),
+        "{}",
+        error.message()
+    );
+    let error = list(
+        &mut routing,
+        &agent.token,
+        rt::Scope::All,
+        rt::ConversationStatus::Unspecified,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied);
     let error = routing
-        .get_conversation(authed(&stranger.token, rt::GetConversationRequest { conversation_id: id.clone() }))
+        .get_conversation(authed(
+            &stranger.token,
+            rt::GetConversationRequest {
+                conversation_id: id.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
     let error = routing
-        .get_conversation(authed(&agent.token, rt::GetConversationRequest { conversation_id: id.clone() }))
+        .get_conversation(authed(
+            &agent.token,
+            rt::GetConversationRequest {
+                conversation_id: id.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::PermissionDenied);
-    let queued = list(&mut routing, &supervisor.token, rt::Scope::All, rt::ConversationStatus::Queued)
-        .await
-        .unwrap();
+    let queued = list(
+        &mut routing,
+        &supervisor.token,
+        rt::Scope::All,
+        rt::ConversationStatus::Queued,
+    )
+    .await
+    .unwrap();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].queue_position, 0);
     assert!(queued[0].queued_at_us > 0);
@@ -412,44 +489,85 @@ async fn each_role_assigns_reads_and_writes_as_the_matrix_says() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
-    assert!(error.message().contains("administrators"), "{}", error.message());
+    assert!(
+        error.message().contains("administrators"),
+        "{}",
+        error.message()
+    );
     // A supervisor assigns to an agent (presence does not bind a manual assignment) …
-    let assigned = assign(&mut routing, &supervisor.token, &id, &agent.id).await.unwrap();
-    assert_eq!(assigned.assignee_id, agent.id);
-    // … the agent reads and replies; the other agent may not, nor may the supervisor reply.
-    post(&mut routing, &agent.token, &id, "Hello", false).await.unwrap();
-    let error = post(&mut routing, &other.token, &id, "Hi", false).await.unwrap_err();
-    assert_eq!(error.code(), Code::PermissionDenied);
-    let error = post(&mut routing, &supervisor.token, &id, "Hi", false).await.unwrap_err();
-    assert_eq!(error.code(), Code::PermissionDenied);
-    post(&mut routing, &supervisor.token, &id, "note from the supervisor", true)
+    let assigned = assign(&mut routing, &supervisor.token, &id, &agent.id)
         .await
         .unwrap();
-    let error = post(&mut routing, &customer.token, &id, "note?", true).await.unwrap_err();
-    assert_eq!(error.code(), Code::PermissionDenied);
-    // Only the assignee marks it pending.
-    let error = set_status(&mut routing, &supervisor.token, &id, rt::ConversationStatus::Pending)
+    assert_eq!(assigned.assignee_id, agent.id);
+    // … the agent reads and replies; the other agent may not, nor may the supervisor reply.
+    post(&mut routing, &agent.token, &id, "Hello", false)
+        .await
+        .unwrap();
+    let error = post(&mut routing, &other.token, &id, "Hi", false)
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::PermissionDenied);
-    set_status(&mut routing, &agent.token, &id, rt::ConversationStatus::Pending)
+    let error = post(&mut routing, &supervisor.token, &id, "Hi", false)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied);
+    post(
+        &mut routing,
+        &supervisor.token,
+        &id,
+        "note from the supervisor",
+        true,
+    )
+    .await
+    .unwrap();
+    let error = post(&mut routing, &customer.token, &id, "note?", true)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied);
+    // Only the assignee marks it pending.
+    let error = set_status(
+        &mut routing,
+        &supervisor.token,
+        &id,
+        rt::ConversationStatus::Pending,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied);
+    set_status(
+        &mut routing,
+        &agent.token,
+        &id,
+        rt::ConversationStatus::Pending,
+    )
+    .await
+    .unwrap();
 
     // A supervisor transfers to self; an administrator transfers to the other agent, who is at
     // capacity with another conversation: recorded as an override.
-    let transferred = assign(&mut routing, &supervisor.token, &id, &supervisor.id).await.unwrap();
+    let transferred = assign(&mut routing, &supervisor.token, &id, &supervisor.id)
+        .await
+        .unwrap();
     assert_eq!(transferred.assignee_id, supervisor.id);
     assert_eq!(transferred.status, rt::ConversationStatus::Pending as i32);
-    let error = assign(&mut routing, &supervisor.token, &id, &supervisor.id).await.unwrap_err();
+    let error = assign(&mut routing, &supervisor.token, &id, &supervisor.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
     let second = create(&mut routing, &customer.token, "Second").await;
-    assign(&mut routing, &administrator.token, &second.id, &other.id).await.unwrap();
-    let moved = assign(&mut routing, &administrator.token, &id, &other.id).await.unwrap();
+    assign(&mut routing, &administrator.token, &second.id, &other.id)
+        .await
+        .unwrap();
+    let moved = assign(&mut routing, &administrator.token, &id, &other.id)
+        .await
+        .unwrap();
     assert_eq!(moved.assignee_id, other.id);
     let events = history(&mut routing, &administrator.token, &id).await;
     let transfer = events.last().unwrap();
-    assert_eq!(transfer.kind, rt::conversation_event::Kind::Transferred as i32);
+    assert_eq!(
+        transfer.kind,
+        rt::conversation_event::Kind::Transferred as i32
+    );
     assert_eq!(transfer.from_agent_id, supervisor.id);
     assert_eq!(transfer.to_agent_id, other.id);
     assert_eq!(transfer.actor_id, administrator.id);
@@ -457,7 +575,12 @@ async fn each_role_assigns_reads_and_writes_as_the_matrix_says() {
     assert!(!events[events.len() - 2].capacity_override);
     // The agent it was taken from no longer reads it.
     let error = routing
-        .get_conversation(authed(&agent.token, rt::GetConversationRequest { conversation_id: id.clone() }))
+        .get_conversation(authed(
+            &agent.token,
+            rt::GetConversationRequest {
+                conversation_id: id.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::PermissionDenied);
@@ -472,7 +595,10 @@ async fn each_role_assigns_reads_and_writes_as_the_matrix_says() {
 
 /// Open conversations per agent as the counters say, checked against the conversations themselves.
 async fn loads(platform: &Platform) -> HashMap<String, i64> {
-    let db = platform.routing_db().open(&assist_routing::store::MIGRATIONS).await;
+    let db = platform
+        .routing_db()
+        .open(&assist_routing::store::MIGRATIONS)
+        .await;
     let counters: HashMap<String, i64> =
         sqlx::query("SELECT agent_id, open_count FROM routing_agents WHERE open_count <> 0")
             .fetch_all(&db.pool)
@@ -515,14 +641,26 @@ async fn equal_agents_take_turns_and_the_queue_is_fifo_with_reopened_first() {
     for round in 0..5 {
         let mut ids = Vec::new();
         for i in 0..agents.len() {
-            ids.push(create(&mut routing, &customer.token, &format!("r{round}-{i}")).await.id);
+            ids.push(
+                create(&mut routing, &customer.token, &format!("r{round}-{i}"))
+                    .await
+                    .id,
+            );
         }
         for id in &ids {
             let c = assigned(&routing, &customer.token, id).await;
             *counts.entry(c.assignee_id).or_default() += 1;
         }
-        let max = agents.iter().map(|a| counts.get(&a.id).copied().unwrap_or(0)).max().unwrap();
-        let min = agents.iter().map(|a| counts.get(&a.id).copied().unwrap_or(0)).min().unwrap();
+        let max = agents
+            .iter()
+            .map(|a| counts.get(&a.id).copied().unwrap_or(0))
+            .max()
+            .unwrap();
+        let min = agents
+            .iter()
+            .map(|a| counts.get(&a.id).copied().unwrap_or(0))
+            .min()
+            .unwrap();
         assert!(max - min <= 1, "round {round}: {counts:?}");
     }
 
@@ -532,15 +670,25 @@ async fn equal_agents_take_turns_and_the_queue_is_fifo_with_reopened_first() {
     }
     let solo = &agents[0];
     let service = platform.service_token().await;
-    let mut resolve_all = list(&mut routing, &solo.token, rt::Scope::Mine, rt::ConversationStatus::Assigned)
-        .await
-        .unwrap();
+    let mut resolve_all = list(
+        &mut routing,
+        &solo.token,
+        rt::Scope::Mine,
+        rt::ConversationStatus::Assigned,
+    )
+    .await
+    .unwrap();
     // Keep one resolved conversation to reopen later.
     let reopen = resolve_all.pop().unwrap();
     for c in resolve_all.iter().chain([&reopen]) {
-        set_status(&mut routing, &solo.token, &c.id, rt::ConversationStatus::Resolved)
-            .await
-            .unwrap();
+        set_status(
+            &mut routing,
+            &solo.token,
+            &c.id,
+            rt::ConversationStatus::Resolved,
+        )
+        .await
+        .unwrap();
     }
     platform.presence(&solo.token, dir::Presence::Away).await;
     let older = create(&mut routing, &customer.token, "older").await;
@@ -560,15 +708,36 @@ async fn equal_agents_take_turns_and_the_queue_is_fifo_with_reopened_first() {
         .unwrap()
         .into_inner();
     assert_eq!(urgent.channel, rt::Channel::Api as i32);
-    post(&mut routing, &customer.token, &reopen.id, "It broke again", false)
-        .await
-        .unwrap();
-    let queue = list(&mut routing, &solo.token, rt::Scope::All, rt::ConversationStatus::Queued).await;
-    assert_eq!(queue.unwrap_err().code(), Code::PermissionDenied, "agents see their own only");
+    post(
+        &mut routing,
+        &customer.token,
+        &reopen.id,
+        "It broke again",
+        false,
+    )
+    .await
+    .unwrap();
+    let queue = list(
+        &mut routing,
+        &solo.token,
+        rt::Scope::All,
+        rt::ConversationStatus::Queued,
+    )
+    .await;
+    assert_eq!(
+        queue.unwrap_err().code(),
+        Code::PermissionDenied,
+        "agents see their own only"
+    );
     let platform_admin = platform.admin.token.clone();
-    let queue = list(&mut routing, &platform_admin, rt::Scope::All, rt::ConversationStatus::Queued)
-        .await
-        .unwrap();
+    let queue = list(
+        &mut routing,
+        &platform_admin,
+        rt::Scope::All,
+        rt::ConversationStatus::Queued,
+    )
+    .await
+    .unwrap();
     let order: Vec<&str> = queue.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(order, [&urgent.id, &reopen.id, &older.id, &newer.id]);
     assert_eq!(
@@ -593,16 +762,22 @@ async fn equal_agents_take_turns_and_the_queue_is_fifo_with_reopened_first() {
     for expected in [&urgent.id, &reopen.id, &older.id, &newer.id] {
         let c = assigned(&routing, &customer.token, expected).await;
         assert_eq!(c.assignee_id, solo.id);
-        set_status(&mut routing, &solo.token, expected, rt::ConversationStatus::Resolved)
-            .await
-            .unwrap();
+        set_status(
+            &mut routing,
+            &solo.token,
+            expected,
+            rt::ConversationStatus::Resolved,
+        )
+        .await
+        .unwrap();
     }
     loads(&platform).await;
     platform.stop().await;
 }
 
 #[tokio::test]
-async fn offline_agents_lose_assigned_conversations_after_the_grace_period_and_removed_ones_at_once() {
+async fn offline_agents_lose_assigned_conversations_after_the_grace_period_and_removed_ones_at_once()
+ {
     let mut platform = Platform::start(TestBackend::Sqlite, 1, &[]).await;
     platform.stop_routing().await;
     platform
@@ -615,14 +790,36 @@ async fn offline_agents_lose_assigned_conversations_after_the_grace_period_and_r
     let mut routing = platform.routing_client(0);
     let first = create(&mut routing, &customer.token, "first").await;
     let pending = create(&mut routing, &customer.token, "pending").await;
-    assert_eq!(assigned(&routing, &customer.token, &first.id).await.assignee_id, leaving.id);
-    assert_eq!(assigned(&routing, &customer.token, &pending.id).await.assignee_id, leaving.id);
-    set_status(&mut routing, &leaving.token, &pending.id, rt::ConversationStatus::Pending)
-        .await
-        .unwrap();
-    platform.presence(&leaving.token, dir::Presence::Offline).await;
+    assert_eq!(
+        assigned(&routing, &customer.token, &first.id)
+            .await
+            .assignee_id,
+        leaving.id
+    );
+    assert_eq!(
+        assigned(&routing, &customer.token, &pending.id)
+            .await
+            .assignee_id,
+        leaving.id
+    );
+    set_status(
+        &mut routing,
+        &leaving.token,
+        &pending.id,
+        rt::ConversationStatus::Pending,
+    )
+    .await
+    .unwrap();
+    platform
+        .presence(&leaving.token, dir::Presence::Offline)
+        .await;
     // Still theirs within the grace period (checked right away), queued after it.
-    assert_eq!(get(&mut routing, &customer.token, &first.id).await.assignee_id, leaving.id);
+    assert_eq!(
+        get(&mut routing, &customer.token, &first.id)
+            .await
+            .assignee_id,
+        leaving.id
+    );
     let requeued = until("the requeue", || {
         let mut routing = routing.clone();
         let (token, id) = (customer.token.clone(), first.id.clone());
@@ -648,7 +845,12 @@ async fn offline_agents_lose_assigned_conversations_after_the_grace_period_and_r
     let arriving = platform
         .console_member("arriving@example.com", dir::Role::Agent, 5)
         .await;
-    assert_eq!(assigned(&routing, &customer.token, &first.id).await.assignee_id, arriving.id);
+    assert_eq!(
+        assigned(&routing, &customer.token, &first.id)
+            .await
+            .assignee_id,
+        arriving.id
+    );
 
     // Removing an agent takes back everything they hold at once, pending included.
     let removed = platform
@@ -705,7 +907,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             .create_conversation(authed(&customer.token, req))
             .await
             .unwrap_err();
-        assert_eq!(error.code(), Code::InvalidArgument, "{field}: {}", error.message());
+        assert_eq!(
+            error.code(),
+            Code::InvalidArgument,
+            "{field}: {}",
+            error.message()
+        );
         assert!(error.message().contains(field), "{}", error.message());
     }
     // Customers set neither priority nor skills, nor create for others; agents do not create.
@@ -748,9 +955,14 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
     // Nothing was stored.
-    let all = list(&mut routing, &platform.admin.token, rt::Scope::All, rt::ConversationStatus::Unspecified)
-        .await
-        .unwrap();
+    let all = list(
+        &mut routing,
+        &platform.admin.token,
+        rt::Scope::All,
+        rt::ConversationStatus::Unspecified,
+    )
+    .await
+    .unwrap();
     assert!(all.is_empty(), "{all:?}");
 
     let conversation = create(&mut routing, &customer.token, "ok").await;
@@ -758,16 +970,29 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ("not-an-id", Code::InvalidArgument),
         ("00000000-0000-0000-0000-000000000000", Code::NotFound),
     ] {
-        let error = post(&mut routing, &customer.token, id, "hi", false).await.unwrap_err();
+        let error = post(&mut routing, &customer.token, id, "hi", false)
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), code);
     }
-    let error = post(&mut routing, &customer.token, &conversation.id, &"b".repeat(4_001), false)
-        .await
-        .unwrap_err();
+    let error = post(
+        &mut routing,
+        &customer.token,
+        &conversation.id,
+        &"b".repeat(4_001),
+        false,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
-    let error = set_status(&mut routing, &customer.token, &conversation.id, rt::ConversationStatus::Queued)
-        .await
-        .unwrap_err();
+    let error = set_status(
+        &mut routing,
+        &customer.token,
+        &conversation.id,
+        rt::ConversationStatus::Queued,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
     let error = routing
         .set_conversation_status(authed(
@@ -835,9 +1060,15 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         .await
         .unwrap()
         .into_inner();
-    let error = post(&mut routing, &assist.access_token, &c.id, "as the customer", false)
-        .await
-        .unwrap_err();
+    let error = post(
+        &mut routing,
+        &assist.access_token,
+        &c.id,
+        "as the customer",
+        false,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(error.code(), Code::Unauthenticated | Code::PermissionDenied),
         "{error:?}"

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every service in one process on loopback ports, with SQLite in the data directory.
-    Up(up::Args),
+    Up(Box<up::Args>),
     /// Create or upgrade the database schema and exit.
     Migrate(embedded::Storage),
     /// Operator tasks: users, passwords, signing keys.
@@ -37,7 +37,7 @@ async fn main() {
         Err(message) => assist_runtime::config::exit(&message),
     };
     let result = match cli.command {
-        Command::Up(args) => up::run(args).await,
+        Command::Up(args) => up::run(*args).await,
         Command::Migrate(storage) => embedded::migrate(&storage).await,
         Command::Admin(args) => admin::run(args).await,
         Command::Seed(args) => seed::run(args).await,

@@ -11,8 +11,8 @@ use assist_runtime::{Error, Result};
 use tokio::sync::{OnceCell, watch};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{AuthorKind, Channel, Conversation, Event, EventKind, Message, Priority};
 use crate::domain::Status as ConversationStatus;
+use crate::domain::{AuthorKind, Channel, Conversation, Event, EventKind, Message, Priority};
 use crate::service::{Caller, CreateRequest, Routing};
 use crate::store::ListFilter;
 
@@ -289,8 +289,8 @@ impl pb::routing_server::Routing for Api {
     ) -> Reply<pb::Conversation> {
         let (routing, caller) = self.open(&request)?;
         let req = request.into_inner();
-        let to = status_filter(req.status)?
-            .ok_or_else(|| Error::invalid("status", "must be set"))?;
+        let to =
+            status_filter(req.status)?.ok_or_else(|| Error::invalid("status", "must be set"))?;
         let conversation = routing
             .set_status(&caller, &req.conversation_id, to)
             .await?;
@@ -328,9 +328,7 @@ impl pb::routing_server::Routing for Api {
         let (routing, caller) = self.open(&request)?;
         let req = request.into_inner();
         let page = Page::from_request(req.page)?;
-        let listed = routing
-            .history(&caller, &req.conversation_id, page)
-            .await?;
+        let listed = routing.history(&caller, &req.conversation_id, page).await?;
         let info = listed.info(page);
         ok(pb::GetConversationHistoryResponse {
             events: listed

@@ -293,9 +293,18 @@ mod tests {
     #[test]
     fn transitions() {
         use Status::*;
-        assert_eq!(status_change(Assigned, Pending).unwrap(), EventKind::Pending);
-        assert_eq!(status_change(Pending, Assigned).unwrap(), EventKind::Resumed);
-        assert_eq!(status_change(Queued, Resolved).unwrap(), EventKind::Resolved);
+        assert_eq!(
+            status_change(Assigned, Pending).unwrap(),
+            EventKind::Pending
+        );
+        assert_eq!(
+            status_change(Pending, Assigned).unwrap(),
+            EventKind::Resumed
+        );
+        assert_eq!(
+            status_change(Queued, Resolved).unwrap(),
+            EventKind::Resolved
+        );
         assert_eq!(status_change(Resolved, Closed).unwrap(), EventKind::Closed);
         for (from, to) in [
             (Queued, Pending),
@@ -308,7 +317,11 @@ mod tests {
             (Closed, Closed),
         ] {
             let error = status_change(from, to).unwrap_err();
-            assert_eq!(error.code(), tonic::Code::FailedPrecondition, "{from:?}→{to:?}");
+            assert_eq!(
+                error.code(),
+                tonic::Code::FailedPrecondition,
+                "{from:?}→{to:?}"
+            );
         }
         assert_eq!(
             status_change(Assigned, Queued).unwrap_err().code(),
@@ -335,7 +348,9 @@ mod tests {
         assert!(new(&"s".repeat(SUBJECT_MAX + 1), "x", &[]).is_err());
         assert!(new("x", &"b".repeat(BODY_MAX + 1), &[]).is_err());
         assert!(new("x", "y", &["Not Valid!"]).is_err());
-        let skills = new("x", "y", &["fr", "billing", "fr"]).unwrap().required_skills;
+        let skills = new("x", "y", &["fr", "billing", "fr"])
+            .unwrap()
+            .required_skills;
         assert_eq!(skills, vec!["billing", "fr"]);
     }
 

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::domain::Status;
 use crate::plan::{Candidate, Waiting, plan};
-use crate::roster::{Change, Roster};
+use crate::roster::{Change, Member, Roster};
 use crate::store::{Held, Store, Want};
 
 /// How far down the queue a replica looks for conversations someone can take, when the head of the
@@ -159,27 +159,10 @@ impl Engine {
         let holders = self.store.assignees_holding_assigned().await?;
         for agent in holders {
             let member = self.roster.get(&agent);
-            match member {
-                Some(m) if m.is_assignable() => {
-                    if m.offline_since_us != 0 && m.offline_since_us < cutoff {
-                        self.requeue(&agent, &[Status::Assigned], REASON_OFFLINE)
-                            .await?;
-                    }
-                }
-                Some(m) if !m.active => {
-                    self.requeue(&agent, &[Status::Assigned, Status::Pending], REASON_REMOVED)
-                        .await?;
-                }
-                // Unknown to a synced roster, or an administrator now.
-                _ if self.roster.is_synced() => {
-                    self.requeue(
-                        &agent,
-                        &[Status::Assigned, Status::Pending],
-                        REASON_NOT_ASSIGNABLE,
-                    )
-                    .await?;
-                }
-                _ => {}
+            if let Some((statuses, reason)) =
+                take_back(member.as_ref(), cutoff, self.roster.is_synced())
+            {
+                self.requeue(&agent, statuses, reason).await?;
             }
         }
         let figures = self.store.figures().await?;
@@ -201,7 +184,12 @@ impl Engine {
             .requeue_assignee(agent, statuses, reason, now_us())
             .await?;
         if !changed.is_empty() {
-            tracing::info!(agent_id = agent, count = changed.len(), reason, "conversations requeued");
+            tracing::info!(
+                agent_id = agent,
+                count = changed.len(),
+                reason,
+                "conversations requeued"
+            );
             metrics()
                 .requeued
                 .get_or_create(&ReasonLabel {
@@ -247,15 +235,22 @@ impl Engine {
                     .map_err(|s| s.message().to_owned())?
                     .into_inner();
                 let mut snapshot = Vec::new();
-                while let Some(event) = stream.message().await.map_err(|s| s.message().to_owned())? {
+                while let Some(event) =
+                    stream.message().await.map_err(|s| s.message().to_owned())?
+                {
                     let outcome = match dir::agent_event::Kind::try_from(event.kind) {
                         Ok(dir::agent_event::Kind::Snapshot) => {
                             snapshot.extend(event.agent);
                             Ok(())
                         }
                         Ok(dir::agent_event::Kind::Synced) => {
-                            let changes = engine.roster.replace(&std::mem::take(&mut snapshot), now_us());
-                            tracing::info!(members = changes.len(), "routing view of agents synced");
+                            let changes = engine
+                                .roster
+                                .replace(&std::mem::take(&mut snapshot), now_us());
+                            tracing::info!(
+                                members = changes.len(),
+                                "routing view of agents synced"
+                            );
                             engine.kick();
                             let mut outcome = Ok(());
                             for (id, change) in changes {
@@ -279,6 +274,25 @@ impl Engine {
             }
         })
         .await;
+    }
+}
+
+/// What the sweep takes back from an agent holding ASSIGNED conversations, and why: ASSIGNED ones from
+/// an assignable member offline since before `cutoff`; everything open from a removed member, an
+/// administrator, or someone a synced roster does not know. Nothing otherwise.
+fn take_back(
+    member: Option<&Member>,
+    cutoff_us: i64,
+    synced: bool,
+) -> Option<(&'static [Status], &'static str)> {
+    const ASSIGNED: &[Status] = &[Status::Assigned];
+    const OPEN: &[Status] = &[Status::Assigned, Status::Pending];
+    match member {
+        Some(m) if m.is_assignable() => (m.offline_since_us != 0 && m.offline_since_us < cutoff_us)
+            .then_some((ASSIGNED, REASON_OFFLINE)),
+        Some(m) if !m.active => Some((OPEN, REASON_REMOVED)),
+        _ if synced => Some((OPEN, REASON_NOT_ASSIGNABLE)),
+        _ => None,
     }
 }
 
@@ -365,7 +379,9 @@ fn record_assignment(held: &Held, agent_id: &str, at_us: i64) {
     let seconds = |since: i64| (at_us - since).max(0) as f64 / 1e6;
     metrics.waiting.observe(seconds(held.queued_at_us));
     if !held.requeued {
-        metrics.time_to_assignment.observe(seconds(held.created_at_us));
+        metrics
+            .time_to_assignment
+            .observe(seconds(held.created_at_us));
     }
     metrics
         .assignments
@@ -373,4 +389,61 @@ fn record_assignment(held: &Held, agent_id: &str, at_us: i64) {
             agent_id: agent_id.to_owned(),
         })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assist_proto::agentdirectory::v1 as dir;
+
+    fn member(role: dir::Role, active: bool, offline_since_us: i64) -> Member {
+        Member {
+            id: "a".into(),
+            role,
+            active,
+            presence: if offline_since_us == 0 {
+                dir::Presence::Online
+            } else {
+                dir::Presence::Offline
+            },
+            capacity: 5,
+            skills: vec![],
+            offline_since_us,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn the_sweep_takes_back_what_it_should_and_nothing_else() {
+        let agent = |since| member(dir::Role::Agent, true, since);
+        assert_eq!(take_back(Some(&agent(0)), 100, true), None);
+        assert_eq!(
+            take_back(Some(&agent(150)), 100, true),
+            None,
+            "within grace"
+        );
+        assert_eq!(
+            take_back(Some(&agent(50)), 100, true),
+            Some((&[Status::Assigned][..], REASON_OFFLINE))
+        );
+        let removed = member(dir::Role::Agent, false, 0);
+        assert_eq!(
+            take_back(Some(&removed), 100, true),
+            Some((&[Status::Assigned, Status::Pending][..], REASON_REMOVED))
+        );
+        let administrator = member(dir::Role::Administrator, true, 0);
+        assert_eq!(
+            take_back(Some(&administrator), 100, true).map(|t| t.1),
+            Some(REASON_NOT_ASSIGNABLE)
+        );
+        assert_eq!(
+            take_back(None, 100, true).map(|t| t.1),
+            Some(REASON_NOT_ASSIGNABLE)
+        );
+        assert_eq!(
+            take_back(None, 100, false),
+            None,
+            "an unsynced view knows nothing"
+        );
+    }
 }

@@ -80,7 +80,11 @@ pub struct Config {
     )]
     pub agent_directory_url: String,
     /// The service account this service calls as.
-    #[arg(long, env = "ASSIST_ROUTING_CLIENT_ID", default_value = "conversation-routing")]
+    #[arg(
+        long,
+        env = "ASSIST_ROUTING_CLIENT_ID",
+        default_value = "conversation-routing"
+    )]
     pub client_id: String,
     #[arg(long, env = "ASSIST_ROUTING_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: String,
@@ -94,7 +98,11 @@ pub struct Config {
         default_value = "assist-identity"
     )]
     pub identity_issuer: String,
-    #[arg(long, env = "ASSIST_ROUTING_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "ASSIST_ROUTING_REQUEST_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub request_timeout_secs: u64,
     #[arg(
         long,
@@ -133,7 +141,10 @@ impl Config {
             ));
         }
         http_url(&self.identity_url, "ASSIST_ROUTING_IDENTITY_URL")?;
-        http_url(&self.agent_directory_url, "ASSIST_ROUTING_AGENT_DIRECTORY_URL")?;
+        http_url(
+            &self.agent_directory_url,
+            "ASSIST_ROUTING_AGENT_DIRECTORY_URL",
+        )?;
         for (value, variable) in [
             (&self.client_id, "ASSIST_ROUTING_CLIENT_ID"),
             (&self.client_secret, "ASSIST_ROUTING_CLIENT_SECRET"),
@@ -251,15 +262,16 @@ async fn start(
     else {
         return;
     };
-    let agents_channel =
-        match channel(&config.agent_directory_url, checked.server.request_timeout) {
-            Ok(channel) => channel,
-            Err(error) => {
-                tracing::error!(error = %error, "agent-directory URL unusable");
-                return;
-            }
-        };
-    let agents = AgentDirectoryClient::with_interceptor(agents_channel, Outgoing { token: Some(token) });
+    let agents_channel = match channel(&config.agent_directory_url, checked.server.request_timeout)
+    {
+        Ok(channel) => channel,
+        Err(error) => {
+            tracing::error!(error = %error, "agent-directory URL unusable");
+            return;
+        }
+    };
+    let agents =
+        AgentDirectoryClient::with_interceptor(agents_channel, Outgoing { token: Some(token) });
     let roster = Arc::new(Roster::default());
     let engine = Arc::new(Engine::new(store.clone(), roster.clone(), checked.engine));
     tokio::spawn(engine.clone().follow_agents(agents, shutdown.clone()));

@@ -121,17 +121,11 @@ mod tests {
     #[test]
     fn lowest_load_ratio_then_longest_idle_then_id() {
         // b has the lower ratio (1/4 < 1/2) despite more open conversations than... equal here.
-        let mut agents = vec![
-            candidate("a", 2, 1, 0, &[]),
-            candidate("b", 4, 1, 50, &[]),
-        ];
+        let mut agents = vec![candidate("a", 2, 1, 0, &[]), candidate("b", 4, 1, 50, &[])];
         let planned = plan(&waiting(1), &mut agents, 100);
         assert_eq!(planned[0].candidate, 1);
         // Equal ratios: the one assigned longest ago.
-        let mut agents = vec![
-            candidate("a", 2, 1, 70, &[]),
-            candidate("b", 4, 2, 60, &[]),
-        ];
+        let mut agents = vec![candidate("a", 2, 1, 70, &[]), candidate("b", 4, 2, 60, &[])];
         assert_eq!(plan(&waiting(1), &mut agents, 100)[0].candidate, 1);
         // Everything equal: the lowest id.
         let mut agents = vec![candidate("b", 2, 0, 0, &[]), candidate("a", 2, 0, 0, &[])];

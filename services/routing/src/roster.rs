@@ -105,7 +105,9 @@ impl Roster {
     pub fn offline_since_before(&self, cutoff_us: i64) -> Vec<String> {
         self.read()
             .values()
-            .filter(|m| m.is_assignable() && m.offline_since_us != 0 && m.offline_since_us < cutoff_us)
+            .filter(|m| {
+                m.is_assignable() && m.offline_since_us != 0 && m.offline_since_us < cutoff_us
+            })
             .map(|m| m.id.clone())
             .collect()
     }
@@ -207,13 +209,24 @@ mod tests {
         assert_eq!(roster.offline_since_before(6), vec!["a".to_owned()]);
         let online = roster.apply(&agent("a", dir::Role::Agent, dir::Presence::Online, 2), 200);
         assert!(online.more_room);
-        assert!(roster.get("a").unwrap().covers(&["billing".into(), "fr".into()]));
+        assert!(
+            roster
+                .get("a")
+                .unwrap()
+                .covers(&["billing".into(), "fr".into()])
+        );
         assert!(!roster.get("a").unwrap().covers(&["de".into()]));
         // An older version arriving late changes nothing.
-        let stale = roster.apply(&agent("a", dir::Role::Agent, dir::Presence::Offline, 1), 300);
+        let stale = roster.apply(
+            &agent("a", dir::Role::Agent, dir::Presence::Offline, 1),
+            300,
+        );
         assert_eq!(stale, Change::default());
         assert!(roster.get("a").unwrap().takes_work());
-        let offline = roster.apply(&agent("a", dir::Role::Agent, dir::Presence::Offline, 3), 400);
+        let offline = roster.apply(
+            &agent("a", dir::Role::Agent, dir::Presence::Offline, 3),
+            400,
+        );
         assert_eq!(offline, Change::default());
         assert_eq!(roster.get("a").unwrap().offline_since_us, 400);
         let promoted = roster.apply(
@@ -223,7 +236,10 @@ mod tests {
         assert!(promoted.no_longer_assignable);
         assert!(!roster.get("a").unwrap().takes_work());
         // Vanishing from a snapshot counts as no longer assignable.
-        roster.apply(&agent("b", dir::Role::Supervisor, dir::Presence::Online, 1), 600);
+        roster.apply(
+            &agent("b", dir::Role::Supervisor, dir::Presence::Online, 1),
+            600,
+        );
         let changes = roster.replace(&[], 700);
         assert!(changes.contains(&(
             "b".into(),

@@ -10,8 +10,8 @@ use assist_runtime::validate::{self, Page, Paged};
 use assist_runtime::{Error, Result};
 
 use crate::domain::{
-    AuthorKind, Channel, Conversation, Event, EventKind, Message, NewConversation, Priority, Status,
-    message_body, status_change,
+    AuthorKind, Channel, Conversation, Event, EventKind, Message, NewConversation, Priority,
+    Status, message_body, status_change,
 };
 use crate::engine::Engine;
 use crate::roster::Roster;
@@ -75,7 +75,10 @@ pub enum WatchFilter {
     Member(String),
     All,
     /// One conversation; `customer` when the watcher is its customer.
-    Conversation { id: String, customer: bool },
+    Conversation {
+        id: String,
+        customer: bool,
+    },
 }
 
 impl WatchFilter {
@@ -183,9 +186,7 @@ impl Routing {
                 Channel::Api,
             ),
             _ => {
-                return Err(Error::denied(
-                    "customers and services start conversations",
-                ));
+                return Err(Error::denied("customers and services start conversations"));
             }
         };
         let new = NewConversation::new(
@@ -349,12 +350,7 @@ impl Routing {
         Ok((message, changed.conversation))
     }
 
-    pub async fn messages(
-        &self,
-        caller: &Caller,
-        id: &str,
-        page: Page,
-    ) -> Result<Paged<Message>> {
+    pub async fn messages(&self, caller: &Caller, id: &str, page: Page) -> Result<Paged<Message>> {
         let conversation = self.readable(caller, id).await?;
         self.store
             .messages(&conversation.id, caller.is_member(), page)
@@ -407,9 +403,13 @@ impl Routing {
         }
         let id = conversation_id(id)?;
         let agent_id = validate::id("agent_id", agent_id)?.to_string();
-        let member = self.roster.get(&agent_id).filter(|m| m.active).ok_or_else(|| {
-            Error::FailedPrecondition("the assignee is not an active console member".into())
-        })?;
+        let member = self
+            .roster
+            .get(&agent_id)
+            .filter(|m| m.active)
+            .ok_or_else(|| {
+                Error::FailedPrecondition("the assignee is not an active console member".into())
+            })?;
         if !member.is_assignable() {
             return Err(Error::FailedPrecondition(
                 "administrators are never assigned conversations; choose an agent or supervisor"

@@ -216,8 +216,11 @@ impl tonic::service::Interceptor for Outgoing {
 
 /// Follows a watch stream: runs `session` again and again (it returns when its stream ends) with
 /// backoff, until shutdown. `name` says whose stream it is in the log.
-pub async fn follow<F, Fut>(name: &'static str, mut shutdown: tokio::sync::watch::Receiver<bool>, mut session: F)
-where
+pub async fn follow<F, Fut>(
+    name: &'static str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut session: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {

@@ -19,7 +19,9 @@ use assist_runtime::validate::{Page, Paged};
 use assist_runtime::{Error, Result};
 use sqlx::Row;
 
-use crate::domain::{Conversation, Event, EventKind, Message, NewConversation, ROUTING_ACTOR, Status};
+use crate::domain::{
+    Conversation, Event, EventKind, Message, NewConversation, ROUTING_ACTOR, Status,
+};
 use rows::{
     CONVERSATION_FIELDS, ConversationRow, EVENT_FIELDS, EventRow, MESSAGE_FIELDS, MessageRow,
 };
@@ -212,8 +214,7 @@ impl Store {
             queue_position: None,
         };
         let created = Event::new(&conversation.id, EventKind::Created, actor_id, now_us);
-        let mut message_event =
-            Event::new(&conversation.id, EventKind::Message, actor_id, now_us);
+        let mut message_event = Event::new(&conversation.id, EventKind::Message, actor_id, now_us);
         message_event.message = Some(Message {
             id: uuid::Uuid::now_v7().to_string(),
             conversation_id: conversation.id.clone(),
@@ -306,7 +307,10 @@ impl Store {
             match delta.cmp(&0) {
                 std::cmp::Ordering::Greater => {
                     let open = self.take_over(&mut tx, agent, now_us).await?;
-                    if decision.assignee_capacity.is_some_and(|c| open > u64::from(c)) {
+                    if decision
+                        .assignee_capacity
+                        .is_some_and(|c| open > u64::from(c))
+                    {
                         for event in events.iter_mut().filter(|e| {
                             matches!(e.kind, EventKind::Assigned | EventKind::Transferred)
                         }) {
@@ -417,7 +421,8 @@ impl Store {
         for notice in notices {
             let entry = notice.encode();
             if !payload.is_empty() && payload.len() + entry.len() + 1 > PAYLOAD_MAX {
-                tx.notify(&self.events, std::mem::take(&mut payload)).await?;
+                tx.notify(&self.events, std::mem::take(&mut payload))
+                    .await?;
             }
             if !payload.is_empty() {
                 payload.push(';');
@@ -650,12 +655,8 @@ impl Store {
             .bind(&conversation.id)
             .execute(&mut *tx)
             .await?;
-            let mut event = Event::new(
-                &conversation.id,
-                EventKind::Requeued,
-                ROUTING_ACTOR,
-                now_us,
-            );
+            let mut event =
+                Event::new(&conversation.id, EventKind::Requeued, ROUTING_ACTOR, now_us);
             event.from_agent_id = agent.to_owned();
             event.reason = reason.to_owned();
             changed.push(Changed {
@@ -795,7 +796,11 @@ impl Store {
         with_internal: bool,
         page: Page,
     ) -> Result<Paged<Message>> {
-        let internal = if with_internal { "" } else { " AND m.internal = 0" };
+        let internal = if with_internal {
+            ""
+        } else {
+            " AND m.internal = 0"
+        };
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
             "SELECT {MESSAGE_FIELDS} FROM messages m WHERE m.conversation_id = $1{internal} \
              ORDER BY m.at, m.id LIMIT $2 OFFSET $3"
@@ -857,7 +862,10 @@ impl Store {
         .fetch_one(&self.db.pool)
         .await?;
         Ok(Paged {
-            items: rows.into_iter().map(Event::try_from).collect::<Result<_>>()?,
+            items: rows
+                .into_iter()
+                .map(Event::try_from)
+                .collect::<Result<_>>()?,
             total: total.max(0) as u64,
             total_exact: true,
         })
@@ -964,7 +972,10 @@ impl<'q> BindAll<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArgumen
 
 /// Raises each `(agent, count, last assignment, capacity)` counter by `count` where it stays within
 /// `capacity`, in one statement; how many counters it raised.
-async fn raise_counters(tx: &mut WriteTransaction, raises: &[(&str, i64, i64, i64)]) -> Result<u64> {
+async fn raise_counters(
+    tx: &mut WriteTransaction,
+    raises: &[(&str, i64, i64, i64)],
+) -> Result<u64> {
     let sql = format!(
         "UPDATE routing_agents SET open_count = open_count + v.column2, \
          last_assigned_at = v.column3, assignments = assignments + v.column2 \

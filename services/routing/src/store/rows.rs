@@ -42,7 +42,8 @@ impl TryFrom<ConversationRow> for Conversation {
 
     fn try_from(row: ConversationRow) -> Result<Self> {
         Ok(Conversation {
-            channel: Channel::parse(&row.channel).ok_or_else(|| corrupt("channel", &row.channel))?,
+            channel: Channel::parse(&row.channel)
+                .ok_or_else(|| corrupt("channel", &row.channel))?,
             priority: Priority::from_number(row.priority)
                 .ok_or_else(|| corrupt("priority", &row.priority.to_string()))?,
             status: Status::parse(&row.status).ok_or_else(|| corrupt("status", &row.status))?,
