@@ -4,6 +4,7 @@
 
 pub mod assist_load;
 pub mod console_load;
+pub mod http_api;
 pub mod platform;
 pub mod routing_load;
 

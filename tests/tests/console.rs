@@ -10,50 +10,11 @@ use std::time::Duration;
 use assist_proto::common::v1::PageRequest;
 use assist_proto::identity::v1 as idp;
 use assist_runtime::testing::TestBackend;
-use assist_tests::platform::{HttpReply, PASSWORD, Platform, Running, Signed, authed, http};
+use assist_tests::http_api::{
+    FORM, api, call, events_in_background, resource, set_cookie, until_seen,
+};
+use assist_tests::platform::{PASSWORD, Platform, Running, Signed, authed, http};
 use serde_json::{Value, json};
-
-/// Status and JSON body of one call (`Null` for an empty body).
-async fn call(
-    gateway: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, Value) {
-    let reply = http(gateway, method, path, headers, body).await.unwrap();
-    let json = if reply.body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&reply.body)
-            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {}", reply.body))
-    };
-    (reply.status, json)
-}
-
-/// A call with `token` as the bearer token and `body` as JSON.
-async fn api(
-    gateway: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let bearer = format!("Bearer {token}");
-    let body = body.map(|b| b.to_string());
-    call(
-        gateway,
-        method,
-        path,
-        &[("authorization", &bearer)],
-        body.as_deref(),
-    )
-    .await
-}
-
-fn resource(kind: &str, attributes: Value) -> Option<Value> {
-    Some(json!({ "data": { "type": kind, "attributes": attributes } }))
-}
 
 async fn invite(gw: SocketAddr, token: &str, email: &str, role: &str) -> (u16, Value) {
     api(
@@ -673,21 +634,6 @@ async fn bad_input_is_refused_before_it_reaches_the_directory() {
     stop(platform, gateway).await;
 }
 
-/// `name=value` of a `Set-Cookie` line of `reply` for cookie `name`.
-fn set_cookie(reply: &HttpReply, name: &str) -> Option<String> {
-    reply
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .find_map(|(_, v)| {
-            let pair = v.split(';').next()?.trim();
-            pair.starts_with(&format!("{name}="))
-                .then(|| pair.to_owned())
-        })
-}
-
-const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
-
 fn form_value(value: &str) -> String {
     value
         .bytes()
@@ -972,43 +918,6 @@ async fn cookie_sign_ins_need_csrf_and_the_same_origin() {
     stop(platform, gateway).await;
 }
 
-/// Everything the watch of `token` streams, as it arrives (the task ends with the test).
-fn watch_in_background(gw: SocketAddr, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let into = seen.clone();
-    let request = format!(
-        "GET /console/api/agents/events HTTP/1.1\r\nhost: {gw}\r\naccept: text/event-stream\r\n\
-         authorization: Bearer {token}\r\n\r\n"
-    );
-    tokio::spawn(async move {
-        let mut stream = tokio::net::TcpStream::connect(gw).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buffer).await {
-            if n == 0 {
-                break;
-            }
-            into.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buffer[..n]));
-        }
-    });
-    seen
-}
-
-async fn until_seen(seen: &std::sync::Mutex<String>, what: &str, check: impl Fn(&str) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check(&seen.lock().unwrap()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within 10 s; the stream so far: {}",
-            seen.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_watch_streams_presence_and_the_reset_link_sets_a_new_password() {
     let (platform, gateway) = start(TestBackend::Sqlite).await;
@@ -1016,8 +925,13 @@ async fn the_watch_streams_presence_and_the_reset_link_sets_a_new_password() {
     let agent = join(&platform, gw, "wes@example.com", "agent").await;
 
     // An administrator's watch learns of the agent going away without asking.
-    let seen = watch_in_background(gw, &platform.admin.token);
-    until_seen(&seen, "the watch is synced", |s| {
+    let bearer = format!("Bearer {}", platform.admin.token);
+    let seen = events_in_background(
+        gw,
+        "/console/api/agents/events",
+        &[("authorization", &bearer)],
+    );
+    until_seen(&seen, "the watch is synced", Duration::from_secs(10), |s| {
         s.contains("event: synced")
     })
     .await;
@@ -1030,11 +944,16 @@ async fn the_watch_streams_presence_and_the_reset_link_sets_a_new_password() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    until_seen(&seen, "a changed event with the agent away", |s| {
-        s.split("event: changed")
-            .skip(1)
-            .any(|event| event.contains(&agent.id) && event.contains("\"presence\":\"away\""))
-    })
+    until_seen(
+        &seen,
+        "a changed event with the agent away",
+        Duration::from_secs(10),
+        |s| {
+            s.split("event: changed")
+                .skip(1)
+                .any(|event| event.contains(&agent.id) && event.contains("\"presence\":\"away\""))
+        },
+    )
     .await;
 
     // A password reset mails a /reset-password link; its page sets the new password.

@@ -5,59 +5,19 @@
 //! writing only with the CSRF header from this site; and the pages of both sides.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use assist_proto::agentdirectory::v1 as dir;
 use assist_proto::impersonation::v1 as imp;
 use assist_runtime::testing::TestBackend;
-use assist_tests::platform::{HttpReply, PASSWORD, Platform, Running, Signed, authed, http};
+use assist_tests::http_api::{
+    FORM, api, call, events_in_background, resource, set_cookie, until_seen,
+};
+use assist_tests::platform::{PASSWORD, Platform, Running, Signed, authed, http};
 use serde_json::{Value, json};
 
 /// How long anything asynchronous (routing's assignment, a stream's event) may take here.
 const PATIENCE: Duration = Duration::from_secs(15);
-
-/// Status and JSON body of one call (`Null` for an empty body).
-async fn call(
-    gw: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, Value) {
-    let reply = http(gw, method, path, headers, body).await.unwrap();
-    let json = if reply.body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&reply.body)
-            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {}", reply.body))
-    };
-    (reply.status, json)
-}
-
-/// A call with `token` as the bearer token and `body` as a JSON:API document.
-async fn api(
-    gw: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let bearer = format!("Bearer {token}");
-    let body = body.map(|b| b.to_string());
-    call(
-        gw,
-        method,
-        path,
-        &[("authorization", &bearer)],
-        body.as_deref(),
-    )
-    .await
-}
-
-fn resource(kind: &str, attributes: Value) -> Option<Value> {
-    Some(json!({ "data": { "type": kind, "attributes": attributes } }))
-}
 
 async fn start_chat(gw: SocketAddr, customer: &Signed, subject: &str, body: &str) -> (u16, Value) {
     api(
@@ -145,45 +105,6 @@ async fn assigned_to(gw: SocketAddr, id: &str, agent: &Signed) -> Value {
     .await
 }
 
-/// Everything a server-sent events response at `path` streams, as it arrives (the task ends with the
-/// test).
-fn events_in_background(
-    gw: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Arc<Mutex<String>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let seen = Arc::new(Mutex::new(String::new()));
-    let into = seen.clone();
-    let mut request = format!("GET {path} HTTP/1.1\r\nhost: {gw}\r\naccept: text/event-stream\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    tokio::spawn(async move {
-        let mut stream = tokio::net::TcpStream::connect(gw).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buffer).await {
-            if n == 0 {
-                break;
-            }
-            into.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buffer[..n]));
-        }
-    });
-    seen
-}
-
-async fn until_seen(seen: &Mutex<String>, what: &str, check: impl Fn(&str) -> bool) {
-    eventually(what, || async {
-        let text = seen.lock().unwrap().clone();
-        if check(&text) { Ok(()) } else { Err(text) }
-    })
-    .await
-}
-
 /// The platform with a gateway in front; the platform administrator's first heartbeat makes them the
 /// console's administrator.
 async fn start() -> (Platform, Running) {
@@ -236,9 +157,12 @@ async fn a_chat_reaches_the_online_agent_and_the_reply_comes_back() {
         &format!("/conversations/{id}/events"),
         &[("authorization", &bearer)],
     );
-    until_seen(&seen, "the customer's stream says watching", |s| {
-        s.contains("text/event-stream") && s.contains("event: watching")
-    })
+    until_seen(
+        &seen,
+        "the customer's stream says watching",
+        PATIENCE,
+        |s| s.contains("text/event-stream") && s.contains("event: watching"),
+    )
     .await;
     let (status, reply) = write(
         gw,
@@ -251,7 +175,7 @@ async fn a_chat_reaches_the_online_agent_and_the_reply_comes_back() {
     assert_eq!(status, 201, "{reply}");
     assert_eq!(reply["data"]["attributes"]["authorKind"], "agent");
     assert_eq!(reply["data"]["attributes"]["internal"], false);
-    until_seen(&seen, "a message event with the reply", |s| {
+    until_seen(&seen, "a message event with the reply", PATIENCE, |s| {
         s.split("event: message")
             .skip(1)
             .any(|event| event.contains("Hello Casey, let me check."))
@@ -745,21 +669,6 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(now["attributes"]["status"], "assigned", "{now}");
     stop(platform, gateway).await;
 }
-
-/// `name=value` of a `Set-Cookie` line of `reply` for cookie `name`.
-fn set_cookie(reply: &HttpReply, name: &str) -> Option<String> {
-    reply
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .find_map(|(_, v)| {
-            let pair = v.split(';').next()?.trim();
-            pair.starts_with(&format!("{name}="))
-                .then(|| pair.to_owned())
-        })
-}
-
-const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
 /// Signs in through the gateway's form at `login` (`/login` or `/console/login`): the CSRF cookie
 /// and token, and the sign-in cookie `cookie`, as one `Cookie` header value.
