@@ -6,7 +6,9 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startPlatform, someCustomers, someMerchantUser, SEED_PASSWORD, CLERK } from './lib/platform.mjs';
-import { launch, newPage, waitForPath, clickAndLand, visible, signIn, bodyText, withPage, sleep } from './lib/browser.mjs';
+import {
+  launch, newPage, waitForPath, clickAndLand, visible, signIn, bodyText, withPage, sleep, eventually,
+} from './lib/browser.mjs';
 
 let platform;
 let browser;
@@ -54,17 +56,6 @@ function nextPrice(old) {
   if (!text || Number.isNaN(number)) return '42.50';
   const decimals = /\.(\d+)/.exec(text)?.[1].length ?? 0;
   return (number + (decimals ? 1.25 : 125)).toFixed(decimals);
-}
-
-async function eventually(what, check, timeout = 10_000) {
-  const deadline = Date.now() + timeout;
-  let last;
-  while (Date.now() < deadline) {
-    last = await check();
-    if (last === true) return;
-    await sleep(200);
-  }
-  throw new Error(`${what}${last && last !== false ? `: ${last}` : ''}`);
 }
 
 describe('agent assist in the browser', { concurrency: 1 }, () => {

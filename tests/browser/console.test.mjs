@@ -7,7 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startPlatform, mailedLink, agentToken, api } from './lib/platform.mjs';
-import { launch, waitForPath, visible, signIn, bodyText, withPage, sleep } from './lib/browser.mjs';
+import { launch, waitForPath, visible, signIn, bodyText, withPage, eventually } from './lib/browser.mjs';
 
 const PRESENCE_TIMEOUT_SECS = 3;
 const PASSWORD = 'console-password-1';
@@ -16,17 +16,6 @@ let platform;
 let browser;
 let base;
 let adminToken;
-
-async function eventually(what, check, timeout = 10_000) {
-  const deadline = Date.now() + timeout;
-  let last;
-  while (Date.now() < deadline) {
-    last = await check();
-    if (last === true) return;
-    await sleep(200);
-  }
-  throw new Error(`${what}${last && last !== false ? `: ${last}` : ''}`);
-}
 
 const rowOf = (page, email) => page.locator(`#agents tr[data-email="${email}"]`);
 

@@ -27,7 +27,8 @@ pub fn price(cents: u64) -> String {
 pub fn page(portal: Portal, title: &str, whoami: &str, main: &str) -> String {
     let nav = match portal {
         Portal::Storefront => {
-            r#"<a href="/">Shop</a><a href="/cart">Cart</a><a href="/account">Account</a>"#
+            // `/chat` is the gateway's customer chat, on the same origin as the shop it fronts.
+            r#"<a href="/">Shop</a><a href="/cart">Cart</a><a href="/account">Account</a><a href="/chat">Chat with us</a>"#
         }
         Portal::MerchantPortal => {
             r#"<a href="/merchant-portal/">Portal</a><a href="/merchant-portal/offers">Offers</a><a href="/merchant-portal/profile">Profile</a>"#
