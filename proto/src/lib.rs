@@ -63,5 +63,11 @@ pub mod routing {
     pub mod v1 {
         #![allow(clippy::all)]
         tonic::include_proto!("assist.routing.v1");
+
+        /// The longest conversation subject, in characters (routing enforces it; pages and the
+        /// gateway's API check it first).
+        pub const SUBJECT_MAX: usize = 200;
+        /// The longest message body, in characters.
+        pub const BODY_MAX: usize = 4_000;
     }
 }

@@ -21,6 +21,7 @@ struct Up {
     port: u16,
     agents_port: u16,
     impersonation_port: u16,
+    routing_port: u16,
     gateway_port: u16,
 }
 
@@ -36,7 +37,7 @@ fn log_of(data_dir: &std::path::Path) -> String {
 impl Up {
     fn start(data_dir: &std::path::Path) -> Self {
         let (port, agents_port, impersonation_port) = (free_port(), free_port(), free_port());
-        let gateway_port = free_port();
+        let (gateway_port, routing_port) = (free_port(), free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_assist"))
             .arg("up")
             .arg("--data-dir")
@@ -46,7 +47,7 @@ impl Up {
             .arg(format!(
                 "--impersonation-listen=127.0.0.1:{impersonation_port}"
             ))
-            .arg(format!("--routing-listen=127.0.0.1:{}", free_port()))
+            .arg(format!("--routing-listen=127.0.0.1:{routing_port}"))
             .arg(format!("--gateway-listen=127.0.0.1:{gateway_port}"))
             .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()))
             .arg(format!("--demo-shop-listen=127.0.0.1:{}", free_port()))
@@ -74,6 +75,7 @@ impl Up {
             port,
             agents_port,
             impersonation_port,
+            routing_port,
             gateway_port,
         }
     }
@@ -308,10 +310,22 @@ async fn first_start_creates_an_admin_who_can_sign_in_and_data_survives_a_restar
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("name=\"password\""), "{body}");
     assist_a_customer(&up, &admin).await;
+    // Conversation routing serves once its view of the agents has synced.
+    let stats = when_ready(|| {
+        let mut routing =
+            assist_proto::routing::v1::routing_client::RoutingClient::new(channel(up.routing_port));
+        let request = authed(&admin, assist_proto::routing::v1::GetQueueStatsRequest {});
+        async move { routing.get_queue_stats(request).await }
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(stats.queued, 0);
     for file in [
         "identity.db",
         "agent-directory.db",
         "impersonation.db",
+        "routing.db",
         "gateway-cookie.key",
     ] {
         assert!(dir.path().join(file).exists(), "{file}");

@@ -34,7 +34,6 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 const QUERY_MAX: usize = 100;
 const FULL_NAME_MAX: usize = 200;
 const SKILLS_MAX: usize = 20;
-const SKILL_MAX: usize = 32;
 
 pub const MISSING_TOKEN: ApiError = ApiError {
     status: StatusCode::UNAUTHORIZED,
@@ -748,25 +747,14 @@ async fn update_routing(
         let skills = match attributes.get("skills") {
             None | Some(Value::Null) => None,
             Some(Value::Array(items)) => {
-                if items.len() > SKILLS_MAX {
-                    return Err(bad("skills: at most 20"));
-                }
-                let mut skills = Vec::with_capacity(items.len());
-                for item in items {
-                    let skill = item.as_str().unwrap_or_default();
-                    let valid = !skill.is_empty()
-                        && skill.len() <= SKILL_MAX
-                        && skill.bytes().all(|b| {
-                            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
-                        });
-                    if !valid {
-                        return Err(bad(
-                            "skills: each must be 1 to 32 characters of a-z, 0-9, _ and -",
-                        ));
-                    }
-                    skills.push(skill.to_owned());
-                }
-                Some(dir::SkillList { skills })
+                let texts = items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()
+                    .ok_or_else(|| bad("skills: must be a list of strings"))?;
+                Some(dir::SkillList {
+                    skills: assist_runtime::validate::skills("skills", &texts, SKILLS_MAX)?,
+                })
             }
             Some(_) => return Err(bad("skills: must be a list of strings")),
         };

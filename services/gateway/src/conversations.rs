@@ -26,10 +26,7 @@ use crate::web::cookies;
 
 type Shared = State<Arc<AppState>>;
 
-/// A conversation's subject: 1 to 200 characters (routing's limit).
-pub const SUBJECT_MAX: usize = 200;
-/// A message: 1 to 4,000 characters (routing's limit).
-pub const BODY_MAX: usize = 4000;
+pub use assist_proto::routing::v1::{BODY_MAX, SUBJECT_MAX};
 
 pub const CUSTOMER_SIGN_IN: ApiError = ApiError {
     status: StatusCode::UNAUTHORIZED,

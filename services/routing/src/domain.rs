@@ -3,10 +3,7 @@
 
 use assist_runtime::{Error, Result, validate};
 
-/// The longest subject, in characters.
-pub const SUBJECT_MAX: usize = 200;
-/// The longest message body, in characters.
-pub const BODY_MAX: usize = 4_000;
+pub use assist_proto::routing::v1::{BODY_MAX, SUBJECT_MAX};
 /// The most skills a conversation can require.
 pub const MAX_REQUIRED_SKILLS: usize = 10;
 /// The actor id of what the routing policy does by itself.
