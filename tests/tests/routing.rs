@@ -409,7 +409,13 @@ async fn a_customer_conversation_is_routed_answered_reopened_and_watched() {
 
 #[tokio::test]
 async fn each_role_assigns_reads_and_writes_as_the_matrix_says() {
-    let platform = Platform::start(TestBackend::Sqlite, 1, &[]).await;
+    for backend in TestBackend::all() {
+        roles_on(backend).await;
+    }
+}
+
+async fn roles_on(backend: TestBackend) {
+    let platform = Platform::start(backend, 1, &[]).await;
     let agent = platform
         .console_member("agent@example.com", dir::Role::Agent, 1)
         .await;
@@ -623,7 +629,13 @@ async fn loads(platform: &Platform) -> HashMap<String, i64> {
 
 #[tokio::test]
 async fn equal_agents_take_turns_and_the_queue_is_fifo_with_reopened_first() {
-    let platform = Platform::start(TestBackend::Sqlite, 1, &[]).await;
+    for backend in TestBackend::all() {
+        fairness_on(backend).await;
+    }
+}
+
+async fn fairness_on(backend: TestBackend) {
+    let platform = Platform::start(backend, 1, &[]).await;
     let agents: Vec<Signed> = {
         let mut agents = Vec::new();
         for i in 0..4 {
@@ -1101,6 +1113,32 @@ async fn three_replicas_never_double_assign_nor_exceed_capacity() {
             capacity: 3,
             conversations: 600,
             concurrency: 12,
+        },
+    )
+    .await;
+    eprintln!("{report}");
+    let first: Vec<_> = report.violations.iter().take(10).collect();
+    assert!(first.is_empty(), "{first:#?}");
+    assert_eq!(report.lost, 0);
+    loads(&platform).await;
+    platform.stop().await;
+}
+
+/// The embedded mode: one replica on SQLite (one writer at a time) under the same churn.
+#[tokio::test]
+async fn the_embedded_mode_never_double_assigns_nor_exceeds_capacity() {
+    let mut platform = Platform::start(TestBackend::Sqlite, 1, &[]).await;
+    platform.stop_routing().await;
+    platform
+        .add_routing_replica(&["--offline-grace-secs=1", "--sweep-ms=200"])
+        .await;
+    let report = assist_tests::routing_load::churn(
+        &platform,
+        assist_tests::routing_load::Churn {
+            agents: 10,
+            capacity: 3,
+            conversations: 500,
+            concurrency: 8,
         },
     )
     .await;
