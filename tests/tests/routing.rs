@@ -1089,63 +1089,57 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     platform.stop().await;
 }
 
+/// Runs a churn over `replicas` replicas on `backend` (offline grace one second, so that requeues race
+/// with assignments) and fails on any violation or loss.
+async fn churn_checked(
+    backend: TestBackend,
+    replicas: usize,
+    spec: assist_tests::routing_load::Churn,
+) {
+    let mut platform = Platform::start(backend, 1, &[]).await;
+    platform.stop_routing().await;
+    for _ in 0..replicas {
+        platform
+            .add_routing_replica(&["--offline-grace-secs=1", "--sweep-ms=200"])
+            .await;
+    }
+    let report = assist_tests::routing_load::churn(&platform, spec).await;
+    eprintln!("{report}");
+    let first: Vec<_> = report.violations.iter().take(10).collect();
+    assert!(first.is_empty(), "{first:#?}");
+    assert_eq!(report.lost, 0);
+    assert!(report.assignments >= report.created, "{report}");
+    loads(&platform).await;
+    platform.stop().await;
+}
+
 /// Three replicas on one PostgreSQL database; conversations arrive through all of them while agents
-/// go online and offline (past a one-second grace period) and resolve. Afterwards, from the database: no conversation assigned while
-/// not queued, no agent ever above capacity, none lost, counters equal to the conversations.
+/// go online and offline (past the grace period) and resolve. Afterwards, from the database: no
+/// conversation assigned while not queued, no agent ever above capacity, none lost, counters equal to
+/// the conversations.
 #[tokio::test]
 async fn three_replicas_never_double_assign_nor_exceed_capacity() {
     let Some(backend) = TestBackend::postgres() else {
         eprintln!("skipped: no PostgreSQL");
         return;
     };
-    let mut platform = Platform::start(backend, 1, &[]).await;
-    // A short grace period, so that requeues race with assignments too.
-    platform.stop_routing().await;
-    for _ in 0..3 {
-        platform
-            .add_routing_replica(&["--offline-grace-secs=1", "--sweep-ms=200"])
-            .await;
-    }
-    let report = assist_tests::routing_load::churn(
-        &platform,
-        assist_tests::routing_load::Churn {
-            agents: 20,
-            capacity: 3,
-            conversations: 600,
-            concurrency: 12,
-        },
-    )
-    .await;
-    eprintln!("{report}");
-    let first: Vec<_> = report.violations.iter().take(10).collect();
-    assert!(first.is_empty(), "{first:#?}");
-    assert_eq!(report.lost, 0);
-    loads(&platform).await;
-    platform.stop().await;
+    let spec = assist_tests::routing_load::Churn {
+        agents: 20,
+        capacity: 3,
+        conversations: 600,
+        concurrency: 12,
+    };
+    churn_checked(backend, 3, spec).await;
 }
 
 /// The embedded mode: one replica on SQLite (one writer at a time) under the same churn.
 #[tokio::test]
 async fn the_embedded_mode_never_double_assigns_nor_exceeds_capacity() {
-    let mut platform = Platform::start(TestBackend::Sqlite, 1, &[]).await;
-    platform.stop_routing().await;
-    platform
-        .add_routing_replica(&["--offline-grace-secs=1", "--sweep-ms=200"])
-        .await;
-    let report = assist_tests::routing_load::churn(
-        &platform,
-        assist_tests::routing_load::Churn {
-            agents: 10,
-            capacity: 3,
-            conversations: 500,
-            concurrency: 8,
-        },
-    )
-    .await;
-    eprintln!("{report}");
-    let first: Vec<_> = report.violations.iter().take(10).collect();
-    assert!(first.is_empty(), "{first:#?}");
-    assert_eq!(report.lost, 0);
-    loads(&platform).await;
-    platform.stop().await;
+    let spec = assist_tests::routing_load::Churn {
+        agents: 10,
+        capacity: 3,
+        conversations: 500,
+        concurrency: 8,
+    };
+    churn_checked(TestBackend::Sqlite, 1, spec).await;
 }
