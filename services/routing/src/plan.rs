@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn lowest_load_ratio_then_longest_idle_then_id() {
-        // b has the lower ratio (1/4 < 1/2) despite more open conversations than... equal here.
+        // b has the lower load ratio (1/4 < 1/2), though it was assigned more recently.
         let mut agents = vec![candidate("a", 2, 1, 0, &[]), candidate("b", 4, 1, 50, &[])];
         let planned = plan(&waiting(1), &mut agents, 100);
         assert_eq!(planned[0].candidate, 1);
