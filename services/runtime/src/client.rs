@@ -1,5 +1,6 @@
 //! The client side of service-to-service calls: channels with a timeout, an interceptor that attaches the
-//! service token and the trace context, and retries on `UNAVAILABLE` for idempotent calls only.
+//! service token and the trace context, retries on `UNAVAILABLE` for idempotent calls only, and
+//! following another service's watch stream across reconnections.
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
