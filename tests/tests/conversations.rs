@@ -944,3 +944,54 @@ async fn browsers_write_only_with_the_csrf_header_from_this_site() {
     assert!(!chat.body.contains("Secret note"), "{}", chat.body);
     stop(platform, gateway).await;
 }
+
+/// What customers and members type is text on every page: a subject and a message full of markup
+/// come back escaped on both sides' pages, never as markup.
+#[tokio::test]
+async fn pages_show_what_people_typed_as_text() {
+    let (platform, gateway) = start().await;
+    let gw = gateway.addr;
+    let agent = platform
+        .console_member("esc.agent@example.com", dir::Role::Agent, 5)
+        .await;
+    let customer = platform.customer("esc.customer@example.com").await;
+    let hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    let (status, body) = start_chat(gw, &customer, hostile, hostile).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    assigned_to(gw, &id, &agent).await;
+    let (status, body) = write(
+        gw,
+        "/console/api/conversations",
+        &id,
+        &agent.token,
+        json!({ "body": hostile }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (console, _) = browser_sign_in(gw, "/console/login", &agent.email, "assist_console").await;
+    let (shop, _) = browser_sign_in(gw, "/login", &customer.email, "assist_customer").await;
+    for (path, cookie) in [
+        ("/console/conversations".to_owned(), &console),
+        (format!("/console/conversations/{id}"), &console),
+        ("/chat".to_owned(), &shop),
+        (format!("/chat/{id}"), &shop),
+    ] {
+        let page = http(gw, "GET", &path, &[("cookie", cookie)], None)
+            .await
+            .unwrap();
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(
+            page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path} shows the text: {}",
+            page.body
+        );
+        assert!(
+            !page.body.contains("<script>alert(1)") && !page.body.contains("<img src=x"),
+            "{path} must not carry the markup: {}",
+            page.body
+        );
+    }
+    stop(platform, gateway).await;
+}
