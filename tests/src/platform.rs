@@ -381,6 +381,32 @@ impl Platform {
         member
     }
 
+    /// Waits (at most 20 s) until routing's view of the agents has `count` of them online: presence
+    /// reaches routing through agent-directory's watch, a moment after the heartbeat.
+    pub async fn until_routing_sees_online(&self, count: u32) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let stats = self
+                .routing_client(0)
+                .get_queue_stats(authed(
+                    &self.admin.token,
+                    assist_proto::routing::v1::GetQueueStatsRequest {},
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            if stats.agents_online == count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "routing never saw {count} agents online (it sees {})",
+                stats.agents_online
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A console member's heartbeat with `presence`.
     pub async fn presence(&self, token: &str, presence: dir::Presence) {
         self.agents_client()

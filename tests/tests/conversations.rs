@@ -370,6 +370,7 @@ async fn who_may_see_and_assign_follows_the_console_roles() {
     }
     let customer = platform.customer("carla@example.com").await;
     let other_customer = platform.customer("otto@example.com").await;
+    platform.until_routing_sees_online(1).await;
     let (status, created) = start_chat(gw, &customer, "Refund", "Please refund order 7.").await;
     assert_eq!(status, 201, "{created}");
     let id = created["data"]["id"].as_str().unwrap().to_owned();

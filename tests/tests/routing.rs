@@ -160,23 +160,6 @@ async fn history(
         .events
 }
 
-/// Waits until routing's view has `count` agents online (presence reaches it through
-/// agent-directory's watch, a moment after the heartbeat).
-async fn until_online(routing: &RoutingClient<Channel>, token: &str, count: u32) {
-    until(&format!("{count} agents online in routing's view"), || {
-        let mut routing = routing.clone();
-        async move {
-            let stats = routing
-                .get_queue_stats(authed(token, rt::GetQueueStatsRequest {}))
-                .await
-                .unwrap()
-                .into_inner();
-            (stats.agents_online == count).then_some(())
-        }
-    })
-    .await
-}
-
 fn kinds(events: &[rt::ConversationEvent]) -> Vec<rt::conversation_event::Kind> {
     events
         .iter()
@@ -452,7 +435,7 @@ async fn roles_on(backend: TestBackend) {
     let customer = platform.customer("c1@example.com").await;
     let stranger = platform.customer("c2@example.com").await;
     let mut routing = platform.routing_client(0);
-    until_online(&routing, &platform.admin.token, 0).await;
+    platform.until_routing_sees_online(0).await;
     let conversation = create(&mut routing, &customer.token, "Refund").await;
     let id = conversation.id.clone();
     assert_eq!(conversation.status, rt::ConversationStatus::Queued as i32);
@@ -667,7 +650,7 @@ async fn fairness_on(backend: TestBackend) {
     };
     let customer = platform.customer("queue@example.com").await;
     let mut routing = platform.routing_client(0);
-    until_online(&routing, &platform.admin.token, 4).await;
+    platform.until_routing_sees_online(4).await;
     let mut counts: HashMap<String, u32> = HashMap::new();
     for round in 0..5 {
         let mut ids = Vec::new();
@@ -722,7 +705,7 @@ async fn fairness_on(backend: TestBackend) {
         .unwrap();
     }
     platform.presence(&solo.token, dir::Presence::Away).await;
-    until_online(&routing, &platform.admin.token, 0).await;
+    platform.until_routing_sees_online(0).await;
     let older = create(&mut routing, &customer.token, "older").await;
     let newer = create(&mut routing, &customer.token, "newer").await;
     let urgent = routing
