@@ -789,13 +789,10 @@ async fn history(
     let result = async {
         let agent_id = agent_id(&id)?;
         let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
-        let page = crate::routes::page_of(params.offset, params.limit)?;
+        let page = crate::routes::requested_page(params.offset, params.limit)?;
         let request = dir::ListAgentHistoryRequest {
             agent_id: agent_id.clone(),
-            page: Some(PageRequest {
-                limit: page.limit,
-                offset: page.offset,
-            }),
+            page: Some(page),
         };
         let reply = call
             .agents()

@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::AppState;
 use crate::console::{Audience, Call, bad, body, event_stream, open};
 use crate::jsonapi::{self, ApiError, document};
+use crate::routes::requested_page;
 use crate::web::cookies;
 
 type Shared = State<Arc<AppState>>;
@@ -325,17 +326,6 @@ fn conversation_document(base: &str, status: StatusCode, c: &rt::Conversation) -
     document(status, &json!({ "data": conversation_resource(base, c) }))
 }
 
-pub(crate) fn page_request(
-    offset: Option<u64>,
-    limit: Option<u32>,
-) -> Result<PageRequest, ApiError> {
-    let page = crate::routes::page_of(offset, limit)?;
-    Ok(PageRequest {
-        limit: page.limit,
-        offset: page.offset,
-    })
-}
-
 /// `page` of `data` with `meta.total` and the paging links below `base` (ending in `?` or `&`).
 fn paged(
     state: &AppState,
@@ -412,7 +402,7 @@ async fn list<S: Side>(
                 .to_string(),
         };
         let min_queue_age_secs = params.min_queue_age_secs.unwrap_or(0);
-        let page = page_request(params.offset, params.limit)?;
+        let page = requested_page(params.offset, params.limit)?;
         let request = rt::ListConversationsRequest {
             page: Some(page),
             scope: scope as i32,
@@ -526,7 +516,7 @@ async fn messages<S: Side>(
     let result = async {
         let conversation_id = conversation_id(&id)?;
         let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
-        let page = page_request(params.offset, params.limit)?;
+        let page = requested_page(params.offset, params.limit)?;
         let request = rt::ListMessagesRequest {
             conversation_id: conversation_id.clone(),
             page: Some(page),
@@ -669,7 +659,7 @@ async fn history(
     let result = async {
         let conversation_id = conversation_id(&id)?;
         let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
-        let page = page_request(params.offset, params.limit)?;
+        let page = requested_page(params.offset, params.limit)?;
         let request = rt::GetConversationHistoryRequest {
             conversation_id: conversation_id.clone(),
             page: Some(page),

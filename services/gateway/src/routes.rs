@@ -623,11 +623,20 @@ pub(crate) fn page_of(offset: Option<u64>, limit: Option<u32>) -> Result<Page, A
     Ok(Page::new(limit.unwrap_or(0), offset.unwrap_or(0))?)
 }
 
-fn page_request(page: Page) -> Option<PageRequest> {
-    Some(PageRequest {
+/// A checked page as the services' `PageRequest`.
+fn page_request(page: Page) -> PageRequest {
+    PageRequest {
         limit: page.limit,
         offset: page.offset,
-    })
+    }
+}
+
+/// `page[offset]` and `page[limit]` checked, as the services' `PageRequest`.
+pub(crate) fn requested_page(
+    offset: Option<u64>,
+    limit: Option<u32>,
+) -> Result<PageRequest, ApiError> {
+    Ok(page_request(page_of(offset, limit)?))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -689,7 +698,7 @@ pub(crate) async fn search_customers(
 ) -> Result<Found, ApiError> {
     let request = idp::SearchCustomersRequest {
         query: q.to_owned(),
-        page: page_request(page),
+        page: Some(page_request(page)),
     };
     let reply = upstreams
         .identity_service
@@ -720,7 +729,7 @@ pub(crate) async fn search_merchant_users(
 ) -> Result<Found, ApiError> {
     let request = idp::SearchMerchantUsersRequest {
         query: q.to_owned(),
-        page: page_request(page),
+        page: Some(page_request(page)),
         status: 0,
     };
     let reply = upstreams
@@ -1049,7 +1058,7 @@ async fn list_sessions<P: Surface>(
     let Query(params) = query.map_err(|_| jsonapi::INVALID_QUERY)?;
     let page = page_of(params.offset, params.limit)?;
     let request = imp::ListSessionsRequest {
-        page: page_request(page),
+        page: Some(page_request(page)),
         agent_id: agent.claims.sub.clone(),
         ..Default::default()
     };

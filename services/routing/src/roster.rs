@@ -33,13 +33,6 @@ impl Member {
         self.is_assignable() && self.presence == dir::Presence::Online
     }
 
-    /// Has every skill of `required` (both sorted).
-    pub fn covers(&self, required: &[String]) -> bool {
-        required
-            .iter()
-            .all(|skill| self.skills.binary_search(skill).is_ok())
-    }
-
     fn from_agent(agent: &dir::Agent, previous: Option<&Member>, now_us: i64) -> Self {
         let presence = dir::Presence::try_from(agent.presence).unwrap_or(dir::Presence::Offline);
         let offline_since_us = match (presence, previous) {
@@ -209,13 +202,8 @@ mod tests {
         assert_eq!(roster.offline_since_before(6), vec!["a".to_owned()]);
         let online = roster.apply(&agent("a", dir::Role::Agent, dir::Presence::Online, 2), 200);
         assert!(online.more_room);
-        assert!(
-            roster
-                .get("a")
-                .unwrap()
-                .covers(&["billing".into(), "fr".into()])
-        );
-        assert!(!roster.get("a").unwrap().covers(&["de".into()]));
+        // Skills are kept sorted, as the plan's skill check needs.
+        assert_eq!(roster.get("a").unwrap().skills, ["billing", "fr"]);
         // An older version arriving late changes nothing.
         let stale = roster.apply(
             &agent("a", dir::Role::Agent, dir::Presence::Offline, 1),

@@ -22,11 +22,10 @@ use super::{
     SignedIn, csrf, csrf_matches, customer, html, page_error, redirect, same_origin, with_cookies,
 };
 use crate::conversations::{
-    BODY_MAX, SUBJECT_MAX, conversation_id, message_body, page_request, routed, status_word,
-    subject,
+    BODY_MAX, SUBJECT_MAX, conversation_id, message_body, routed, status_word, subject,
 };
 use crate::jsonapi::ApiError;
-use crate::routes::{as_caller, upstreams};
+use crate::routes::{as_caller, requested_page, upstreams};
 use crate::{AppState, Upstreams};
 
 type Shared = State<Arc<AppState>>;
@@ -129,7 +128,7 @@ async fn own_conversations(
     token: &str,
 ) -> Result<Vec<rt::Conversation>, ApiError> {
     let request = rt::ListConversationsRequest {
-        page: Some(page_request(Some(0), Some(LISTED))?),
+        page: Some(requested_page(Some(0), Some(LISTED))?),
         scope: rt::Scope::Mine as i32,
         ..Default::default()
     };

@@ -25,11 +25,11 @@ use super::console::{
 use super::{csrf, csrf_matches, html, redirect, same_origin, with_cookies};
 use crate::console::{Caller, effective_role, own_profile};
 use crate::conversations::{
-    BODY_MAX, conversation_id, page_request, parse_scope, routed, status_filter, status_word,
+    BODY_MAX, conversation_id, parse_scope, routed, status_filter, status_word,
 };
 use crate::jsonapi::ApiError;
 use crate::routes::{
-    STOREFRONT, as_caller, close_session, customer_by_id, start_session, upstreams,
+    STOREFRONT, as_caller, close_session, customer_by_id, requested_page, start_session, upstreams,
 };
 use crate::{AppState, Upstreams};
 
@@ -83,7 +83,7 @@ pub(super) async fn recent_messages(
     loop {
         let request = rt::ListMessagesRequest {
             conversation_id: conversation_id.to_owned(),
-            page: Some(page_request(Some(offset), Some(SHOWN))?),
+            page: Some(requested_page(Some(offset), Some(SHOWN))?),
         };
         let reply = routed(routing.list_messages(as_caller(token, request)?).await)?;
         let total = reply.page.unwrap_or_default().total;
@@ -265,7 +265,7 @@ async fn list_page(
     let token = member.caller.token.clone();
     let loaded = async {
         let request = rt::ListConversationsRequest {
-            page: Some(page_request(
+            page: Some(requested_page(
                 Some((page_number - 1) * u64::from(TABLE_PAGE)),
                 Some(TABLE_PAGE),
             )?),
@@ -484,7 +484,7 @@ async fn conversation_page(
                     &token,
                     rt::GetConversationHistoryRequest {
                         conversation_id: id.clone(),
-                        page: Some(page_request(Some(0), Some(SHOWN))?),
+                        page: Some(requested_page(Some(0), Some(SHOWN))?),
                     },
                 )?)
                 .await,

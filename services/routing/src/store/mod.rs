@@ -573,7 +573,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT agent_id, open_count FROM routing_agents WHERE agent_id IN ({}) \
              ORDER BY agent_id{}",
-            placeholders(agents.len(), 1).replace(['(', ')'], ""),
+            list_placeholders(agents.len()),
             self.for_update()
         ))
         .persistent(false)
@@ -587,29 +587,14 @@ impl Store {
     }
 
     async fn loads_in(&self, tx: &mut WriteTransaction) -> Result<HashMap<String, Load>> {
-        let rows = sqlx::query("SELECT agent_id, open_count, last_assigned_at FROM routing_agents")
-            .fetch_all(&mut **tx)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<String, _>(0)?,
-                    Load {
-                        open: row.try_get::<i64, _>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
-                        last_assigned_us: row.try_get(2)?,
-                    },
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::from)
+        let rows = sqlx::query(LOADS).fetch_all(&mut **tx).await?;
+        loads_of(&rows)
     }
 
     /// The agents' loads, by id.
     pub async fn loads(&self) -> Result<HashMap<String, Load>> {
-        let mut tx = self.db.begin_write().await?;
-        let loads = self.loads_in(&mut tx).await?;
-        tx.rollback().await?;
-        Ok(loads)
+        let rows = sqlx::query(LOADS).fetch_all(&self.db.pool).await?;
+        loads_of(&rows)
     }
 
     /// Puts `agent`'s conversations in `statuses` back in the queue (ahead of newer ones of their
@@ -761,9 +746,16 @@ impl Store {
             .into_iter()
             .map(Conversation::try_from)
             .collect::<Result<Vec<_>>>()?;
-        for conversation in &mut items {
+        // The whole queue in queue order: each position is its place in the list. Otherwise each
+        // queued conversation's position is counted.
+        let whole_queue = status == Some(Status::Queued) && values.is_empty() && before.is_none();
+        for (index, conversation) in items.iter_mut().enumerate() {
             if conversation.status == Status::Queued {
-                conversation.queue_position = Some(self.queue_position(conversation).await?);
+                conversation.queue_position = Some(if whole_queue {
+                    page.offset + index as u64
+                } else {
+                    self.queue_position(conversation).await?
+                });
             }
         }
         Ok(Paged {
@@ -879,13 +871,10 @@ impl Store {
         if ids.is_empty() {
             return Ok((Vec::new(), HashMap::new()));
         }
-        let placeholders = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
             "SELECT {EVENT_FIELDS} FROM conversation_events e LEFT JOIN messages m \
-             ON m.id = e.message_id WHERE e.id IN ({placeholders}) ORDER BY e.at, e.id"
+             ON m.id = e.message_id WHERE e.id IN ({}) ORDER BY e.at, e.id",
+            list_placeholders(ids.len())
         );
         let mut query = sqlx::query_as::<_, EventRow>(&sql);
         for id in ids {
@@ -901,12 +890,9 @@ impl Store {
             events.iter().map(|e| e.conversation_id.as_str()).collect();
         conversation_ids.sort_unstable();
         conversation_ids.dedup();
-        let placeholders = (1..=conversation_ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "SELECT {CONVERSATION_FIELDS} FROM conversations c WHERE c.id IN ({placeholders})"
+            "SELECT {CONVERSATION_FIELDS} FROM conversations c WHERE c.id IN ({})",
+            list_placeholders(conversation_ids.len())
         );
         let mut query = sqlx::query_as::<_, ConversationRow>(&sql);
         for id in &conversation_ids {
@@ -941,6 +927,32 @@ impl Store {
             open: open.max(0) as u64,
         })
     }
+}
+
+/// Every agent's load.
+const LOADS: &str = "SELECT agent_id, open_count, last_assigned_at FROM routing_agents";
+
+fn loads_of(rows: &[sqlx::any::AnyRow]) -> Result<HashMap<String, Load>> {
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<String, _>(0)?,
+                Load {
+                    open: row.try_get::<i64, _>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
+                    last_assigned_us: row.try_get(2)?,
+                },
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Error::from)
+}
+
+/// `$1, $2, …, $n`: the placeholders of an `IN` list.
+fn list_placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `(1, 2), (3, 4)`-style placeholders: `rows` groups of `columns` parameters, numbered from $1.
