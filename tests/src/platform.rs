@@ -12,6 +12,7 @@ use assist_proto::identity::v1 as idp;
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
 use assist_proto::routing::v1::routing_client::RoutingClient;
+use assist_runtime::auth::permission;
 use assist_runtime::shutdown::ShutdownTrigger;
 use assist_runtime::testing::{TestBackend, TestDb};
 use clap::Parser;
@@ -93,7 +94,9 @@ pub struct Platform {
     /// Identity's key-encryption key, to reach its signing keys (forged-token tests).
     pub identity_kek: String,
     impersonation_kek: String,
-    service_accounts: (String, String),
+    /// The platform's service accounts by service name (`gateway`, `routing`, …), each granted what
+    /// `assist_runtime::auth::permission::PLATFORM_ACCOUNTS` gives it.
+    accounts: std::collections::HashMap<&'static str, (String, String)>,
     dbs: Vec<TestDb>,
 }
 
@@ -174,18 +177,36 @@ impl Platform {
         }
         let mut identity_client = IdentityClient::new(identity.channel());
         let admin = login(&mut identity_client, idp::Realm::BackOffice, ADMIN_EMAIL).await;
-        let service_accounts =
-            service_account(&mut identity_client, &admin.token, "platform").await;
-        let service = service_account(&mut identity_client, &admin.token, "tests").await;
+        let mut accounts = std::collections::HashMap::new();
+        for (name, granted) in permission::PLATFORM_ACCOUNTS {
+            let account = service_account(&mut identity_client, &admin.token, name, granted).await;
+            accounts.insert(*name, account);
+        }
+        let service = service_account(
+            &mut identity_client,
+            &admin.token,
+            "tests",
+            TESTS_ACCOUNT_PERMISSIONS,
+        )
+        .await;
+        let credentials = |name: &str| {
+            let (id, secret) = &accounts[name];
+            [
+                format!("--client-id={id}"),
+                format!("--client-secret={secret}"),
+            ]
+        };
 
-        let agents_config = assist_agent_directory::Config::try_parse_from([
-            "agent-directory".to_owned(),
-            "--listen=127.0.0.1:0".to_owned(),
-            format!("--database-url={}", agents_db.url),
-            format!("--identity-url={}", identity.url()),
-            format!("--client-id={}", service_accounts.0),
-            format!("--client-secret={}", service_accounts.1),
-        ])
+        let agents_config = assist_agent_directory::Config::try_parse_from(
+            [
+                "agent-directory".to_owned(),
+                "--listen=127.0.0.1:0".to_owned(),
+                format!("--database-url={}", agents_db.url),
+                format!("--identity-url={}", identity.url()),
+            ]
+            .into_iter()
+            .chain(credentials("agent-directory")),
+        )
         .unwrap();
         let agents = start("agent-directory", |l, s| {
             assist_agent_directory::serve(agents_config, l, s)
@@ -209,7 +230,7 @@ impl Platform {
             service,
             identity_kek,
             impersonation_kek: KeyEncryptionKey::generate_base64().unwrap(),
-            service_accounts,
+            accounts,
             dbs: vec![identity_db, agents_db, impersonation_db, routing_db],
         };
         for _ in 0..replicas {
@@ -230,9 +251,8 @@ impl Platform {
             format!("--database-url={}", self.dbs[3].url),
             format!("--identity-url={}", self.identity.url()),
             format!("--agent-directory-url={}", self.agents.url()),
-            format!("--client-id={}", self.service_accounts.0),
-            format!("--client-secret={}", self.service_accounts.1),
         ];
+        args.extend(self.credentials("routing"));
         args.extend(flags.iter().map(|f| f.to_string()));
         let config = assist_routing::Config::try_parse_from(args).unwrap();
         let running = start("routing", |l, s| assist_routing::serve(config, l, s)).await;
@@ -266,9 +286,8 @@ impl Platform {
             format!("--key-encryption-key={}", self.impersonation_kek),
             format!("--identity-url={}", self.identity.url()),
             format!("--agent-directory-url={}", self.agents.url()),
-            format!("--client-id={}", self.service_accounts.0),
-            format!("--client-secret={}", self.service_accounts.1),
         ];
+        args.extend(self.credentials("impersonation-token"));
         args.extend(flags.iter().map(|f| f.to_string()));
         let config = assist_impersonation_token::Config::try_parse_from(args).unwrap();
         start_at(addr, "impersonation", |l, s| {
@@ -311,6 +330,29 @@ impl Platform {
 
     pub fn impersonation_client(&self, replica: usize) -> ImpersonationClient<Channel> {
         ImpersonationClient::new(self.impersonation[replica].channel())
+    }
+
+    /// `--client-id` and `--client-secret` of the platform's account for `service`.
+    pub fn credentials(&self, service: &str) -> [String; 2] {
+        let (id, secret) = &self.accounts[service];
+        [
+            format!("--client-id={id}"),
+            format!("--client-secret={secret}"),
+        ]
+    }
+
+    /// A token of the platform's account for `service` (what that service itself presents).
+    pub async fn token_of(&self, service: &str) -> String {
+        let (client_id, client_secret) = self.accounts[service].clone();
+        self.identity_client()
+            .issue_service_token(idp::IssueServiceTokenRequest {
+                client_id,
+                client_secret,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
     }
 
     /// A token of the tests' service account.
@@ -515,9 +557,8 @@ impl Platform {
             format!("--agent-directory-url={}", self.agents.url()),
             format!("--impersonation-url={}", self.impersonation[0].url()),
             format!("--routing-url={}", self.routing[0].url()),
-            format!("--client-id={}", self.service_accounts.0),
-            format!("--client-secret={}", self.service_accounts.1),
         ];
+        args.extend(self.credentials("gateway"));
         args.extend(flags.iter().cloned());
         let config = assist_gateway::Config::try_parse_from(args).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -534,14 +575,16 @@ impl Platform {
 
     /// The demo shop (storefront and merchant portal) of this platform, on 127.0.0.1:0.
     pub async fn start_demo_shop(&self) -> Running {
-        let config = assist_demo_shop::Config::try_parse_from([
-            "demo-shop".to_owned(),
-            "--listen=127.0.0.1:0".to_owned(),
-            format!("--identity-url={}", self.identity.url()),
-            format!("--impersonation-url={}", self.impersonation[0].url()),
-            format!("--client-id={}", self.service_accounts.0),
-            format!("--client-secret={}", self.service_accounts.1),
-        ])
+        let config = assist_demo_shop::Config::try_parse_from(
+            [
+                "demo-shop".to_owned(),
+                "--listen=127.0.0.1:0".to_owned(),
+                format!("--identity-url={}", self.identity.url()),
+                format!("--impersonation-url={}", self.impersonation[0].url()),
+            ]
+            .into_iter()
+            .chain(self.credentials("demo-shop")),
+        )
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -599,10 +642,20 @@ async fn login(identity: &mut IdentityClient<Channel>, realm: idp::Realm, email:
     }
 }
 
+/// What the tests' own service account may do: accept impersonation tokens, read and write the audit,
+/// and run conversations as an integration.
+const TESTS_ACCOUNT_PERMISSIONS: &[&str] = &[
+    permission::SESSIONS_CHECK,
+    permission::SESSIONS_READ,
+    permission::AUDIT_WRITE,
+    permission::CONVERSATIONS_WRITE,
+];
+
 async fn service_account(
     identity: &mut IdentityClient<Channel>,
     admin: &str,
     name: &str,
+    granted: &[&str],
 ) -> (String, String) {
     let client_id = format!("{name}-{}", uuid::Uuid::now_v7().simple());
     let created = identity
@@ -610,7 +663,7 @@ async fn service_account(
             admin,
             idp::CreateServiceAccountRequest {
                 client_id: client_id.clone(),
-                scopes: vec![],
+                scopes: granted.iter().map(|s| s.to_string()).collect(),
             },
         ))
         .await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm};
+use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm, permission};
 use assist_runtime::notify::Notifier;
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{self, Page};
@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use crate::console::{self, Caller, Presence, Role, RoutingUpdate, Seats, Status};
 use crate::domain::{
     self, Agent, AgentChange, Capability, DISPLAY_NAME_MAX, Edit, NewAgent, OPERATOR,
-    PrincipalFacts, ProfileUpdate,
+    PrincipalFacts, PrincipalStatus, ProfileUpdate,
 };
 use crate::principals::Principals;
 use crate::store::{AgentFilter, AgentPage, Decision, Outcome, Paged, Store};
@@ -52,13 +52,19 @@ impl Actor<'_> {
         }
     }
 
+    /// The operator or a platform administrator (never a service).
     fn require_admin(&self) -> Result<()> {
         self.refuse_delegated()?;
         match self {
             Actor::Operator => Ok(()),
-            Actor::Token(claims) if claims.is_admin_or_service() => Ok(()),
-            Actor::Token(_) => Err(Error::denied("administrator or service token required")),
+            Actor::Token(claims) if claims.is_admin() => Ok(()),
+            Actor::Token(_) => Err(Error::denied("administrator required")),
         }
+    }
+
+    /// A service account granted `agents:read`.
+    fn is_reading_service(&self) -> bool {
+        matches!(self, Actor::Token(claims) if claims.service_may(permission::AGENTS_READ))
     }
 
     /// The caller as a token of the back office (not a service, not the operator); for acting as oneself.
@@ -74,10 +80,11 @@ impl Actor<'_> {
         self.refuse_delegated()?;
         match self {
             Actor::Operator => Ok(()),
-            Actor::Token(claims) if matches!(claims.realm, Realm::BackOffice | Realm::Service) => {
-                Ok(())
-            }
-            Actor::Token(_) => Err(Error::denied("back-office or service token required")),
+            Actor::Token(claims) if claims.realm == Realm::BackOffice => Ok(()),
+            _ if self.is_reading_service() => Ok(()),
+            Actor::Token(_) => Err(Error::denied(
+                "back-office user or a service granted agents:read required",
+            )),
         }
     }
 
@@ -110,19 +117,25 @@ impl Agents {
         &self.store
     }
 
-    /// Back office or service: one agent. A back-office user without a stored profile has the default
-    /// one; any other principal is `NOT_FOUND`.
+    /// A back-office user reading their own profile, a service granted `agents:read`, or an active
+    /// console member (checked against the current state, so a removed member reads nothing more):
+    /// one agent. A back-office user without a stored profile has the default one; any other
+    /// principal is `NOT_FOUND`.
     pub async fn get_agent(&self, actor: Actor<'_>, id: &str) -> Result<Agent> {
         actor.require_back_office()?;
         let id = agent_id("id", id)?;
+        let own = matches!(actor, Actor::Token(claims) if claims.sub == id);
+        if !own {
+            self.require_reader(actor).await?;
+        }
         match self.store.get_agent(&id).await? {
             Some(agent) => Ok(agent),
             None => domain::default_profile(&self.principal(&id).await?),
         }
     }
 
-    /// Back office or service: stored agents matching the filter by display name, with the seats and
-    /// the presence counts of active agents.
+    /// A service granted `agents:read` or an active console member: stored agents matching the filter
+    /// by display name, with the seats and the presence counts of active agents.
     pub async fn list_agents(
         &self,
         actor: Actor<'_>,
@@ -131,7 +144,7 @@ impl Agents {
         status: Option<Status>,
         page: Page,
     ) -> Result<AgentPage> {
-        actor.require_back_office()?;
+        self.require_reader(actor).await?;
         let query = validate::optional("query", query, QUERY_MAX)?;
         let filter = AgentFilter {
             capability,
@@ -245,14 +258,27 @@ impl Agents {
     /// Admin, service, console supervisor or administrator: the notices of agent changes (payload:
     /// the agent id).
     pub async fn agent_changes(&self, actor: Actor<'_>) -> Result<&Notifier> {
-        self.caller(actor).await?.require_manager()?;
+        if !actor.is_reading_service() {
+            self.caller(actor).await?.require_manager()?;
+        }
         Ok(self.store.changes())
     }
 
     // ---- the console ----
 
-    /// The caller's console role: its own active profile's role; platform administrators, services
-    /// and the operator are administrators. Anyone else is refused.
+    /// Who may read the directory: a service granted `agents:read`, or a caller the console knows now
+    /// ([`Agents::caller`]).
+    async fn require_reader(&self, actor: Actor<'_>) -> Result<()> {
+        if actor.is_reading_service() {
+            return Ok(());
+        }
+        self.caller(actor).await.map(|_| ())
+    }
+
+    /// The caller's console role, from the current state: its own active profile's role; platform
+    /// administrators (their status and scope read from identity now, not from their token, so a
+    /// blocked or demoted administrator loses the rights at once) and the operator are
+    /// administrators. Services and anyone else are refused.
     pub async fn caller(&self, actor: Actor<'_>) -> Result<Caller> {
         actor.refuse_delegated()?;
         let claims = match actor {
@@ -269,10 +295,14 @@ impl Agents {
             role: Role::Administrator,
         };
         match claims.realm {
-            Realm::Service => return Ok(administrator),
-            Realm::BackOffice if claims.has_scope(ADMIN_SCOPE) => return Ok(administrator),
+            Realm::BackOffice if claims.has_scope(ADMIN_SCOPE) => {
+                let facts = self.principal(&claims.sub).await?;
+                if facts.platform_admin && facts.status == PrincipalStatus::Active {
+                    return Ok(administrator);
+                }
+            }
             Realm::BackOffice => {}
-            _ => return Err(Error::denied("back-office or service token required")),
+            _ => return Err(Error::denied("a back-office user's token is required")),
         }
         match self.store.get_agent(&claims.sub).await? {
             Some(agent) if agent.status == Some(Status::Active) => Ok(Caller {

@@ -247,7 +247,7 @@ async fn realms_scopes_and_delegation_decide_who_may_call_what() {
             .back_office_user(admin, "bob@example.com", "Bob Ray")
             .await;
         let customer = identity.customer(admin, "carl@example.com").await;
-        let service = identity.service(admin, "impersonation").await;
+        let service = identity.service(admin, "impersonation-token").await;
 
         let all = [
             "GetAgent",
@@ -506,7 +506,7 @@ async fn only_back_office_users_are_agents_and_have_a_default_profile() {
             .back_office_user(admin, "ann@example.com", "Ann Lee")
             .await;
         let customer = identity.customer(admin, "carl@example.com").await;
-        let service = identity.service(admin, "impersonation").await;
+        let service = identity.service(admin, "impersonation-token").await;
         let unknown = uuid::Uuid::now_v7().to_string();
 
         // A back-office user without a profile: the default one, not stored.
@@ -644,7 +644,7 @@ async fn changes_are_idempotent_versioned_and_recorded_with_their_actor() {
         let bob = identity
             .back_office_user(admin, "bob@example.com", "Bob Ray")
             .await;
-        let service = identity.service(admin, "impersonation").await;
+        let service = identity.service(admin, "impersonation-token").await;
 
         let first = platform
             .grant(&admin.token, &ann.id, CUSTOMERS)
@@ -855,7 +855,7 @@ async fn watchers_get_a_snapshot_then_each_change() {
         let backend = platform.backend();
         let identity = &platform.identity;
         let admin = &platform.admin;
-        let service = identity.service(admin, "impersonation").await;
+        let service = identity.service(admin, "impersonation-token").await;
         let mut stored = Vec::new();
         for (n, name) in ["Ann Lee", "Bob Ray", "Cy Cole"].iter().enumerate() {
             let user = identity

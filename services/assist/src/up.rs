@@ -2,11 +2,12 @@
 //! port and talking real gRPC; SQLite in the data directory. On first start it creates an administrator
 //! and the service account the services call each other with.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use assist_identity::service::{Actor, PrincipalInput};
-use assist_runtime::auth::Realm;
+use assist_runtime::auth::{Realm, permission};
 use clap::Parser;
 
 use crate::embedded::{Storage, redact, write_private};
@@ -97,7 +98,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         assist_runtime::config::exit(&error.to_string());
     }
     let created = first_start(&args).await?;
-    let (client_id, client_secret) = service_account(&args).await?;
+    let accounts = service_accounts(&args).await?;
+    let credentials = |service: &str| -> [String; 2] {
+        let (id, secret) = &accounts[service];
+        [
+            format!("--client-id={id}"),
+            format!("--client-secret={secret}"),
+        ]
+    };
     let agents_config = parse_config::<assist_agent_directory::Config>(
         "agent-directory",
         [
@@ -108,9 +116,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 args.storage.agent_directory_database_url()?
             ),
             format!("--identity-url={identity_url}"),
-            format!("--client-id={client_id}"),
-            format!("--client-secret={client_secret}"),
-        ],
+        ]
+        .into_iter()
+        .chain(credentials("agent-directory")),
     )?;
     let impersonation_config = parse_config::<assist_impersonation_token::Config>(
         "impersonation",
@@ -129,9 +137,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "--agent-directory-url=http://{}",
                 args.agent_directory_listen
             ),
-            format!("--client-id={client_id}"),
-            format!("--client-secret={client_secret}"),
-        ],
+        ]
+        .into_iter()
+        .chain(credentials("impersonation-token")),
     )?;
     let routing_config = parse_config::<assist_routing::Config>(
         "routing",
@@ -143,10 +151,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "--agent-directory-url=http://{}",
                 args.agent_directory_listen
             ),
-            format!("--client-id={client_id}"),
-            format!("--client-secret={client_secret}"),
             format!("--offline-grace-secs={}", args.offline_grace_secs),
-        ],
+        ]
+        .into_iter()
+        .chain(credentials("routing")),
     )?;
     let demo_shop_url = format!("http://{}", args.demo_shop_listen);
     let demo_shop = args.storefront_upstream.is_none() || args.merchant_portal_upstream.is_none();
@@ -173,10 +181,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ),
             format!("--impersonation-url=http://{}", args.impersonation_listen),
             format!("--routing-url=http://{}", args.routing_listen),
-            format!("--client-id={client_id}"),
-            format!("--client-secret={client_secret}"),
             format!("--cookie-key={}", args.storage.gateway_cookie_key()?),
-        ],
+        ]
+        .into_iter()
+        .chain(credentials("gateway")),
     )?;
     let demo_shop_config = parse_config::<assist_demo_shop::Config>(
         "demo-shop",
@@ -184,9 +192,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             format!("--listen={}", args.demo_shop_listen),
             format!("--identity-url={identity_url}"),
             format!("--impersonation-url=http://{}", args.impersonation_listen),
-            format!("--client-id={client_id}"),
-            format!("--client-secret={client_secret}"),
-        ],
+        ]
+        .into_iter()
+        .chain(credentials("demo-shop")),
     )?;
     if let Err(error) = demo_shop_config.check() {
         assist_runtime::config::exit(&error.to_string());
@@ -406,26 +414,52 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("binding {addr}"))
 }
 
-/// The service account the embedded services call each other with: created on first start, its id
-/// and secret kept in `<data-dir>/service-account` (owner-only).
-async fn service_account(args: &Args) -> anyhow::Result<(String, String)> {
-    let path = args.storage.data_dir.join("service-account");
-    if let Ok(stored) = std::fs::read_to_string(&path)
-        && let Some((id, secret)) = stored.trim().split_once(' ')
-    {
-        return Ok((id.to_owned(), secret.to_owned()));
+/// The embedded services' accounts, one per service with only its permissions
+/// (`assist_runtime::auth::permission::PLATFORM_ACCOUNTS`): created on first start, each line of
+/// `<data-dir>/service-accounts` (owner-only) holding `service client-id secret`. An account missing
+/// from the file (a data directory of an older version) is created.
+async fn service_accounts(args: &Args) -> anyhow::Result<HashMap<String, (String, String)>> {
+    let path = args.storage.data_dir.join("service-accounts");
+    let mut accounts: HashMap<String, (String, String)> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split(' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some(service), Some(id), Some(secret)) => {
+                    Some((service.to_owned(), (id.to_owned(), secret.to_owned())))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let missing: Vec<_> = permission::PLATFORM_ACCOUNTS
+        .iter()
+        .filter(|(service, _)| !accounts.contains_key(*service))
+        .collect();
+    if missing.is_empty() {
+        return Ok(accounts);
     }
     let identity = args.storage.identity().await?;
-    let suffix = uuid::Uuid::now_v7().simple().to_string();
-    let client_id = format!("assist-embedded-{}", &suffix[suffix.len() - 12..]);
-    let (_, secret) = identity
-        .create_service_account(Actor::Operator, &client_id, &[])
-        .await?;
+    for (service, granted) in missing {
+        let suffix = uuid::Uuid::now_v7().simple().to_string();
+        let client_id = format!("assist-{service}-{}", &suffix[suffix.len() - 12..]);
+        let granted: Vec<String> = granted.iter().map(|s| s.to_string()).collect();
+        let (_, secret) = identity
+            .create_service_account(Actor::Operator, &client_id, &granted)
+            .await?;
+        accounts.insert(service.to_string(), (client_id, secret));
+    }
     identity.store().database().pool.close().await;
+    let mut lines: Vec<String> = accounts
+        .iter()
+        .map(|(service, (id, secret))| format!("{service} {id} {secret}"))
+        .collect();
+    lines.sort();
     let _ = std::fs::remove_file(&path);
-    write_private(&path, &format!("{client_id} {secret}"))
+    write_private(&path, &(lines.join("\n") + "\n"))
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok((client_id, secret))
+    Ok(accounts)
 }
 
 /// Creates the administrator when the database has no back-office user yet; returns its password.

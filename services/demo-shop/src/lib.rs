@@ -220,14 +220,16 @@ async fn connect(
     let sessions = SessionLiveness::start(
         ImpersonationClient::with_interceptor(
             channel(&config.impersonation_url, GRPC_TIMEOUT)?,
-            with_token.clone(),
+            with_token,
         ),
         shutdown.clone(),
     );
-    let policy = AuthPolicy::new(verifier, &[]).accepting_impersonation(sessions, SENSITIVE);
+    let policy = AuthPolicy::new(verifier, &[])
+        .accepting_impersonation(sessions, SENSITIVE)
+        .without_audit();
     let names = Names::new(IdentityClient::with_interceptor(
         channel(&config.identity_url, GRPC_TIMEOUT)?,
-        with_token,
+        Outgoing::default(),
     ));
     Ok(Some(Ready { policy, names }))
 }

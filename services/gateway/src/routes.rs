@@ -370,7 +370,9 @@ pub(crate) async fn sign_in(
         password: password.to_owned(),
         client_address,
     };
-    match upstreams.identity.clone().login(request).await {
+    // With the service token: identity takes `client_address` only from a service granted
+    // `signin:relay`, so each client is throttled by its own address, not all by the gateway's.
+    match upstreams.identity_service.clone().login(request).await {
         Ok(reply) => Ok(reply.into_inner()),
         Err(status) => Err(match status.code() {
             Code::ResourceExhausted => jsonapi::TOO_MANY_REQUESTS,

@@ -261,7 +261,7 @@ impl pb::identity_server::Identity for Api {
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         let trusted = optional_caller(&request)
-            .is_some_and(|c| c.realm == Realm::Service && !c.is_delegated());
+            .is_some_and(|c| c.service_may(assist_runtime::auth::permission::SIGNIN_RELAY));
         let req = request.into_inner();
         // Only a service (the gateway) may say whose address a sign-in comes from; anyone else could
         // otherwise dodge the per-address throttle by naming a new address on every try.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use assist_runtime::auth::{Claims, PublicKey, Realm};
+use assist_runtime::auth::{ADMIN_SCOPE, Claims, PublicKey, Realm, permission};
 use assist_runtime::notify::Notifier;
 use assist_runtime::time::{now_us, us};
 use assist_runtime::validate::{self, Page};
@@ -12,7 +12,9 @@ use tokio::sync::Semaphore;
 
 use crate::domain::keys::{self, KEY_RELOAD, KeyEncryptionKey, KeyRing};
 use crate::domain::principal::{scope_for, valid_scope};
-use crate::domain::throttle::{ThrottlePolicy, account_key, address_key};
+use crate::domain::throttle::{
+    ACCOUNT_SLOWDOWN, ThrottlePolicy, account_key, address_key, pair_key,
+};
 use crate::domain::{
     MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status, Subject, password,
     search, secret,
@@ -64,22 +66,43 @@ pub enum Actor<'a> {
 }
 
 impl Actor<'_> {
+    /// The operator or a back-office administrator; never a service.
     fn is_admin(&self) -> bool {
         match self {
             Actor::Operator => true,
-            Actor::Token(claims) => claims.is_admin_or_service(),
+            Actor::Token(claims) => claims.is_admin(),
         }
     }
 
+    /// The operator or a back-office administrator: services are refused whatever they hold.
     fn require_admin(&self) -> Result<()> {
         if self.is_admin() {
             Ok(())
         } else {
-            Err(Error::denied("administrator or service token required"))
+            Err(Error::denied("administrator required"))
         }
     }
 
-    /// Admin, or the principal itself acting in its own name.
+    /// The operator, a back-office administrator, or a service account granted `permission`.
+    fn require_admin_or(&self, permission: &str) -> Result<()> {
+        match self {
+            Actor::Token(claims) if claims.service_may(permission) => Ok(()),
+            _ if self.is_admin() => Ok(()),
+            _ => Err(Error::denied(format!(
+                "administrator or a service granted {permission} required"
+            ))),
+        }
+    }
+
+    /// The principal itself acting in its own name, or [`Actor::require_admin_or`] `permission`.
+    fn require_self_or(&self, principal_id: &str, permission: &str) -> Result<()> {
+        match self {
+            Actor::Token(claims) if !claims.is_delegated() && claims.sub == principal_id => Ok(()),
+            _ => self.require_admin_or(permission),
+        }
+    }
+
+    /// The principal itself acting in its own name, or the operator or an administrator.
     fn require_self_or_admin(&self, principal_id: &str) -> Result<()> {
         match self {
             Actor::Token(claims) if !claims.is_delegated() && claims.sub == principal_id => Ok(()),
@@ -87,18 +110,28 @@ impl Actor<'_> {
         }
     }
 
-    /// Back-office users and services may search; customers, merchant users and impersonation tokens
-    /// may not.
+    /// Back-office users, and services granted `principals:read`, may search; customers, merchant
+    /// users and impersonation tokens may not.
     fn require_back_office(&self) -> Result<()> {
         match self {
             Actor::Operator => Ok(()),
-            Actor::Token(claims)
-                if !claims.is_delegated()
-                    && matches!(claims.realm, Realm::BackOffice | Realm::Service) =>
-            {
+            Actor::Token(claims) if !claims.is_delegated() && claims.realm == Realm::BackOffice => {
                 Ok(())
             }
-            Actor::Token(_) => Err(Error::denied("back-office or service token required")),
+            Actor::Token(claims) if claims.service_may(permission::PRINCIPALS_READ) => Ok(()),
+            Actor::Token(_) => Err(Error::denied(
+                "back-office user or a service granted principals:read required",
+            )),
+        }
+    }
+
+    /// A change that touches an administrator (granting the `admin` scope, or reactivating or
+    /// resetting the password of a principal holding it) needs an administrator, not a service.
+    fn require_admin_if(&self, touches_admin: bool) -> Result<()> {
+        if touches_admin {
+            self.require_admin()
+        } else {
+            Ok(())
         }
     }
 }
@@ -153,7 +186,14 @@ pub struct Identity {
     keys: KeyRing,
     /// Argon2 takes 19 MiB and ~15 ms of a core; bound how many run at once.
     hashing: Semaphore,
+    /// Password checks waiting for a hashing permit; past [`HASHING_QUEUE`] new ones are refused.
+    waiting_to_hash: std::sync::atomic::AtomicUsize,
 }
+
+/// At most this many password checks wait for a hashing permit; more answer RESOURCE_EXHAUSTED (429
+/// at the gateway) at once, so a flood of sign-ins or set-password requests neither piles up memory
+/// nor delays everyone's sign-in without bound.
+const HASHING_QUEUE: usize = 64;
 
 impl Identity {
     /// Loads (or on first start creates) the signing key.
@@ -165,6 +205,7 @@ impl Identity {
             settings,
             keys,
             hashing: Semaphore::new(permits),
+            waiting_to_hash: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -261,15 +302,40 @@ impl Identity {
         })
     }
 
+    /// A permit to run one argon2 computation (at most two per core run at once), or
+    /// RESOURCE_EXHAUSTED when [`HASHING_QUEUE`] checks wait already.
+    async fn hashing_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        use std::sync::atomic::Ordering;
+        if let Ok(permit) = self.hashing.try_acquire() {
+            return Ok(permit);
+        }
+        /// Counts one waiter while it lives (also when the waiting call is dropped).
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let waiting = Waiting(&self.waiting_to_hash);
+        if waiting.0.fetch_add(1, Ordering::AcqRel) >= HASHING_QUEUE {
+            return Err(Error::ResourceExhausted(
+                "too many password checks at once, try again shortly".into(),
+            ));
+        }
+        let permit = self.hashing.acquire().await.map_err(Error::internal);
+        drop(waiting);
+        permit
+    }
+
     async fn hash_password(&self, password: String) -> Result<String> {
-        let _permit = self.hashing.acquire().await.map_err(Error::internal)?;
+        let _permit = self.hashing_permit().await?;
         tokio::task::spawn_blocking(move || password::hash(&password))
             .await
             .map_err(Error::internal)?
     }
 
     async fn verify_password(&self, password: String, stored: Option<String>) -> Result<bool> {
-        let _permit = self.hashing.acquire().await.map_err(Error::internal)?;
+        let _permit = self.hashing_permit().await?;
         tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
             .await
             .map_err(Error::internal)
@@ -300,14 +366,23 @@ impl Identity {
         }
         let account = account_key(realm.as_str(), &email);
         let address = address_key(client_address);
+        let pair = pair_key(&account, &address);
         let now = now_us();
+        // Blocks fall on a client address and on an account tried from one address: a stranger
+        // cannot lock a named account out for everyone (docs/security.md, "Sign-in throttling").
         if let ThrottleState::BlockedUntil(until) =
-            self.store.throttle_state([&account, &address], now).await?
+            self.store.throttle_state([&pair, &address], now).await?
         {
             let seconds = (until - now + 999_999) / 1_000_000;
             return Err(Error::ResourceExhausted(format!(
                 "too many failed sign-ins, try again in {seconds} seconds"
             )));
+        }
+        // An account failing from many addresses is slowed, not shut: every attempt on it waits.
+        if let ThrottleState::BlockedUntil(_) =
+            self.store.throttle_state([&account, &account], now).await?
+        {
+            tokio::time::sleep(ACCOUNT_SLOWDOWN).await;
         }
         let found = self.store.find_login(realm, &email).await?;
         let (principal, hash) = match found {
@@ -319,9 +394,11 @@ impl Identity {
             Some(p) if password_ok && p.status == Status::Active => p,
             _ => {
                 let now = now_us();
-                self.store
-                    .record_failure(&account, &self.settings.account_throttle, now)
-                    .await?;
+                for key in [&pair, &account] {
+                    self.store
+                        .record_failure(key, &self.settings.account_throttle, now)
+                        .await?;
+                }
                 self.store
                     .record_failure(&address, &self.settings.address_throttle, now)
                     .await?;
@@ -329,6 +406,7 @@ impl Identity {
                 return Err(Error::unauthenticated("invalid credentials"));
             }
         };
+        self.store.clear_failures(&pair).await?;
         self.store.clear_failures(&account).await?;
         tracing::info!(principal_id = %principal.id, realm = realm.as_str(), "signed in");
         self.issue_pair(&principal).await
@@ -433,10 +511,11 @@ impl Identity {
         actor: Actor<'_>,
         input: PrincipalInput,
     ) -> Result<Principal> {
-        actor.require_admin()?;
+        actor.require_admin_or(permission::PRINCIPALS_WRITE)?;
         let email = validate::email("email", &input.email)?;
         let full_name = validate::required("full_name", &input.full_name, NAME_MAX)?;
         let scopes = validate_scopes(&input.scopes)?;
+        actor.require_admin_if(scopes.iter().any(|s| s == ADMIN_SCOPE))?;
         let invited = input.password.is_empty();
         if !invited && input.send_invitation {
             return Err(Error::invalid(
@@ -527,6 +606,18 @@ impl Identity {
             ));
         }
         let scopes = validate_scopes(scopes)?;
+        if let Some(unknown) = scopes
+            .iter()
+            .find(|s| !permission::ALL.contains(&s.as_str()))
+        {
+            return Err(Error::invalid(
+                "scopes",
+                format!(
+                    "{unknown:?} is not a service permission (one of {})",
+                    permission::ALL.join(", ")
+                ),
+            ));
+        }
         let client_secret = secret::generate()?;
         let now = now_us();
         let principal = Principal {
@@ -658,7 +749,13 @@ impl Identity {
 
     pub async fn get_principal(&self, actor: Actor<'_>, id: &str) -> Result<Principal> {
         let id = validate::id("id", id)?.to_string();
-        actor.require_self_or_admin(&id)?;
+        match actor {
+            // An impersonation token may read whom it acts for and who acts: a shop shows both.
+            Actor::Token(claims)
+                if claims.is_delegated()
+                    && (claims.sub == id || claims.act.as_ref().is_some_and(|a| a.sub == id)) => {}
+            _ => actor.require_self_or(&id, permission::PRINCIPALS_READ)?,
+        }
         self.get(&id).await
     }
 
@@ -688,8 +785,14 @@ impl Identity {
         id: &str,
         status: Status,
     ) -> Result<Principal> {
-        actor.require_admin()?;
+        actor.require_admin_or(permission::PRINCIPALS_WRITE)?;
         let principal = self.get(id).await?;
+        // A service changes the status of back-office users only, and never reactivates an
+        // administrator.
+        actor.require_admin_if(
+            principal.realm() != Realm::BackOffice
+                || (status == Status::Active && principal_is_admin(&principal)),
+        )?;
         if !status.allowed_for(principal.realm()) {
             return Err(Error::invalid(
                 "status",
@@ -711,7 +814,7 @@ impl Identity {
     /// Admin or service: the notices of status changes, and the principal each names (`None` when it
     /// is gone).
     pub fn principal_changes(&self, actor: Actor<'_>) -> Result<&Notifier> {
-        actor.require_admin()?;
+        actor.require_admin_or(permission::PRINCIPALS_READ)?;
         Ok(self.store.principal_changes())
     }
 
@@ -751,8 +854,12 @@ impl Identity {
         principal_id: &str,
         purpose: Purpose,
     ) -> Result<(String, i64)> {
-        actor.require_admin()?;
+        actor.require_admin_or(permission::PRINCIPALS_WRITE)?;
         let principal = self.get(principal_id).await?;
+        // A service sends links to back-office users only, and never a reset to an administrator.
+        actor.require_admin_if(
+            principal.realm() != Realm::BackOffice || principal_is_admin(&principal),
+        )?;
         match (purpose, principal.status) {
             (_, _) if principal.realm() == Realm::Service => {
                 return Err(Error::invalid(
@@ -831,9 +938,19 @@ impl Identity {
         if token.len() > secret::MAX_PRESENTED_LENGTH {
             return Err(refused());
         }
+        let token_hash = secret::hash(token);
+        // Unknown, spent and expired links are refused before any hashing: a flood of made-up links
+        // costs a lookup each, not an argon2 computation.
+        if !self
+            .store
+            .one_time_token_usable(&token_hash, now_us())
+            .await?
+        {
+            return Err(refused());
+        }
         let hash = self.hash_password(new_password.to_owned()).await?;
         self.store
-            .redeem_one_time_token(&secret::hash(token), &hash, now_us())
+            .redeem_one_time_token(&token_hash, &hash, now_us())
             .await?
             .ok_or_else(refused)
     }
@@ -954,6 +1071,10 @@ fn check_search_page(prefix: &str, page: Page) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+fn principal_is_admin(principal: &Principal) -> bool {
+    principal.scope.split(' ').any(|s| s == ADMIN_SCOPE)
 }
 
 fn validate_scopes(scopes: &[String]) -> Result<Vec<String>> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use assist_runtime::auth::{Actor as TokenActor, Claims, Realm};
+use assist_runtime::auth::{Actor as TokenActor, Claims, Realm, permission};
 use assist_runtime::keys::{KEY_RELOAD, KeyEncryptionKey, KeyRing, KeyTable};
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{Page, Paged};
@@ -59,20 +59,23 @@ pub struct Impersonation {
     directory: Directory,
 }
 
-/// Admin or service, never through an impersonation token.
+/// A back-office administrator, never a service, never through an impersonation token.
 fn require_admin(claims: &Claims) -> Result<()> {
-    if claims.is_admin_or_service() {
+    if claims.is_admin() {
         Ok(())
     } else {
-        Err(Error::denied("admin or service token required"))
+        Err(Error::denied("administrator required"))
     }
 }
 
-fn require_service(claims: &Claims) -> Result<()> {
-    if claims.realm == Realm::Service && !claims.is_delegated() {
+/// An administrator, or a service account granted `permission`.
+fn require_admin_or(claims: &Claims, permission: &str) -> Result<()> {
+    if claims.is_admin_or_service_with(permission) {
         Ok(())
     } else {
-        Err(Error::denied("service token required"))
+        Err(Error::denied(format!(
+            "administrator or a service granted {permission} required"
+        )))
     }
 }
 
@@ -205,7 +208,7 @@ impl Impersonation {
         } else if caller.realm == Realm::BackOffice && caller.sub == session.agent_id {
             // Before the admin case: an administrator ending their own session ends it as its agent.
             (EndReason::EndedByAgent, caller.sub.clone())
-        } else if caller.is_admin_or_service() {
+        } else if caller.is_admin() {
             (EndReason::EndedByAdmin, caller.sub.clone())
         } else {
             return Err(Error::denied(
@@ -224,14 +227,14 @@ impl Impersonation {
 
     /// Whether a session is live now.
     pub async fn check_session(&self, caller: &Claims, session_id: &str) -> Result<Session> {
-        require_admin(caller)?;
+        require_admin_or(caller, permission::SESSIONS_CHECK)?;
         let session_id = assist_runtime::validate::id("session_id", session_id)?.to_string();
         self.find(&session_id).await
     }
 
-    /// Who may watch revocations: admins and services.
+    /// Who may watch revocations: admins and services granted `sessions:check`.
     pub fn may_watch(&self, caller: &Claims) -> Result<()> {
-        require_admin(caller)
+        require_admin_or(caller, permission::SESSIONS_CHECK)
     }
 
     /// Appends one request made with an impersonation token to its session's log.
@@ -253,7 +256,11 @@ impl Impersonation {
         caller: &Claims,
         actions: Vec<(String, NewAction)>,
     ) -> Result<Vec<u64>> {
-        require_service(caller)?;
+        if !caller.service_may(permission::AUDIT_WRITE) {
+            return Err(Error::denied(
+                "only a service granted audit:write records actions",
+            ));
+        }
         if actions.is_empty() || actions.len() > RECORD_BATCH_MAX {
             return Err(Error::invalid(
                 "actions",
@@ -303,9 +310,9 @@ impl Impersonation {
         mut filter: SessionFilter,
         page: Page,
     ) -> Result<Paged<Session>> {
-        if !caller.is_admin_or_service() {
+        if !caller.is_admin() {
             if caller.is_delegated() || caller.realm != Realm::BackOffice {
-                return Err(Error::denied("back-office or service token required"));
+                return Err(Error::denied("a back-office user's token is required"));
             }
             match &filter.agent_id {
                 Some(agent) if *agent != caller.sub => {
@@ -337,7 +344,7 @@ impl Impersonation {
         let own = !caller.is_delegated()
             && caller.realm == Realm::BackOffice
             && caller.sub == session.agent_id;
-        if !(caller.is_admin_or_service() || own) {
+        if !(caller.is_admin_or_service_with(permission::SESSIONS_READ) || own) {
             return Err(Error::denied(
                 "only the session's agent or an admin can read it",
             ));

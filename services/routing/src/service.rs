@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use assist_proto::agentdirectory::v1 as dir;
-use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm};
+use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm, permission};
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{self, Page, Paged};
 use assist_runtime::{Error, Result};
@@ -28,6 +28,7 @@ pub enum Role {
     Supervisor,
     /// A console administrator or a platform administrator.
     Administrator,
+    /// A service account granted `conversations:write` (an integration).
     Service,
 }
 
@@ -139,7 +140,12 @@ impl Routing {
         }
         let role = match claims.realm {
             Realm::Customer => Role::Customer,
-            Realm::Service => Role::Service,
+            Realm::Service if claims.service_may(permission::CONVERSATIONS_WRITE) => Role::Service,
+            Realm::Service => {
+                return Err(Error::denied(
+                    "a service needs the conversations:write permission here",
+                ));
+            }
             Realm::BackOffice if claims.has_scope(ADMIN_SCOPE) => Role::Administrator,
             Realm::BackOffice => match self.roster.get(&claims.sub) {
                 Some(member) if member.active => match member.role {

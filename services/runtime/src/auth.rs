@@ -78,16 +78,94 @@ pub struct Claims {
 /// The scope that makes a back-office user an administrator of the platform.
 pub const ADMIN_SCOPE: &str = "admin";
 
+/// What a service account may do: scopes granted when the account is created, stored with it, carried
+/// in its tokens and checked per RPC. A service token is never an administrator; it may call exactly
+/// the RPCs its permissions name (the table is in docs/security.md).
+pub mod permission {
+    /// Read principals: `GetPrincipal`, `SearchCustomers`, `SearchMerchantUsers`,
+    /// `WatchPrincipalChanges`.
+    pub const PRINCIPALS_READ: &str = "principals:read";
+    /// Manage back-office users below the administrator: create them (never with the `admin` scope),
+    /// set their status, issue their invitation and reset links.
+    pub const PRINCIPALS_WRITE: &str = "principals:write";
+    /// Say whose address a sign-in comes from (`Login`'s `client_address`): the gateway.
+    pub const SIGNIN_RELAY: &str = "signin:relay";
+    /// Read the agent directory: `GetAgent`, `ListAgents`, `WatchAgents`, `GetSeats`.
+    pub const AGENTS_READ: &str = "agents:read";
+    /// Accept impersonation tokens: `CheckSession`, `WatchRevocations`.
+    pub const SESSIONS_CHECK: &str = "sessions:check";
+    /// Read any assist session: `GetSession`.
+    pub const SESSIONS_READ: &str = "sessions:read";
+    /// Write the audit log: `RecordAction`, `RecordActions`.
+    pub const AUDIT_WRITE: &str = "audit:write";
+    /// An integration's conversations (a mail or bot bridge): start them for a customer, post system
+    /// messages, read and watch them all. None of the platform's own services holds it.
+    pub const CONVERSATIONS_WRITE: &str = "conversations:write";
+
+    /// The platform's own service accounts, one per service, each granted what that service calls
+    /// and nothing more (`assist up` creates them; the table in docs/security.md says why). The demo
+    /// shop stands for any downstream shop: it may only accept impersonation tokens.
+    pub const PLATFORM_ACCOUNTS: &[(&str, &[&str])] = &[
+        (
+            "gateway",
+            &[
+                PRINCIPALS_READ,
+                SIGNIN_RELAY,
+                AGENTS_READ,
+                SESSIONS_CHECK,
+                AUDIT_WRITE,
+            ],
+        ),
+        ("agent-directory", &[PRINCIPALS_READ, PRINCIPALS_WRITE]),
+        ("impersonation-token", &[PRINCIPALS_READ, AGENTS_READ]),
+        ("routing", &[AGENTS_READ, SESSIONS_READ]),
+        ("demo-shop", &[SESSIONS_CHECK]),
+    ];
+
+    /// The permissions of the platform's account for `service` (none for an unknown name).
+    pub fn of_service(service: &str) -> &'static [&'static str] {
+        PLATFORM_ACCOUNTS
+            .iter()
+            .find(|(name, _)| *name == service)
+            .map_or(&[], |(_, granted)| granted)
+    }
+
+    /// Every permission a service account may be granted.
+    pub const ALL: &[&str] = &[
+        PRINCIPALS_READ,
+        PRINCIPALS_WRITE,
+        SIGNIN_RELAY,
+        AGENTS_READ,
+        SESSIONS_CHECK,
+        SESSIONS_READ,
+        AUDIT_WRITE,
+        CONVERSATIONS_WRITE,
+    ];
+}
+
 impl Claims {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.split(' ').any(|s| s == scope)
     }
 
-    /// A back-office administrator or a service: may call administrative RPCs.
-    pub fn is_admin_or_service(&self) -> bool {
-        self.act.is_none()
-            && (self.realm == Realm::Service
-                || (self.realm == Realm::BackOffice && self.has_scope(ADMIN_SCOPE)))
+    /// A back-office administrator acting in their own name.
+    pub fn is_admin(&self) -> bool {
+        self.act.is_none() && self.realm == Realm::BackOffice && self.has_scope(ADMIN_SCOPE)
+    }
+
+    /// A service account's own token.
+    pub fn is_service(&self) -> bool {
+        self.act.is_none() && self.realm == Realm::Service
+    }
+
+    /// A service account granted `permission` (see [`permission`]).
+    pub fn service_may(&self, permission: &str) -> bool {
+        self.is_service() && self.has_scope(permission)
+    }
+
+    /// A back-office administrator, or a service account granted `permission`.
+    pub fn is_admin_or_service_with(&self, permission: &str) -> bool {
+        self.is_admin() || self.service_may(permission)
     }
 
     /// A token that acts for someone else (an impersonation token).
@@ -402,6 +480,9 @@ pub struct ImpersonationPolicy {
     /// never for a token that carries `act`, whatever its scope. An entry covers itself and every path
     /// below it (`/account/password` covers `/account/password/reset`).
     pub sensitive_methods: &'static [&'static str],
+    /// Whether refusals are written to the session's audit log: by the gateway, which holds
+    /// `audit:write`; a downstream shop refuses without writing (its account may not).
+    pub audits: bool,
 }
 
 impl ImpersonationPolicy {
@@ -446,7 +527,17 @@ impl AuthPolicy {
         self.delegated = Delegated::Check(ImpersonationPolicy {
             sessions,
             sensitive_methods,
+            audits: true,
         });
+        self
+    }
+
+    /// Refusals of impersonation tokens are not written to the audit log (a downstream shop: the
+    /// gateway in front of it records every assisted request, and the shop may not write the audit).
+    pub fn without_audit(mut self) -> Self {
+        if let Delegated::Check(policy) = &mut self.delegated {
+            policy.audits = false;
+        }
         self
     }
 
@@ -484,8 +575,10 @@ impl AuthPolicy {
         };
         policy.sessions.check(sid).await?;
         if policy.is_sensitive(path) {
-            let denied = crate::server::code_name(tonic::Code::PermissionDenied);
-            policy.sessions.record(sid.clone(), method, path, denied);
+            if policy.audits {
+                let denied = crate::server::code_name(tonic::Code::PermissionDenied);
+                policy.sessions.record(sid.clone(), method, path, denied);
+            }
             return Err(Error::denied("not allowed while assisting"));
         }
         Ok(Some(sid.clone()))
@@ -808,16 +901,36 @@ mod tests {
         let mut claims = claims(60);
         claims.realm = Realm::BackOffice;
         claims.scope = "back_office".into();
-        assert!(!claims.is_admin_or_service());
+        assert!(!claims.is_admin());
         claims.scope = "admin back_office".into();
-        assert!(claims.is_admin_or_service());
+        assert!(claims.is_admin());
         claims.act = Some(Actor {
             sub: "agent".into(),
             realm: Realm::BackOffice,
         });
         assert!(
-            !claims.is_admin_or_service(),
+            !claims.is_admin(),
             "an impersonation token is never an admin"
+        );
+    }
+
+    #[test]
+    fn services_hold_only_their_permissions_and_are_never_admins() {
+        let mut claims = claims(60);
+        claims.realm = Realm::Service;
+        claims.scope = "admin audit:write service".into();
+        assert!(
+            !claims.is_admin(),
+            "a service token is never an administrator"
+        );
+        assert!(claims.service_may(permission::AUDIT_WRITE));
+        assert!(claims.is_admin_or_service_with(permission::AUDIT_WRITE));
+        assert!(!claims.is_admin_or_service_with(permission::PRINCIPALS_WRITE));
+        claims.realm = Realm::BackOffice;
+        claims.scope = "audit:write back_office".into();
+        assert!(
+            !claims.service_may(permission::AUDIT_WRITE),
+            "only a service account's token carries permissions"
         );
     }
 }

@@ -13,12 +13,23 @@ use tonic::{Code, Status};
 
 use crate::error::{Error, Result};
 
-/// A lazily connected channel to `url` (`http://host:port`) whose calls time out after `timeout`.
+/// How often an idle connection is pinged (HTTP/2 PING), and how long a ping may go unanswered before
+/// the connection counts as cut: a watch stream (revocations, principal changes, agents) on a half-open
+/// connection fails within about `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT` and is followed again, so no
+/// cache is trusted while its feed is silently gone.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A lazily connected channel to `url` (`http://host:port`) whose calls time out after `timeout`, with
+/// keepalive pings that detect a half-open connection (see [`KEEPALIVE_INTERVAL`]).
 pub fn channel(url: &str, timeout: Duration) -> Result<Channel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|_| Error::invalid("url", "must be an http:// address"))?
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true);
     Ok(endpoint.connect_lazy())
 }
@@ -194,6 +205,15 @@ async fn fetch(
         reply.token,
         Duration::from_micros(lifetime_us as u64 * 2 / 3),
     ))
+}
+
+/// `message` as a call made with `token` (a caller's bearer token, passed on), for a client whose
+/// [`Outgoing`] carries no token of its own; `None` when the token cannot be a header value.
+pub fn on_behalf<T>(token: &str, message: T) -> Option<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}").parse().ok()?;
+    request.metadata_mut().insert("authorization", value);
+    Some(request)
 }
 
 /// Attaches the trace context and, when given, the service token to every outgoing call.

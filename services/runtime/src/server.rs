@@ -156,6 +156,8 @@ impl GrpcServer {
         tracing::info!(service = S::NAME, %addr, "grpc listening");
         let server = tonic::transport::Server::builder()
             .timeout(self.settings.request_timeout)
+            .http2_keepalive_interval(Some(crate::client::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(crate::client::KEEPALIVE_TIMEOUT))
             .tcp_nodelay(true)
             .layer(stack)
             .add_service(self.health_service)

@@ -236,7 +236,8 @@ impl Identity {
             .unwrap();
     }
 
-    /// Creates a service account; returns its principal id and secret.
+    /// Creates the service account `client_id` (a platform service's name) with the permissions the
+    /// platform grants that service; returns its principal id and secret.
     pub async fn create_service_account(&self, admin: &User, client_id: &str) -> (String, String) {
         let created = self
             .client
@@ -245,7 +246,10 @@ impl Identity {
                 &admin.token,
                 idp::CreateServiceAccountRequest {
                     client_id: client_id.into(),
-                    scopes: vec![],
+                    scopes: assist_runtime::auth::permission::of_service(client_id)
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
                 },
             ))
             .await

@@ -767,6 +767,20 @@ impl Store {
 
     /// Spends a live one-time token, and every other live one of its principal, and sets the password
     /// (activating an invited principal), in one transaction. Returns the principal and purpose, or `None` when the token is not live.
+    /// Whether a one-time token with this hash could be redeemed now (unspent, unexpired): checked
+    /// before a new password is hashed, so unknown links cost no hashing.
+    pub async fn one_time_token_usable(&self, token_hash: &str, now: i64) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM one_time_tokens WHERE token_hash = $1 AND used_at IS NULL \
+             AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn redeem_one_time_token(
         &self,
         token_hash: &str,
