@@ -549,7 +549,7 @@ async fn idle_sessions_end_and_use_extends_them() {
                         method: "GET".into(),
                         target: "/carts".into(),
                         outcome: "200".into(),
-                        at_us: 0,
+                        idempotency_key: String::new(),
                     },
                 ))
                 .await
@@ -591,7 +591,7 @@ async fn the_audit_chain_records_actions_and_exposes_tampering() {
                         method: method.into(),
                         target: target.into(),
                         outcome: "200".into(),
-                        at_us: 0,
+                        idempotency_key: String::new(),
                     },
                 ))
                 .await
@@ -606,7 +606,7 @@ async fn the_audit_chain_records_actions_and_exposes_tampering() {
                     method: "GET".into(),
                     target: "/x".into(),
                     outcome: "200".into(),
-                    at_us: 0,
+                    idempotency_key: String::new(),
                 },
             ))
             .await
@@ -985,12 +985,13 @@ fn action(sid: &str, target: &str) -> pb::RecordActionRequest {
         method: "GET".into(),
         target: target.into(),
         outcome: "200".into(),
-        at_us: 0,
+        idempotency_key: uuid::Uuid::now_v7().to_string(),
     }
 }
 
 #[tokio::test]
-async fn batches_of_actions_are_appended_all_or_nothing_in_each_sessions_order() {
+async fn batches_of_actions_are_appended_in_each_sessions_order_once_and_without_their_bad_actions()
+{
     for backend in TestBackend::all() {
         let platform = Platform::start(backend, 1, &[]).await;
         let ann = platform
@@ -1058,20 +1059,58 @@ async fn batches_of_actions_are_appended_all_or_nothing_in_each_sessions_order()
             assert!(verdict.intact, "{sid}");
         }
 
-        // One bad action, an unknown session, an empty or oversized batch, or a caller who is not
-        // a service: refused, and nothing of the batch is written.
-        let unknown = uuid::Uuid::now_v7().to_string();
-        let mut bad_target = batch.clone();
-        bad_target[3].target = String::new();
-        let mut unknown_session = batch.clone();
-        unknown_session[2].session_id = unknown;
+        // The same batch again (a retry: the same idempotency keys) appends nothing and answers
+        // the same positions.
+        let retried = client
+            .record_actions(authed(
+                &service,
+                pb::RecordActionsRequest {
+                    actions: batch.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(retried.indexes, [1, 2, 2, 3]);
+        assert!(retried.rejected.is_empty());
+
+        // A bad action or one of an unknown session is rejected alone and reported; the rest of
+        // its batch is written.
+        let fresh = || -> Vec<pb::RecordActionRequest> {
+            ["/b3", "/a3", "/b4", "/a4"]
+                .iter()
+                .zip([&second, &first, &second, &first])
+                .map(|(target, sid)| action(sid, target))
+                .collect()
+        };
+        let mut mixed = fresh();
+        mixed[1].target = String::new();
+        mixed[2].session_id = uuid::Uuid::now_v7().to_string();
+        let reply = client
+            .record_actions(authed(
+                &service,
+                pb::RecordActionsRequest { actions: mixed },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.indexes, [3, 0, 0, 4]);
+        let rejected: Vec<(u32, &str)> = reply
+            .rejected
+            .iter()
+            .map(|r| (r.position, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            rejected,
+            [(1, "target: must not be empty"), (2, "session not found")]
+        );
+
+        // An empty or oversized batch, or a caller who is not a service: refused whole.
         let oversized = vec![action(&first, "/x"); 1001];
         for (actions, token, code) in [
-            (bad_target, &service, Code::InvalidArgument),
-            (unknown_session, &service, Code::NotFound),
             (vec![], &service, Code::InvalidArgument),
             (oversized, &service, Code::InvalidArgument),
-            (batch.clone(), &ann.token, Code::PermissionDenied),
+            (fresh(), &ann.token, Code::PermissionDenied),
         ] {
             let refused = client
                 .record_actions(authed(token, pb::RecordActionsRequest { actions }))
@@ -1079,7 +1118,7 @@ async fn batches_of_actions_are_appended_all_or_nothing_in_each_sessions_order()
                 .unwrap_err();
             assert_eq!(refused.code(), code, "{}", refused.message());
         }
-        for (sid, count) in [(&first, 3), (&second, 2)] {
+        for (sid, count) in [(&first, 4), (&second, 3)] {
             let session = check(&platform, 0, sid).await;
             assert!(session.active);
             let listed = client
@@ -1095,7 +1134,7 @@ async fn batches_of_actions_are_appended_all_or_nothing_in_each_sessions_order()
                 .into_inner()
                 .session
                 .unwrap();
-            assert_eq!(listed.action_count, count, "nothing of a refused batch");
+            assert_eq!(listed.action_count, count, "the valid actions, once each");
         }
         platform.stop().await;
     }

@@ -432,3 +432,95 @@ async fn a_merchant_portal_agent_assists_a_merchant_user_and_logs_out() {
         platform.stop().await;
     }
 }
+
+/// Every request forwarded while assisting is in the session's audit, whatever its path or method:
+/// long ones are recorded cut to the audit's limits (with the marker) and take nothing else of
+/// their batch down with them.
+#[tokio::test]
+async fn every_forwarded_request_is_audited_even_with_a_long_path_or_method() {
+    use assist_runtime::audit::{METHOD_MAX, TARGET_MAX, TRUNCATED};
+    for backend in TestBackend::all() {
+        let name = backend.name();
+        let platform = Platform::start(backend, 1, &[]).await;
+        let (shop, gateway) = platform.start_fronted_shop().await;
+        let agent = platform
+            .agent("agent@example.com", &[Capability::AssistCustomers])
+            .await;
+        let customer = platform.customer("casey@example.com").await;
+        let started = platform
+            .impersonation_client(0)
+            .start_assist(authed(
+                &agent.token,
+                imp::StartAssistRequest {
+                    target_id: customer.id.clone(),
+                    reason: "customer asked for help with an order".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let session_id = started.session.unwrap().id;
+        let bearer = format!("Bearer {}", started.access_token);
+        let origin = format!("http://{}", gateway.addr);
+        let long_path = format!("/{}?q=1", "p".repeat(600));
+        let long_method = "VERYLONGEXTENSIONMETHOD";
+        let mut sent = 0;
+        for _ in 0..20 {
+            for (method, path) in [
+                ("GET", "/cart"),
+                ("GET", long_path.as_str()),
+                (long_method, "/cart"),
+                ("GET", long_path.as_str()),
+                ("POST", "/cart"),
+            ] {
+                let reply = http(
+                    gateway.addr,
+                    method,
+                    path,
+                    &[("authorization", &bearer), ("origin", &origin)],
+                    None,
+                )
+                .await
+                .unwrap();
+                assert!(
+                    reply.status != 503 && reply.status != 401,
+                    "{method} {}: {}",
+                    &path[..20.min(path.len())],
+                    reply.status
+                );
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 100);
+        let recorded = actions(&platform, &session_id, sent).await;
+        assert_eq!(recorded.len(), sent, "{name}: every forwarded request");
+        let cut_path: Vec<&imp::Action> = recorded
+            .iter()
+            .filter(|a| a.target.starts_with("/pppp"))
+            .collect();
+        assert_eq!(cut_path.len(), 40);
+        for action in cut_path {
+            assert!(action.target.ends_with(TRUNCATED), "{}", action.target);
+            assert_eq!(action.target.chars().count(), TARGET_MAX);
+        }
+        let cut_method = recorded
+            .iter()
+            .filter(|a| a.method == format!("VERY{TRUNCATED}"))
+            .count();
+        assert_eq!(cut_method, 20);
+        assert!(
+            recorded
+                .iter()
+                .all(|a| a.method.chars().count() <= METHOD_MAX)
+        );
+        assert_eq!(
+            recorded.iter().filter(|a| a.target == "/cart").count(),
+            60,
+            "the ordinary requests of the same batches"
+        );
+        gateway.stop().await;
+        shop.stop().await;
+        platform.stop().await;
+    }
+}

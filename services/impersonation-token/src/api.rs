@@ -122,6 +122,18 @@ fn action_to_pb(action: Action) -> pb::Action {
     }
 }
 
+fn new_action(action: pb::RecordActionRequest) -> (String, NewAction) {
+    (
+        action.session_id,
+        NewAction {
+            method: action.method,
+            target: action.target,
+            outcome: action.outcome,
+            idempotency_key: Some(action.idempotency_key),
+        },
+    )
+}
+
 fn non_negative(value: i64, field: &'static str) -> Result<Option<i64>> {
     match value {
         0 => Ok(None),
@@ -234,22 +246,14 @@ impl pb::impersonation_server::Impersonation for Api {
         request: Request<pb::RecordActionRequest>,
     ) -> Reply<pb::RecordActionResponse> {
         let claims = caller(&request)?;
-        let req = request.into_inner();
+        let (session_id, action) = new_action(request.into_inner());
         let index = self
             .service()?
-            .record_action(
-                &claims,
-                &req.session_id,
-                NewAction {
-                    method: req.method,
-                    target: req.target,
-                    outcome: req.outcome,
-                    at_us: req.at_us,
-                },
-            )
+            .record_action(&claims, &session_id, action)
             .await?;
         ok(pb::RecordActionResponse { index })
     }
+
     async fn record_actions(
         &self,
         request: Request<pb::RecordActionsRequest>,
@@ -259,20 +263,23 @@ impl pb::impersonation_server::Impersonation for Api {
             .into_inner()
             .actions
             .into_iter()
-            .map(|a| {
-                (
-                    a.session_id,
-                    NewAction {
-                        method: a.method,
-                        target: a.target,
-                        outcome: a.outcome,
-                        at_us: a.at_us,
-                    },
-                )
-            })
+            .map(new_action)
             .collect();
-        let indexes = self.service()?.record_actions(&claims, actions).await?;
-        ok(pb::RecordActionsResponse { indexes })
+        let outcomes = self.service()?.record_actions(&claims, actions).await?;
+        let mut reply = pb::RecordActionsResponse::default();
+        for (position, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(index) => reply.indexes.push(index),
+                Err(error) => {
+                    reply.indexes.push(0);
+                    reply.rejected.push(pb::RejectedAction {
+                        position: position as u32,
+                        reason: error.to_string(),
+                    });
+                }
+            }
+        }
+        ok(reply)
     }
 
     async fn list_sessions(

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use assist_runtime::audit::ActionText;
 use assist_runtime::auth::{Actor as TokenActor, Claims, Realm, permission};
 use assist_runtime::keys::{KEY_RELOAD, KeyEncryptionKey, KeyRing, KeyTable};
 use assist_runtime::time::now_us;
@@ -46,17 +47,38 @@ pub struct Started {
 
 const REASON_MAX: usize = 500;
 const CONVERSATION_ID_MAX: usize = 100;
-const METHOD_MAX: usize = 16;
-const TARGET_MAX: usize = 500;
 /// Most actions one `RecordActions` call appends.
 pub const RECORD_BATCH_MAX: usize = 1000;
-const OUTCOME_MAX: usize = 64;
 
 pub struct Impersonation {
     store: Store,
     settings: Settings,
     keys: KeyRing,
     directory: Directory,
+}
+
+/// One action of a `RecordActions` batch, checked: a session id, text within the audit's bounds, and
+/// an idempotency key that is a UUID when given.
+fn checked_action(session_id: &str, action: NewAction) -> Result<(String, NewAction)> {
+    let session_id = assist_runtime::validate::id("session_id", session_id)?;
+    let text = ActionText::checked(&action.method, &action.target, &action.outcome)?;
+    let idempotency_key = match action.idempotency_key.as_deref() {
+        None | Some("") => None,
+        Some(key) => Some(
+            assist_runtime::validate::id("idempotency_key", key)?
+                .hyphenated()
+                .to_string(),
+        ),
+    };
+    Ok((
+        session_id.to_string(),
+        NewAction {
+            method: text.method,
+            target: text.target,
+            outcome: text.outcome,
+            idempotency_key,
+        },
+    ))
 }
 
 /// A back-office administrator, never a service, never through an impersonation token.
@@ -244,18 +266,22 @@ impl Impersonation {
         session_id: &str,
         action: NewAction,
     ) -> Result<u64> {
-        let indexes = self
+        let mut outcomes = self
             .record_actions(caller, vec![(session_id.to_owned(), action)])
             .await?;
-        Ok(indexes[0])
+        outcomes.remove(0)
     }
 
-    /// Appends many such requests, of one or more sessions, in one transaction (all or nothing).
+    /// Appends many such requests, of one or more sessions, in one transaction. Each action is
+    /// checked on its own: a bad one (a field out of `assist_runtime::audit`'s bounds, an unknown
+    /// session) is answered with its error and the others are written. An action whose idempotency
+    /// key its session already holds answers the index it was recorded at. Every action is recorded
+    /// at this service's time. Answers each action's index or error, in input order.
     pub async fn record_actions(
         &self,
         caller: &Claims,
         actions: Vec<(String, NewAction)>,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Vec<Result<u64>>> {
         if !caller.service_may(permission::AUDIT_WRITE) {
             return Err(Error::denied(
                 "only a service granted audit:write records actions",
@@ -267,40 +293,31 @@ impl Impersonation {
                 format!("must hold 1 to {RECORD_BATCH_MAX} actions"),
             ));
         }
-        let now = now_us();
-        let actions = actions
-            .into_iter()
-            .map(|(session_id, action)| {
-                let session_id = assist_runtime::validate::id("session_id", &session_id)?;
-                let action = NewAction {
-                    method: assist_runtime::validate::required(
-                        "method",
-                        &action.method,
-                        METHOD_MAX,
-                    )?,
-                    target: assist_runtime::validate::required(
-                        "target",
-                        &action.target,
-                        TARGET_MAX,
-                    )?,
-                    outcome: assist_runtime::validate::required(
-                        "outcome",
-                        &action.outcome,
-                        OUTCOME_MAX,
-                    )?,
-                    at_us: match action.at_us {
-                        0 => now,
-                        at if at < 0 => {
-                            return Err(Error::invalid("at_us", "must not be negative"));
-                        }
-                        at => at,
-                    },
-                };
-                Ok((session_id.to_string(), action))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let idle = self.settings.limits.idle_timeout.as_micros() as i64;
-        self.store.record_actions(&actions, now, idle).await
+        let mut outcomes: Vec<Result<u64>> = Vec::with_capacity(actions.len());
+        let mut valid = Vec::with_capacity(actions.len());
+        let mut positions = Vec::with_capacity(actions.len());
+        for (position, (session_id, action)) in actions.into_iter().enumerate() {
+            match checked_action(&session_id, action) {
+                Ok(checked) => {
+                    outcomes.push(Ok(0));
+                    positions.push(position);
+                    valid.push(checked);
+                }
+                Err(error) => outcomes.push(Err(error)),
+            }
+        }
+        if !valid.is_empty() {
+            let idle = self.settings.limits.idle_timeout.as_micros() as i64;
+            let recorded = self.store.record_actions(&valid, now_us(), idle).await?;
+            for (position, recorded) in positions.into_iter().zip(recorded) {
+                outcomes[position] = recorded.index().ok_or(Error::NotFound("session"));
+            }
+        }
+        let rejected = outcomes.iter().filter(|o| o.is_err()).count();
+        if rejected > 0 {
+            tracing::warn!(rejected, "assist actions rejected");
+        }
+        Ok(outcomes)
     }
 
     /// Sessions; a back-office user who is not an admin sees only their own.

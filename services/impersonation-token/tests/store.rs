@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use assist_impersonation_token::domain::audit::Verdict;
 use assist_impersonation_token::domain::{EndReason, NewSession, TargetRealm};
-use assist_impersonation_token::store::{MIGRATIONS, NewAction, Selection, SessionFilter, Store};
+use assist_impersonation_token::store::{
+    MIGRATIONS, NewAction, Recorded, Selection, SessionFilter, Store,
+};
 use assist_runtime::notify::Notice;
 use assist_runtime::testing::TestDb;
 use assist_runtime::time::now_us;
@@ -37,7 +39,7 @@ fn action(target: &str) -> NewAction {
         method: "GET".into(),
         target: target.into(),
         outcome: "200".into(),
-        at_us: now_us(),
+        idempotency_key: Some(uuid::Uuid::now_v7().to_string()),
     }
 }
 
@@ -230,6 +232,7 @@ async fn actions_form_a_chain_that_detects_tampering() {
                 store
                     .record_action(&id, &action(&format!("/carts/{i}")), now_us(), idle)
                     .await
+                    .map(|recorded| recorded.index().unwrap())
             }));
         }
         let mut indexes: Vec<u64> = Vec::new();
@@ -302,6 +305,115 @@ async fn actions_form_a_chain_that_detects_tampering() {
             }
             intact => panic!("a deleted row went unnoticed: {intact:?}"),
         }
+    }
+}
+
+#[tokio::test]
+async fn an_action_of_an_unknown_session_leaves_the_rest_of_its_batch_written() {
+    for db in TestDb::all().await {
+        let store = store(&db).await;
+        let new = session("a1", "c1", TargetRealm::Customer);
+        store.start(&new).await.unwrap();
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let batch = [
+            (new.id.clone(), action("/cart")),
+            (unknown, action("/cart")),
+            (new.id.clone(), action("/orders")),
+        ];
+        let recorded = store.record_actions(&batch, now_us(), HOUR).await.unwrap();
+        assert_eq!(
+            recorded,
+            [
+                Recorded::Appended(1),
+                Recorded::NoSuchSession,
+                Recorded::Appended(2)
+            ],
+            "{}",
+            db.backend
+        );
+        let stored = store.get(&new.id).await.unwrap().unwrap();
+        assert_eq!(stored.action_count, 2);
+        assert_eq!(
+            store.verify_chain(&stored).await.unwrap(),
+            Verdict::Intact { checked: 2 }
+        );
+    }
+}
+
+/// A retried batch (its first attempt committed, or not) and a key repeated within one batch append
+/// each action once, and the chain stays intact: what makes retrying `RecordActions` safe.
+#[tokio::test]
+async fn an_idempotency_key_is_appended_once_and_keeps_the_chain_intact() {
+    for db in TestDb::all().await {
+        let store = store(&db).await;
+        let new = session("a1", "c1", TargetRealm::Customer);
+        store.start(&new).await.unwrap();
+        let first = action("/cart");
+        let batch = [
+            (new.id.clone(), first.clone()),
+            (new.id.clone(), action("/orders")),
+        ];
+        let once = store.record_actions(&batch, now_us(), HOUR).await.unwrap();
+        assert_eq!(once, [Recorded::Appended(1), Recorded::Appended(2)]);
+        let mut retried = batch.to_vec();
+        retried.push((new.id.clone(), action("/later")));
+        let again = store
+            .record_actions(&retried, now_us(), HOUR)
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            [
+                Recorded::AlreadyRecorded(1),
+                Recorded::AlreadyRecorded(2),
+                Recorded::Appended(3)
+            ],
+            "{}",
+            db.backend
+        );
+        let repeated = action("/twice");
+        let within = [
+            (new.id.clone(), repeated.clone()),
+            (new.id.clone(), repeated),
+        ];
+        let within = store.record_actions(&within, now_us(), HOUR).await.unwrap();
+        assert_eq!(
+            within,
+            [Recorded::Appended(4), Recorded::AlreadyRecorded(4)]
+        );
+        // No key: nothing to recognise a repeat by, so appended each time.
+        let keyless = NewAction {
+            idempotency_key: None,
+            ..action("/keyless")
+        };
+        let keyless = [(new.id.clone(), keyless.clone()), (new.id.clone(), keyless)];
+        let keyless = store
+            .record_actions(&keyless, now_us(), HOUR)
+            .await
+            .unwrap();
+        assert_eq!(keyless, [Recorded::Appended(5), Recorded::Appended(6)]);
+
+        let stored = store.get(&new.id).await.unwrap().unwrap();
+        assert_eq!(stored.action_count, 6, "{}", db.backend);
+        let targets: Vec<String> = store
+            .actions(&new.id, Page::new(100, 0).unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.target)
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "/cart", "/orders", "/later", "/twice", "/keyless", "/keyless"
+            ]
+        );
+        assert_eq!(
+            store.verify_chain(&stored).await.unwrap(),
+            Verdict::Intact { checked: 6 },
+            "{}",
+            db.backend
+        );
     }
 }
 

@@ -574,6 +574,9 @@ impl AuthPolicy {
             return Err(Error::unauthenticated("invalid access token"));
         };
         policy.sessions.check(sid).await?;
+        // Before anything is done for the token: a call the audit could not record in time is not
+        // carried out (a 503), rather than carried out unaudited.
+        policy.sessions.audit_keeps_up()?;
         if policy.is_sensitive(path) {
             if policy.audits {
                 let denied = crate::server::code_name(tonic::Code::PermissionDenied);

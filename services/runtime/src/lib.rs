@@ -1,6 +1,7 @@
 //! What every Agent Assist service links: configuration, telemetry, the gRPC server and client sides,
 //! token verification, database access and the one error type. Free of any one service's rules.
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;

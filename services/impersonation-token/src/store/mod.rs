@@ -131,13 +131,35 @@ pub struct SessionFilter {
     pub started_before_us: Option<i64>,
 }
 
-/// An action about to be recorded.
+/// An action about to be recorded (its time is the time it is recorded).
 #[derive(Debug, Clone)]
 pub struct NewAction {
     pub method: String,
     pub target: String,
     pub outcome: String,
-    pub at_us: i64,
+    /// Appended once per session however often it is sent.
+    pub idempotency_key: Option<String>,
+}
+
+/// What became of one action of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Appended at this index.
+    Appended(u64),
+    /// Its idempotency key was already in the session's log, at this index: nothing appended.
+    AlreadyRecorded(u64),
+    /// No such session: nothing appended.
+    NoSuchSession,
+}
+
+impl Recorded {
+    /// The action's index in its session's log, unless its session does not exist.
+    pub fn index(self) -> Option<u64> {
+        match self {
+            Recorded::Appended(index) | Recorded::AlreadyRecorded(index) => Some(index),
+            Recorded::NoSuchSession => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -386,21 +408,23 @@ impl Store {
         action: &NewAction,
         now: i64,
         idle_timeout_us: i64,
-    ) -> Result<u64> {
+    ) -> Result<Recorded> {
         let batch = [(session_id.to_owned(), action.clone())];
-        let indexes = self.record_actions(&batch, now, idle_timeout_us).await?;
-        Ok(indexes[0])
+        let recorded = self.record_actions(&batch, now, idle_timeout_us).await?;
+        Ok(recorded[0])
     }
 
     /// Appends `actions` (of one or more sessions; each session's in the order given) in one
-    /// transaction: all or nothing, and one commit however many there are. Session rows are locked in
-    /// id order, so concurrent batches cannot deadlock. Answers each action's index, in input order.
+    /// transaction, one commit however many there are, all recorded at `now`. Session rows are locked
+    /// in id order, so concurrent batches cannot deadlock. An action of an unknown session, or whose
+    /// idempotency key its session's log already holds, is left out (the chain goes on without it);
+    /// the others are written. Answers what became of each action, in input order.
     pub async fn record_actions(
         &self,
         actions: &[(String, NewAction)],
         now: i64,
         idle_timeout_us: i64,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Vec<Recorded>> {
         let mut sessions: Vec<&str> = actions.iter().map(|(id, _)| id.as_str()).collect();
         sessions.sort_unstable();
         sessions.dedup();
@@ -409,15 +433,17 @@ impl Store {
             Backend::Sqlite => "",
         };
         let select = format!("SELECT {SESSION_COLUMNS} FROM assist_sessions WHERE id = $1{lock}");
-        let mut indexes = vec![0u64; actions.len()];
+        let mut recorded = vec![Recorded::NoSuchSession; actions.len()];
         let mut tx = self.db.begin_write().await?;
         for session_id in sessions {
-            let session = sqlx::query_as::<_, SessionRow>(&select)
+            let Some(session) = sqlx::query_as::<_, SessionRow>(&select)
                 .bind(session_id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .ok_or(Error::NotFound("session"))?
-                .into_session()?;
+            else {
+                continue;
+            };
+            let session = session.into_session()?;
             let mut head = session.audit_head.clone();
             let mut count = session.action_count;
             for (position, (_, action)) in actions
@@ -425,33 +451,53 @@ impl Store {
                 .enumerate()
                 .filter(|(_, (id, _))| id == session_id)
             {
-                let mut recorded = Action {
+                let mut appended = Action {
                     index: count + 1,
                     method: action.method.clone(),
                     target: action.target.clone(),
                     outcome: action.outcome.clone(),
-                    at_us: action.at_us,
+                    at_us: now,
                     recorded_at_us: now,
                     hash: String::new(),
                 };
-                recorded.hash = audit::link(&head, &recorded);
-                sqlx::query(
-                    "INSERT INTO assist_actions (session_id, idx, method, target, outcome, at, recorded_at, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                appended.hash = audit::link(&head, &appended);
+                // A key already stored (an earlier attempt of this batch, or a repeat within it)
+                // inserts nothing, so the head stays where it is.
+                let inserted = sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO assist_actions \
+                     (session_id, idx, method, target, outcome, at, recorded_at, hash, idempotency_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (session_id, idempotency_key) DO NOTHING RETURNING idx",
                 )
                 .bind(session_id)
-                .bind(recorded.index as i64)
-                .bind(&recorded.method)
-                .bind(&recorded.target)
-                .bind(&recorded.outcome)
-                .bind(recorded.at_us)
+                .bind(appended.index as i64)
+                .bind(&appended.method)
+                .bind(&appended.target)
+                .bind(&appended.outcome)
                 .bind(now)
-                .bind(&recorded.hash)
-                .execute(&mut *tx)
+                .bind(now)
+                .bind(&appended.hash)
+                .bind(action.idempotency_key.as_deref())
+                .fetch_optional(&mut *tx)
                 .await?;
-                indexes[position] = recorded.index;
-                count = recorded.index;
-                head = recorded.hash;
+                recorded[position] = match inserted {
+                    Some(_) => {
+                        count = appended.index;
+                        head = appended.hash;
+                        Recorded::Appended(count)
+                    }
+                    None => {
+                        let index: i64 = sqlx::query_scalar(
+                            "SELECT idx FROM assist_actions \
+                             WHERE session_id = $1 AND idempotency_key = $2",
+                        )
+                        .bind(session_id)
+                        .bind(action.idempotency_key.as_deref())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        Recorded::AlreadyRecorded(index as u64)
+                    }
+                };
             }
             // Use extends a live session's idle deadline (never past its maximum length).
             let idle = if session.is_live(now) {
@@ -473,7 +519,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(indexes)
+        Ok(recorded)
     }
 
     /// A page of a session's actions, oldest first.
