@@ -1485,3 +1485,56 @@ async fn openapi_describes_every_route_the_router_serves() {
     );
     stop(platform, gateway).await;
 }
+
+/// One customer sign-in through the gateway from client `address` (sent as `X-Forwarded-For`, which
+/// this gateway trusts): its status.
+async fn sign_in_from(gateway: SocketAddr, address: &str, username: &str, password: &str) -> u16 {
+    call(
+        gateway,
+        "POST",
+        "/access-tokens",
+        &[("x-forwarded-for", address)],
+        Some(sign_in_body("access-tokens", username, password)),
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn a_strangers_failed_sign_ins_block_that_stranger_only() {
+    for backend in TestBackend::all() {
+        let platform = Platform::start(backend, 1, &[]).await;
+        let customer = "casey-throttle@example.com";
+        platform.customer(customer).await;
+        let gateway = platform
+            .start_gateway_with(&["--trust-forwarded-for".to_owned()])
+            .await;
+        let gw = gateway.addr;
+        let stranger = "203.0.113.7";
+        for n in 0..10 {
+            let email = format!("nobody-{n}@example.com");
+            let status = sign_in_from(gw, stranger, &email, "wrong password 1").await;
+            assert!(status == 401 || status == 429, "{status}");
+        }
+        // Another client signs in as ever: the gateway passes each client's own address.
+        assert_eq!(
+            sign_in_from(gw, "198.51.100.9", customer, PASSWORD).await,
+            201,
+            "a stranger's failures must not block another client"
+        );
+        // The stranger is blocked, even with good credentials.
+        assert_eq!(sign_in_from(gw, stranger, customer, PASSWORD).await, 429);
+        // A named account failing from one address is blocked for that address only.
+        let guesser = "203.0.113.8";
+        for _ in 0..9 {
+            sign_in_from(gw, guesser, customer, "wrong password 1").await;
+        }
+        assert_eq!(sign_in_from(gw, guesser, customer, PASSWORD).await, 429);
+        assert_eq!(
+            sign_in_from(gw, "198.51.100.10", customer, PASSWORD).await,
+            201,
+            "a stranger cannot lock a named account out for everyone"
+        );
+        stop(platform, gateway).await;
+    }
+}

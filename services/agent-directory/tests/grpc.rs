@@ -267,23 +267,23 @@ async fn realms_scopes_and_delegation_decide_who_may_call_what() {
         );
         expect(
             &platform,
-            "a service",
+            "a service granted agents:read",
             every_rpc(&platform, &service.token, &ann.id).await,
-            &all,
+            &["GetAgent", "ListAgents", "WatchAgents"],
             Code::PermissionDenied,
         );
         expect(
             &platform,
-            "another back-office user",
+            "another back-office user, not a console member",
             every_rpc(&platform, &bob.token, &ann.id).await,
-            &["GetAgent", "ListAgents"],
+            &[],
             Code::PermissionDenied,
         );
         expect(
             &platform,
-            "the agent itself",
+            "the agent itself, not a console member",
             every_rpc(&platform, &ann.token, &ann.id).await,
-            &["GetAgent", "ListAgents", "UpdateAgentProfile"],
+            &["GetAgent", "UpdateAgentProfile"],
             Code::PermissionDenied,
         );
         expect(
@@ -663,7 +663,7 @@ async fn changes_are_idempotent_versioned_and_recorded_with_their_actor() {
             "{backend}: granting a held capability changes nothing"
         );
         let both = platform
-            .grant(&service.token, &ann.id, MERCHANTS)
+            .grant(&admin.token, &ann.id, MERCHANTS)
             .await
             .unwrap();
         assert_eq!(both.capabilities, [CUSTOMERS as i32, MERCHANTS as i32]);
@@ -758,7 +758,7 @@ async fn changes_are_idempotent_versioned_and_recorded_with_their_actor() {
         );
         let paged = client
             .list_agent_history(authed(
-                &service.token,
+                &admin.token,
                 dir::ListAgentHistoryRequest {
                     agent_id: ann.id.clone(),
                     page: Some(PageRequest {

@@ -29,9 +29,6 @@ pub struct SignedIn {
     pub realm: Realm,
     /// The agent acting for them, when the token is an impersonation token.
     pub assisted_by: Option<String>,
-    /// The admitted bearer token: the shop reads names from identity with it (it holds no right to
-    /// read principals of its own).
-    pub token: String,
 }
 
 impl Caller {
@@ -54,14 +51,13 @@ impl Caller {
     }
 }
 
-impl SignedIn {
-    fn admitted(admitted: Admitted, token: &str) -> Self {
+impl From<Admitted> for SignedIn {
+    fn from(admitted: Admitted) -> Self {
         let claims = admitted.claims;
         Self {
             id: claims.sub,
             realm: claims.realm,
             assisted_by: claims.act.map(|actor| actor.sub),
-            token: token.to_owned(),
         }
     }
 }
@@ -103,7 +99,7 @@ async fn caller(
         .admit(token, method.as_str(), path)
         .await
         .map_err(refusal_of)?;
-    Ok(Caller::Signed(SignedIn::admitted(admitted, token)))
+    Ok(Caller::Signed(admitted.into()))
 }
 
 /// The page for a token the policy did not admit.

@@ -220,7 +220,7 @@ async fn connect(
     let sessions = SessionLiveness::start(
         ImpersonationClient::with_interceptor(
             channel(&config.impersonation_url, GRPC_TIMEOUT)?,
-            with_token,
+            with_token.clone(),
         ),
         shutdown.clone(),
     );
@@ -229,7 +229,7 @@ async fn connect(
         .without_audit();
     let names = Names::new(IdentityClient::with_interceptor(
         channel(&config.identity_url, GRPC_TIMEOUT)?,
-        Outgoing::default(),
+        with_token,
     ));
     Ok(Some(Ready { policy, names }))
 }

@@ -33,7 +33,7 @@ async fn whoami(state: &AppState, user: &SignedIn) -> String {
     let Some(ready) = state.ready.get() else {
         return user.id.clone();
     };
-    let person = ready.names.of(&user.id, &user.token).await;
+    let person = ready.names.of(&user.id).await;
     match person.merchant {
         Some(merchant) if !merchant.is_empty() => format!("{} ({merchant})", person.name),
         _ => person.name,

@@ -1,6 +1,5 @@
-//! Who a principal is by name: identity's `GetPrincipal`, called with the token of the request that
-//! asks (a customer reads themself; an impersonation token reads whom it acts for and who acts; the
-//! shop's own service account may not read principals) and remembered in memory. When identity cannot answer, the id stands in for the name (and nothing is
+//! Who a principal is by name: identity's `GetPrincipal`, called with the shop's service token and
+//! remembered in memory. When identity cannot answer, the id stands in for the name (and nothing is
 //! remembered, so the next page asks again).
 
 use std::collections::HashMap;
@@ -12,7 +11,7 @@ use assist_runtime::client::Outgoing;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
-/// Identity, called with the token of the request being answered.
+/// Identity, called with the shop's service token.
 pub type Identity = IdentityClient<InterceptedService<Channel, Outgoing>>;
 
 /// Past this many remembered names the memory starts over.
@@ -41,12 +40,12 @@ impl Names {
         }
     }
 
-    /// The name of principal `id`, read with `token` (a caller's token that may read it).
-    pub async fn of(&self, id: &str, token: &str) -> Person {
+    /// The name of principal `id`.
+    pub async fn of(&self, id: &str) -> Person {
         if let Some(person) = self.known.read().expect("names poisoned").get(id) {
             return person.clone();
         }
-        match self.look_up(id, token).await {
+        match self.look_up(id).await {
             Some(person) => {
                 let mut known = self.known.write().expect("names poisoned");
                 if known.len() >= CACHE_LIMIT {
@@ -62,11 +61,8 @@ impl Names {
         }
     }
 
-    async fn look_up(&self, id: &str, token: &str) -> Option<Person> {
-        let request = assist_runtime::client::on_behalf(
-            token,
-            idp::GetPrincipalRequest { id: id.to_owned() },
-        )?;
+    async fn look_up(&self, id: &str) -> Option<Person> {
+        let request = idp::GetPrincipalRequest { id: id.to_owned() };
         match self.identity.clone().get_principal(request).await {
             Ok(reply) => person_of(reply.into_inner()),
             Err(status) => {

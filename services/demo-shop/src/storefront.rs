@@ -36,7 +36,7 @@ pub fn fields<T>(form: Result<Form<T>, FormRejection>) -> Result<T, Refusal> {
 /// What `#whoami` says on a storefront page: the customer's name, or "Guest".
 async fn whoami(state: &AppState, caller: &Caller) -> String {
     match (caller.customer(), state.ready.get()) {
-        (Some(customer), Some(ready)) => ready.names.of(&customer.id, &customer.token).await.name,
+        (Some(customer), Some(ready)) => ready.names.of(&customer.id).await.name,
         _ => "Guest".to_owned(),
     }
 }

@@ -749,13 +749,7 @@ impl Identity {
 
     pub async fn get_principal(&self, actor: Actor<'_>, id: &str) -> Result<Principal> {
         let id = validate::id("id", id)?.to_string();
-        match actor {
-            // An impersonation token may read whom it acts for and who acts: a shop shows both.
-            Actor::Token(claims)
-                if claims.is_delegated()
-                    && (claims.sub == id || claims.act.as_ref().is_some_and(|a| a.sub == id)) => {}
-            _ => actor.require_self_or(&id, permission::PRINCIPALS_READ)?,
-        }
+        actor.require_self_or(&id, permission::PRINCIPALS_READ)?;
         self.get(&id).await
     }
 

@@ -1011,7 +1011,7 @@ async fn service_accounts_exchange_secrets_for_renewed_service_tokens() {
             &admin,
             pb::CreateServiceAccountRequest {
                 client_id: "gateway".into(),
-                scopes: vec![],
+                scopes: vec!["principals:read".into()],
             },
         ))
         .await
@@ -1038,7 +1038,8 @@ async fn service_accounts_exchange_secrets_for_renewed_service_tokens() {
     assert_eq!(claims.realm, Realm::Service);
     assert_eq!(claims.scope, "service");
 
-    // A service token may administer (here: list customers) through the outgoing interceptor.
+    // A service token calls what its permissions name (here: search customers) through the outgoing
+    // interceptor, and never administers.
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect_lazy();
@@ -1049,12 +1050,20 @@ async fn service_accounts_exchange_secrets_for_renewed_service_tokens() {
         },
     );
     as_service
+        .search_customers(pb::SearchCustomersRequest {
+            query: "a".into(),
+            page: None,
+        })
+        .await
+        .unwrap();
+    let refused = as_service
         .list_principals(pb::ListPrincipalsRequest {
             realm: pb::Realm::Customer as i32,
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     // Renewed before it expires (lifetime 3 s, renewed at two thirds of it).
     let mut renewed = false;
     for _ in 0..60 {

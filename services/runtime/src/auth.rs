@@ -104,7 +104,7 @@ pub mod permission {
 
     /// The platform's own service accounts, one per service, each granted what that service calls
     /// and nothing more (`assist up` creates them; the table in docs/security.md says why). The demo
-    /// shop stands for any downstream shop: it may only accept impersonation tokens.
+    /// shop stands for any downstream shop: it accepts impersonation tokens and reads names.
     pub const PLATFORM_ACCOUNTS: &[(&str, &[&str])] = &[
         (
             "gateway",
@@ -119,7 +119,9 @@ pub mod permission {
         ("agent-directory", &[PRINCIPALS_READ, PRINCIPALS_WRITE]),
         ("impersonation-token", &[PRINCIPALS_READ, AGENTS_READ]),
         ("routing", &[AGENTS_READ, SESSIONS_READ]),
-        ("demo-shop", &[SESSIONS_CHECK]),
+        // principals:read only for the names its pages show (of the assisted customer too, whose
+        // impersonation token identity does not accept); see docs/security.md.
+        ("demo-shop", &[SESSIONS_CHECK, PRINCIPALS_READ]),
     ];
 
     /// The permissions of the platform's account for `service` (none for an unknown name).

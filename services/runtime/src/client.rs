@@ -207,15 +207,6 @@ async fn fetch(
     ))
 }
 
-/// `message` as a call made with `token` (a caller's bearer token, passed on), for a client whose
-/// [`Outgoing`] carries no token of its own; `None` when the token cannot be a header value.
-pub fn on_behalf<T>(token: &str, message: T) -> Option<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    let value = format!("Bearer {token}").parse().ok()?;
-    request.metadata_mut().insert("authorization", value);
-    Some(request)
-}
-
 /// Attaches the trace context and, when given, the service token to every outgoing call.
 #[derive(Clone, Default)]
 pub struct Outgoing {
