@@ -114,7 +114,10 @@ pub struct Config {
     #[arg(long, env = "ASSIST_GATEWAY_MERCHANT_PORTAL_UPSTREAM")]
     pub merchant_portal_upstream: Option<String>,
     /// Paths never forwarded while assisting (credentials, email, payment methods, account deletion),
-    /// comma-separated; each covers the paths below it. Compared case-insensitively after decoding.
+    /// comma-separated; each covers the paths below it. Compared by segments, case-insensitively, on
+    /// the canonical path; a last segment with an extension (`password.json`) and a `*.php` front
+    /// controller before it (`/index.php/account/password`) still match; a `*` segment matches any
+    /// one segment (`/*/account/password` for localised prefixes such as `/de`).
     #[arg(
         long,
         env = "ASSIST_GATEWAY_SENSITIVE_PATHS",
@@ -236,20 +239,27 @@ impl Config {
     }
 }
 
-/// The sensitive-path list, checked (each entry absolute, no empty or dot segments) and kept for the
-/// life of the process (the auth policy holds `'static` lists; this is built once at start).
+/// The sensitive-path list, checked (each entry absolute; its segments plain, or `*`) and kept for
+/// the life of the process (the auth policy holds `'static` lists; this is built once at start).
 fn sensitive_paths(list: &str) -> Result<&'static [&'static str], ConfigError> {
     let mut paths = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let valid = entry.len() > 1
-            && entry.starts_with('/')
-            && entry[1..]
-                .split('/')
-                .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+        // A segment as a canonical path has it (an entry with anything else would never match), or
+        // `*` for any one segment.
+        let plain = |segment: &str| {
+            segment == "*"
+                || (!segment.is_empty()
+                    && !segment.ends_with('.')
+                    && !segment.chars().any(|c| {
+                        matches!(c, '%' | ';' | '\\' | '*') || c.is_whitespace() || c.is_control()
+                    }))
+        };
+        let valid = entry.len() > 1 && entry.starts_with('/') && entry[1..].split('/').all(plain);
         if !valid {
             return Err(ConfigError::new(
                 "ASSIST_GATEWAY_SENSITIVE_PATHS",
-                "each entry must be an absolute path such as /account/password",
+                "each entry must be an absolute path such as /account/password, with `*` only as a \
+                 whole segment (/*/account/password)",
             ));
         }
         let entry: &'static str = Box::leak(entry.to_ascii_lowercase().into_boxed_str());
@@ -469,6 +479,18 @@ mod tests {
                 "--sensitive-paths=/a/../b",
                 "ASSIST_GATEWAY_SENSITIVE_PATHS",
             ),
+            (
+                "--sensitive-paths=/account/pass*",
+                "ASSIST_GATEWAY_SENSITIVE_PATHS",
+            ),
+            (
+                "--sensitive-paths=/account/password;x",
+                "ASSIST_GATEWAY_SENSITIVE_PATHS",
+            ),
+            (
+                "--sensitive-paths=/account/p%61ssword",
+                "ASSIST_GATEWAY_SENSITIVE_PATHS",
+            ),
             ("--cookie-key=short", "ASSIST_GATEWAY_COOKIE_KEY"),
         ] {
             let error = config(&[flag]).check().unwrap_err();
@@ -489,6 +511,13 @@ mod tests {
             checked.sensitive_paths.contains(&"/account/password"),
             "{:?}",
             checked.sensitive_paths
+        );
+        let localised = config(&["--sensitive-paths=/account/password,/*/Account/Password"])
+            .check()
+            .unwrap();
+        assert_eq!(
+            localised.sensitive_paths,
+            ["/account/password", "/*/account/password"]
         );
     }
 }

@@ -22,6 +22,10 @@ use hyper_util::rt::TokioExecutor;
 use crate::routes::{MERCHANT_PORTAL, Portal, STOREFRONT};
 use crate::web::{self, cookies};
 use crate::{AppState, jsonapi};
+use jar::Jar;
+
+pub(crate) mod jar;
+mod path;
 
 pub type HttpClient = Client<HttpConnector, Body>;
 
@@ -49,6 +53,37 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Request headers a client may send to make an upstream believe something only the gateway may say
+/// (where the request came from, which URL or method it was): never forwarded. `X-Forwarded-*` are
+/// taken out too, and the gateway sets its own.
+const CLIENT_CLAIMS: &[&str] = &[
+    "forwarded",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-agent-authorization",
+];
+
+/// The headers a message's `Connection` header names: hop-by-hop for this message only.
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
 /// Which portal a forwarded path belongs to.
 fn portal_of(path: &str) -> &'static Portal {
     if path == MERCHANT_PORTAL.prefix || path.starts_with("/merchant-portal/") {
@@ -56,41 +91,6 @@ fn portal_of(path: &str) -> &'static Portal {
     } else {
         &STOREFRONT
     }
-}
-
-/// The path as an upstream may read it: percent-decoded and lowercased, for the sensitive-path check.
-/// `None` for a path that could mean something else to the upstream than to this check (encoded
-/// slashes, backslashes, dot segments, empty segments, control characters, invalid UTF-8).
-pub fn normalized(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            decoded.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let decoded = String::from_utf8(decoded).ok()?;
-    let clean = decoded.starts_with('/')
-        && !decoded.contains('\\')
-        && !decoded.chars().any(char::is_control)
-        && {
-            // Empty segments only last (a trailing slash, or `/` itself).
-            let segments: Vec<&str> = decoded[1..].split('/').collect();
-            segments.iter().enumerate().all(|(index, segment)| {
-                *segment != "."
-                    && *segment != ".."
-                    && (index + 1 == segments.len() || !segment.is_empty())
-            })
-        }
-        // An encoded `/` would be a separator to some upstreams and not to others.
-        && !path.to_ascii_lowercase().contains("%2f");
-    clean.then(|| decoded.to_ascii_lowercase())
 }
 
 /// Where a request's token came from: it decides what a refusal looks like.
@@ -110,7 +110,12 @@ pub async fn forward(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let portal = portal_of(request.uri().path());
+    // One reading of the path for the checks below and for the upstream (`path`'s module doc).
+    let path = match path::canonical(request.uri().path()) {
+        Ok(path) => path,
+        Err(refusal) => return jsonapi::ApiError::bad_request(refusal.detail()).into_response(),
+    };
+    let portal = portal_of(&path);
     let upstream = if std::ptr::eq(portal, &MERCHANT_PORTAL) {
         state.checked.merchant_portal_upstream.clone()
     } else {
@@ -118,9 +123,6 @@ pub async fn forward(
     };
     let Some(upstream) = upstream else {
         return jsonapi::NOT_FOUND.into_response();
-    };
-    let Some(path) = normalized(request.uri().path()) else {
-        return web::page_error(StatusCode::BAD_REQUEST, "This address is not valid.");
     };
     if !web::same_origin(&state, request.headers(), request.method()) {
         return web::page_error(StatusCode::FORBIDDEN, "Cross-site requests are refused.");
@@ -166,15 +168,36 @@ pub async fn forward(
         {
             Ok(admitted) => session = admitted.session,
             Err(error) => {
-                let bar = (source == Source::AssistCookie).then_some(bar).flatten();
+                use assist_runtime::Error;
+                let from_assist = source == Source::AssistCookie;
+                let ended = !matches!(error, Error::PermissionDenied(_) | Error::Unavailable(_));
+                if from_assist && ended {
+                    // The session is over: so is its jar.
+                    set_cookies.extend(jar::expire_others(headers, portal, None));
+                }
+                let bar = from_assist.then_some(bar).flatten();
                 return web::with_cookies(refused(portal, source, error, bar), set_cookies);
             }
         }
     }
+    // The jars of sessions other than this browser's current one go.
+    let browser_jar = assist.as_ref().map(|a| Jar::of(portal, &a.session_id));
+    set_cookies.extend(jar::expire_others(headers, portal, browser_jar.as_ref()));
 
     let raw_path = request.uri().path().to_owned();
-    let assisting = session.is_some() && source == Source::AssistCookie;
-    let forwarded = match outgoing(&upstream, peer, &state, request, token.as_deref()) {
+    let jar = session
+        .as_deref()
+        .filter(|_| source == Source::AssistCookie)
+        .map(|sid| Jar::of(portal, sid));
+    let assisting = jar.is_some();
+    let forwarded = match outgoing(
+        &upstream,
+        peer,
+        &state,
+        request,
+        token.as_deref(),
+        jar.as_ref(),
+    ) {
         Ok(forwarded) => forwarded,
         Err(response) => return *response,
     };
@@ -196,6 +219,11 @@ pub async fn forward(
         }
     };
     let mut response = incoming(answer.map(Body::new));
+    jar::from_upstream(
+        response.headers_mut(),
+        jar.as_ref(),
+        state.checked.secure_cookies,
+    );
     if assisting
         && is_html(response.headers())
         && let Some(bar) = &bar
@@ -243,14 +271,16 @@ fn refused(
     }
 }
 
-/// The request as the upstream gets it: its URI, the token as `Authorization`, the gateway's cookies
-/// and hop-by-hop headers taken out, `X-Forwarded-*` added.
+/// The request as the upstream gets it: its URI, the token as `Authorization`, the cookies it may see
+/// (`jar`), hop-by-hop headers and headers only the gateway may set taken out, `X-Forwarded-*`
+/// added.
 fn outgoing(
     upstream: &Uri,
     peer: SocketAddr,
     state: &AppState,
     request: Request,
     token: Option<&str>,
+    jar: Option<&Jar>,
 ) -> Result<http::Request<Body>, Box<Response>> {
     let (mut parts, body) = request.into_parts();
     let path_and_query = parts
@@ -270,22 +300,23 @@ fn outgoing(
                 "This address is not valid.",
             ))
         })?;
-    let original_host = parts.headers.get(header::HOST).cloned();
+    let named = connection_named(&parts.headers);
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
     for (name, value) in parts.headers.iter() {
         if HOP_BY_HOP.contains(&name.as_str())
+            || CLIENT_CLAIMS.contains(&name.as_str())
+            || named.iter().any(|named| named == name.as_str())
             || name == header::HOST
             || name == header::AUTHORIZATION
             || name == header::COOKIE
             || name == header::ACCEPT_ENCODING
             || name.as_str().starts_with("x-forwarded-")
-            || name.as_str() == "x-agent-authorization"
         {
             continue;
         }
         headers.append(name.clone(), value.clone());
     }
-    if let Some(cookie) = cookies::without_gateway_cookies(&parts.headers) {
+    if let Some(cookie) = jar::forwarded(&parts.headers, jar) {
         headers.insert(header::COOKIE, cookie);
     }
     if let Some(token) = token
@@ -305,7 +336,8 @@ fn outgoing(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(proto),
     );
-    if let Some(host) = original_host {
+    // The host the browser was told, not whatever `Host` a client sent.
+    if let Some(host) = public_host(&state.checked.public_url) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
     parts.uri = uri;
@@ -314,9 +346,19 @@ fn outgoing(
     Ok(http::Request::from_parts(parts, body))
 }
 
-/// The upstream's answer as the browser gets it: hop-by-hop headers taken out.
+/// The host (and port) of the configured public URL, for `X-Forwarded-Host`; `None` when unset.
+fn public_host(public_url: &str) -> Option<HeaderValue> {
+    let uri: Uri = public_url.parse().ok()?;
+    HeaderValue::from_str(uri.authority()?.as_str()).ok()
+}
+
+/// The upstream's answer as the browser gets it: hop-by-hop headers taken out, also those its
+/// `Connection` header names.
 fn incoming(mut answer: http::Response<Body>) -> Response {
     let headers = answer.headers_mut();
+    for name in connection_named(headers) {
+        headers.remove(name.as_str());
+    }
     for name in HOP_BY_HOP {
         headers.remove(*name);
     }
@@ -339,7 +381,7 @@ async fn with_bar(response: Response, bar: &str) -> Response {
             "The shop's page is too large to show while assisting.",
         );
     };
-    let page = web::html::insert_after_body(&String::from_utf8_lossy(&bytes), bar);
+    let page = web::html::insert_after_body(&bytes, bar);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);
     Response::from_parts(parts, Body::from(page))
@@ -348,38 +390,4 @@ async fn with_bar(response: Response, bar: &str) -> Response {
 /// Whether `method` changes state (and so needs a same-origin request).
 pub fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_that_could_hide_a_sensitive_path_are_refused() {
-        assert_eq!(
-            normalized("/Account/P%61ssword").as_deref(),
-            Some("/account/password")
-        );
-        assert_eq!(normalized("/cart").as_deref(), Some("/cart"));
-        assert_eq!(normalized("/").as_deref(), Some("/"));
-        assert_eq!(normalized("/cart/").as_deref(), Some("/cart/"));
-        assert_eq!(
-            normalized("/merchant-portal/").as_deref(),
-            Some("/merchant-portal/")
-        );
-        for bad in [
-            "/account/../account/password",
-            "/account/./password",
-            "/account//password",
-            "/account%2fpassword",
-            "/account%2Fpassword",
-            "/account\\password",
-            "/account/%2e%2e/x",
-            "/a%ZZ",
-            "/a%ff",
-            "/a%0a",
-        ] {
-            assert_eq!(normalized(bad), None, "{bad}");
-        }
-    }
 }

@@ -493,13 +493,63 @@ impl ImpersonationPolicy {
     }
 }
 
-/// Whether `path` is one of `sensitive` or below one of them (`/a/b` is below `/a`, `/ab` is not).
-/// Paths are compared as given: callers pass a normalized path (no `..`, no `//`, no percent-escapes).
+/// Whether `path` is one of `sensitive` or below one of them, compared segment by segment (`/a/b` is
+/// below `/a`, `/ab` is not):
+/// - segments are compared ignoring case (Unicode case folded, so `/ACCOUNT/PASSWORD` and
+///   `/account/paſsword` are `/account/password`);
+/// - a path segment that is the entry's segment followed by an extension matches it
+///   (`/account/password.json`, `/account/password.html`);
+/// - an entry matches at the path's start or right after any `*.php` segment, a front controller
+///   (`/index.php/account/password`);
+/// - an entry segment `*` matches any one segment (`/*/account/password` covers `/de/account/password`).
+///
+/// Paths are compared as given: callers pass a canonical path (decoded once; no `..`, `//`, `;`).
 pub fn is_sensitive_path(sensitive: &[&str], path: &str) -> bool {
-    sensitive.iter().any(|entry| {
-        path.strip_prefix(entry)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    let path: Vec<String> = segments(path).map(fold_case).collect();
+    // Where an entry may start: the path's start, and after each front-controller segment.
+    let mut starts = std::iter::once(0).chain(
+        path.iter()
+            .enumerate()
+            .filter(|(_, segment)| segment.ends_with(".php"))
+            .map(|(index, _)| index + 1),
+    );
+    let entries: Vec<Vec<String>> = sensitive
+        .iter()
+        .map(|entry| segments(entry).map(fold_case).collect())
+        .collect();
+    starts.any(|start| {
+        entries.iter().any(|entry| {
+            path.len() >= start + entry.len()
+                && entry
+                    .iter()
+                    .zip(&path[start..])
+                    .all(|(wanted, segment)| segment_matches(wanted, segment))
+        })
     })
+}
+
+/// The segments of `/a/b` (`a`, `b`); gRPC method paths split the same way.
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.strip_prefix('/').unwrap_or(path).split('/')
+}
+
+/// `segment` as case-insensitive comparisons see it (upper then lower case, so that characters such
+/// as `ſ` or the Kelvin sign fold to the ASCII letter an upstream may take them for).
+fn fold_case(segment: &str) -> String {
+    segment
+        .chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether a (folded) path segment stands for a (folded) entry segment: `*`, the same, or the same
+/// with an extension.
+fn segment_matches(wanted: &str, segment: &str) -> bool {
+    wanted == "*"
+        || segment
+            .strip_prefix(wanted)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
 /// A token admitted by [`AuthPolicy::admit`]: its claims, and for an impersonation token the session
@@ -694,6 +744,39 @@ mod tests {
             "/account",
             "/",
             "/assist.identity.v1.Identity/Login",
+        ] {
+            assert!(!is_sensitive_path(&sensitive, path), "{path}");
+        }
+    }
+
+    #[test]
+    fn sensitive_entries_match_whatever_case_extension_or_front_controller() {
+        let sensitive = ["/account/password", "/*/account/email"];
+        for path in [
+            "/ACCOUNT/Password",
+            "/account/paſsword",
+            "/account/password/",
+            "/account/password.json",
+            "/account/password.html",
+            "/account/PASSWORD.tar.gz/x",
+            "/index.php/account/password",
+            "/app_dev.PHP/account/password",
+            "/de/index.php/account/password",
+            "/de/account/email",
+            "/en-gb/account/email/change",
+            "/index.php/fr/account/email",
+        ] {
+            assert!(is_sensitive_path(&sensitive, path), "{path}");
+        }
+        for path in [
+            "/account/password-help",
+            "/account/passwordx.json",
+            "/account/email",
+            "/shop/account/password",
+            "/index.php",
+            "/index.php/account",
+            "/de/account/emails",
+            "/",
         ] {
             assert!(!is_sensitive_path(&sensitive, path), "{path}");
         }

@@ -629,6 +629,7 @@ async fn end<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fields)
         return with_cookies(agent_error(portal, error.status, &error.detail), set);
     }
     set.push(cookies::clear(portal.web.assist_cookie, portal));
+    set.extend(crate::proxy::jar::expire_others(&headers, portal, None));
     with_cookies(redirect(portal.web.search_path), set)
 }
 
@@ -662,6 +663,7 @@ async fn logout<P: Surface>(State(state): Shared, headers: HeaderMap, form: Fiel
         }
     }
     set.push(cookies::clear(portal.web.assist_cookie, portal));
+    set.extend(crate::proxy::jar::expire_others(&headers, portal, None));
     set.push(cookies::clear(portal.web.agent_cookie, portal));
     with_cookies(redirect(&format!("{}/login", portal.web.pages)), set)
 }

@@ -7,7 +7,7 @@
 
 use assist_runtime::keys::KeyEncryptionKey;
 use assist_runtime::web::cookie;
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +18,9 @@ pub const CSRF: &str = "assist_csrf";
 /// The console user's sign-in (`Path=/console`).
 pub const CONSOLE: &str = "assist_console";
 pub const CONSOLE_PATH: &str = "/console";
-/// Every cookie of the gateway starts so; none of them is passed on to an upstream.
-const GATEWAY_PREFIX: &str = "assist_";
+/// Every cookie of the gateway starts so; none of them is passed on to an upstream, and an upstream
+/// cannot set one (`proxy::jar`).
+pub const GATEWAY_PREFIX: &str = "assist_";
 /// Longest cookie value read (two tokens and a name, sealed, fit well below it).
 const VALUE_MAX: usize = 4000;
 
@@ -99,27 +100,11 @@ pub fn clear_at(name: &str, path: &str) -> HeaderValue {
     HeaderValue::from_str(&line).expect("cookie names are token characters")
 }
 
-/// The request's `Cookie` header without the gateway's own cookies (what an upstream may see);
-/// `None` when nothing is left.
-pub fn without_gateway_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
-    let kept: Vec<&str> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !pair.starts_with(GATEWAY_PREFIX))
-        .collect();
-    if kept.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&kept.join("; ")).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::routes::{MERCHANT_PORTAL, STOREFRONT};
+    use http::header;
 
     fn with_cookie(line: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -182,18 +167,5 @@ mod tests {
         );
         let line = set("assist_agent", "v", &STOREFRONT, false);
         assert_eq!(line, "assist_agent=v; Path=/; HttpOnly; SameSite=Lax");
-    }
-
-    #[test]
-    fn upstreams_never_see_the_gateway_cookies() {
-        let headers = with_cookie("demo_cart=a:1; assist_agent=x|y; assist_csrf=z; theme=dark");
-        assert_eq!(
-            without_gateway_cookies(&headers).unwrap(),
-            "demo_cart=a:1; theme=dark"
-        );
-        assert_eq!(
-            without_gateway_cookies(&with_cookie("assist_agent=x|y")),
-            None
-        );
     }
 }

@@ -155,25 +155,39 @@ pub fn bar(portal: &Portal, name: &str, csrf: &str) -> String {
     bar
 }
 
-/// `page` with `insert` right after its `<body…>` tag (at the start when it has none).
-pub fn insert_after_body(page: &str, insert: &str) -> String {
-    let lower = page.to_ascii_lowercase();
-    let at = lower
-        .match_indices("<body")
-        .find(|(i, _)| {
-            // `<body>` or `<body …>`, not `<bodyguard>`.
-            matches!(
-                lower.as_bytes().get(i + 5),
-                Some(b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'/')
-            )
-        })
-        .and_then(|(i, _)| lower[i..].find('>').map(|end| i + end + 1))
-        .unwrap_or(0);
-    let mut out = String::with_capacity(page.len() + insert.len());
-    out.push_str(&page[..at]);
-    out.push_str(insert);
-    out.push_str(&page[at..]);
+/// `page` with `insert` right after its `<body…>` tag (at the start when it has none). Works on the
+/// page's bytes, whatever their encoding, and changes none of them; a `>` inside a quoted attribute
+/// of the tag does not end it.
+pub fn insert_after_body(page: &[u8], insert: &str) -> Vec<u8> {
+    let at = body_tag_end(page).unwrap_or(0);
+    let mut out = Vec::with_capacity(page.len() + insert.len());
+    out.extend_from_slice(&page[..at]);
+    out.extend_from_slice(insert.as_bytes());
+    out.extend_from_slice(&page[at..]);
     out
+}
+
+/// Where the first `<body>` or `<body …>` tag (not `<bodyguard>`) of `page` ends.
+fn body_tag_end(page: &[u8]) -> Option<usize> {
+    let start = page.windows(6).position(|window| {
+        window[..5].eq_ignore_ascii_case(b"<body")
+            && matches!(window[5], b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'/')
+    })?;
+    // A quote opens an attribute value only right after `=` (as HTML parses it).
+    let mut quote = None;
+    let mut after_equals = false;
+    for (offset, byte) in page[start..].iter().enumerate() {
+        match (quote, byte) {
+            (None, b'>') => return Some(start + offset + 1),
+            (None, b'"' | b'\'') if after_equals => quote = Some(*byte),
+            (Some(open), _) if open == *byte => quote = None,
+            _ => {}
+        }
+        if !byte.is_ascii_whitespace() {
+            after_equals = quote.is_none() && *byte == b'=';
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -183,17 +197,25 @@ mod tests {
 
     #[test]
     fn the_bar_goes_right_after_the_body_tag() {
+        let inserted =
+            |page: &[u8]| String::from_utf8_lossy(&insert_after_body(page, "[bar]")).into_owned();
         assert_eq!(
-            insert_after_body("<html><BODY class=\"x\"><p>hi</p></body>", "[bar]"),
+            inserted(b"<html><BODY class=\"x\"><p>hi</p></body>"),
             "<html><BODY class=\"x\">[bar]<p>hi</p></body>"
         );
+        assert_eq!(inserted(b"<p>no body</p>"), "[bar]<p>no body</p>");
+        assert_eq!(inserted(b"<bodyguard><body>"), "<bodyguard><body>[bar]");
         assert_eq!(
-            insert_after_body("<p>no body</p>", "[bar]"),
-            "[bar]<p>no body</p>"
+            inserted(b"<body data-x=\"a>b\" class='c>d'><p>"),
+            "<body data-x=\"a>b\" class='c>d'>[bar]<p>",
+            "a quoted > does not end the tag"
         );
+        assert_eq!(inserted(b"<body class=\"x"), "[bar]<body class=\"x");
+        assert_eq!(inserted(b"<body it's>"), "<body it's>[bar]");
+        // Bytes that are not UTF-8 (a Latin-1 page) are kept as they are.
         assert_eq!(
-            insert_after_body("<bodyguard><body>", "[bar]"),
-            "<bodyguard><body>[bar]"
+            insert_after_body(b"<body>caf\xe9", "[bar]"),
+            b"<body>[bar]caf\xe9"
         );
     }
 
@@ -207,5 +229,60 @@ mod tests {
         assert!(merchant.contains("User: Ann Bauer"));
         assert!(merchant.contains("/merchant-portal/agent/assist/end"));
         assert!(merchant.contains("Log out Agent"));
+    }
+
+    /// Properties of the bar's insertion over generated pages (256 cases; run longer with
+    /// `PROPTEST_CASES=100000 cargo test -p assist-gateway --lib web::html`).
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Pages made of the pieces that matter (body tags, quotes, `>`), and arbitrary bytes.
+        fn page() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                prop::sample::select(vec![
+                    "<body>",
+                    "<BODY class=\"a>b\">",
+                    "<body",
+                    "<bodyguard>",
+                    "<body/>",
+                    "\"",
+                    "'",
+                    "=",
+                    ">",
+                    "<",
+                    " ",
+                    "<html>",
+                    "</body>",
+                    "<!-- <body> -->",
+                ])
+                .prop_map(|piece| piece.as_bytes().to_vec()),
+                prop::collection::vec(any::<u8>(), 0..16),
+            ];
+            prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+        }
+
+        fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+            haystack
+                .windows(needle.len())
+                .filter(|w| *w == needle)
+                .count()
+        }
+
+        proptest! {
+            #[test]
+            fn the_bar_is_inserted_once_and_the_page_kept(page in page(), name in any::<String>()) {
+                let bar = bar(&STOREFRONT, &name, "csrf-token");
+                let out = insert_after_body(&page, &bar);
+                prop_assert_eq!(occurrences(&out, bar.as_bytes()), 1);
+                let at = out
+                    .windows(bar.len())
+                    .position(|w| w == bar.as_bytes())
+                    .unwrap();
+                let mut rest = out[..at].to_vec();
+                rest.extend_from_slice(&out[at + bar.len()..]);
+                prop_assert_eq!(rest, page);
+            }
+        }
     }
 }
