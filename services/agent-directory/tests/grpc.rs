@@ -281,9 +281,9 @@ async fn realms_scopes_and_delegation_decide_who_may_call_what() {
         );
         expect(
             &platform,
-            "the agent itself, not a console member",
+            "the agent itself, a member of the directory",
             every_rpc(&platform, &ann.token, &ann.id).await,
-            &["GetAgent", "UpdateAgentProfile"],
+            &["GetAgent", "ListAgents", "UpdateAgentProfile"],
             Code::PermissionDenied,
         );
         expect(
@@ -644,7 +644,6 @@ async fn changes_are_idempotent_versioned_and_recorded_with_their_actor() {
         let bob = identity
             .back_office_user(admin, "bob@example.com", "Bob Ray")
             .await;
-        let service = identity.service(admin, "impersonation-token").await;
 
         let first = platform
             .grant(&admin.token, &ann.id, CUSTOMERS)
@@ -734,7 +733,7 @@ async fn changes_are_idempotent_versioned_and_recorded_with_their_actor() {
             [
                 ("profile_updated", ann.id.as_str()),
                 ("capability_revoked", admin.id.as_str()),
-                ("capability_granted", service.id.as_str()),
+                ("capability_granted", admin.id.as_str()),
                 ("capability_granted", admin.id.as_str()),
             ],
             "{backend}: newest first, each with who made it"
