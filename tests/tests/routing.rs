@@ -1146,3 +1146,134 @@ async fn the_embedded_mode_never_double_assigns_nor_exceeds_capacity() {
     };
     churn_checked(TestBackend::Sqlite, 1, spec).await;
 }
+
+/// Reads `stream` until it ends (within [`WAIT`]): the events it still delivered, and how it ended.
+async fn until_ended(
+    stream: &mut tonic::Streaming<rt::ConversationEvent>,
+) -> (Vec<rt::ConversationEvent>, Option<tonic::Status>) {
+    tokio::time::timeout(WAIT, async {
+        let mut delivered = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) => delivered.push(event),
+                Ok(None) => return (delivered, None),
+                Err(status) => return (delivered, Some(status)),
+            }
+        }
+    })
+    .await
+    .expect("the stream did not end")
+}
+
+#[tokio::test]
+async fn open_watches_end_when_access_ends_and_each_caller_holds_a_bounded_number() {
+    for backend in TestBackend::all() {
+        let platform = Platform::start(backend.clone(), 1, &[]).await;
+        let name = backend.name();
+        let ann = platform
+            .console_member("ann@example.com", dir::Role::Agent, 5)
+            .await;
+        let bob = platform
+            .console_member("bob@example.com", dir::Role::Agent, 5)
+            .await;
+        let supervisor = platform
+            .console_member("sue@example.com", dir::Role::Supervisor, 5)
+            .await;
+        for member in [&ann, &bob, &supervisor] {
+            platform.presence(&member.token, dir::Presence::Away).await;
+        }
+        let customer = platform.customer("casey@example.com").await;
+        let mut routing = platform.routing_client(0);
+        let conversation = create(&mut routing, &customer.token, "Parcel").await;
+        let id = conversation.id.clone();
+        assign(&mut routing, &supervisor.token, &id, &ann.id)
+            .await
+            .unwrap();
+
+        // Ann watches the conversation, the supervisor all of them; both see the customer.
+        let mut ann_stream = watch(&mut routing, &ann.token, rt::Scope::Unspecified, &id).await;
+        let mut all_stream = watch(&mut routing, &supervisor.token, rt::Scope::All, "").await;
+        post(&mut routing, &customer.token, &id, "first", false)
+            .await
+            .unwrap();
+        next_matching(&mut ann_stream, "the first message", is_message("first")).await;
+        next_matching(&mut all_stream, "the first message", is_message("first")).await;
+
+        // Transferred to Bob: Ann's open watch ends and carries nothing said afterwards.
+        assign(&mut routing, &supervisor.token, &id, &bob.id)
+            .await
+            .unwrap();
+        post(&mut routing, &customer.token, &id, "for bob only", false)
+            .await
+            .unwrap();
+        post(&mut routing, &bob.token, &id, "internal: for bob", true)
+            .await
+            .unwrap();
+        let (delivered, ended) = until_ended(&mut ann_stream).await;
+        assert!(
+            delivered.iter().all(|e| e.message.is_none()),
+            "{name}: messages after the transfer reached the old assignee: {delivered:?}"
+        );
+        assert_eq!(
+            ended.map(|s| s.code()),
+            Some(Code::PermissionDenied),
+            "{name}: the old assignee's watch ends refused"
+        );
+
+        // The supervisor, demoted, loses the watch of everything (without any new event).
+        platform
+            .agents_client()
+            .change_role(authed(
+                &platform.admin.token,
+                dir::ChangeRoleRequest {
+                    agent_id: supervisor.id.clone(),
+                    role: dir::Role::Agent as i32,
+                },
+            ))
+            .await
+            .unwrap();
+        let (_, ended) = until_ended(&mut all_stream).await;
+        assert_eq!(
+            ended.map(|s| s.code()),
+            Some(Code::PermissionDenied),
+            "{name}: a demoted supervisor's watch of all conversations ends"
+        );
+        let refused = routing
+            .watch_conversations(authed(
+                &supervisor.token,
+                rt::WatchConversationsRequest {
+                    scope: rt::Scope::All as i32,
+                    conversation_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{name}");
+
+        // One caller holds at most eight watches; closing one frees its place.
+        let mut open = Vec::new();
+        for _ in 0..assist_runtime::notify::WATCHES_PER_PERSON {
+            open.push(watch(&mut routing, &customer.token, rt::Scope::Mine, "").await);
+        }
+        let request = || {
+            authed(
+                &customer.token,
+                rt::WatchConversationsRequest {
+                    scope: rt::Scope::Mine as i32,
+                    conversation_id: String::new(),
+                },
+            )
+        };
+        let refused = routing.watch_conversations(request()).await.unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{name}");
+        // Someone else is not affected.
+        watch(&mut routing, &bob.token, rt::Scope::Mine, "").await;
+        drop(open.pop());
+        until("a freed watch place", || {
+            let mut routing = routing.clone();
+            async move { routing.watch_conversations(request()).await.ok() }
+        })
+        .await;
+        platform.stop().await;
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use assist_proto::agentdirectory::v1 as pb;
 use assist_runtime::auth::caller;
-use assist_runtime::notify::{WatchStream, watch_stream};
+use assist_runtime::notify::{WatchStream, Watches};
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
 use tokio::sync::{OnceCell, watch};
@@ -23,7 +23,7 @@ pub const PUBLIC_METHODS: &[&str] = &[];
 #[derive(Clone)]
 pub struct Api {
     agents: Arc<OnceCell<Arc<Agents>>>,
-    shutdown: watch::Receiver<bool>,
+    watches: Watches,
     /// Told to heartbeat senders: how long presence lasts without a heartbeat.
     presence_timeout_secs: u32,
 }
@@ -36,7 +36,7 @@ impl Api {
     ) -> Self {
         Self {
             agents,
-            shutdown,
+            watches: Watches::new(shutdown),
             presence_timeout_secs,
         }
     }
@@ -292,9 +292,19 @@ impl pb::agent_directory_server::AgentDirectory for Api {
         let agents = self.agents()?.clone();
         let notifier = agents.agent_changes(Actor::Token(&claims)).await?.clone();
         let snapshot = agents.clone();
-        ok(watch_stream(
+        let checked = (agents.clone(), claims.clone());
+        let stream = self.watches.open(
             notifier,
-            self.shutdown.clone(),
+            &claims,
+            move || {
+                let (agents, claims) = checked.clone();
+                async move {
+                    agents
+                        .agent_changes(Actor::Token(&claims))
+                        .await
+                        .map(|_| ())
+                }
+            },
             move || async move {
                 let mut events: Vec<pb::AgentEvent> = snapshot
                     .snapshot()
@@ -314,7 +324,8 @@ impl pb::agent_directory_server::AgentDirectory for Api {
                         .map(|agent| event(pb::agent_event::Kind::Changed, Some(agent))))
                 }
             },
-        ))
+        )?;
+        ok(stream)
     }
 
     async fn get_seats(&self, request: Request<pb::GetSeatsRequest>) -> Reply<pb::Seats> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use assist_proto::common::v1 as common;
 use assist_proto::identity::v1 as pb;
 use assist_runtime::auth::{Claims, Realm, caller, optional_caller};
-use assist_runtime::notify::{WatchStream, watch_stream};
+use assist_runtime::notify::{WatchStream, Watches};
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
 use tokio::sync::{OnceCell, watch};
@@ -33,12 +33,15 @@ pub const PUBLIC_METHODS: &[&str] = &[
 #[derive(Clone)]
 pub struct Api {
     identity: Arc<OnceCell<Arc<Identity>>>,
-    shutdown: watch::Receiver<bool>,
+    watches: Watches,
 }
 
 impl Api {
     pub fn new(identity: Arc<OnceCell<Arc<Identity>>>, shutdown: watch::Receiver<bool>) -> Self {
-        Self { identity, shutdown }
+        Self {
+            identity,
+            watches: Watches::new(shutdown),
+        }
     }
 
     fn identity(&self) -> Result<&Identity, Status> {
@@ -583,9 +586,14 @@ impl pb::identity_server::Identity for Api {
             kind: pb::principal_change::Kind::Subscribed as i32,
             ..Default::default()
         };
-        ok(watch_stream(
+        let checked = (identity.clone(), claims.clone());
+        let stream = self.watches.open(
             notifier,
-            self.shutdown.clone(),
+            &claims,
+            move || {
+                let (identity, claims) = checked.clone();
+                async move { identity.principal_changes(actor(&claims)).map(|_| ()) }
+            },
             move || async move { Ok(vec![subscribed]) },
             move |id: String| {
                 let identity = identity.clone();
@@ -601,7 +609,8 @@ impl pb::identity_server::Identity for Api {
                         }))
                 }
             },
-        ))
+        )?;
+        ok(stream)
     }
 
     async fn search_merchant_users(

@@ -1036,7 +1036,10 @@ async fn service_accounts_exchange_secrets_for_renewed_service_tokens() {
     let first = token.get();
     let claims = verifier(&server).verify(&first).await.unwrap();
     assert_eq!(claims.realm, Realm::Service);
-    assert_eq!(claims.scope, "service");
+    assert_eq!(
+        claims.scope, "principals:read service",
+        "the account's permissions and the service marker"
+    );
 
     // A service token calls what its permissions name (here: search customers) through the outgoing
     // interceptor, and never administers.

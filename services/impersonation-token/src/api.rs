@@ -5,7 +5,7 @@ use std::sync::Arc;
 use assist_proto::common::v1 as common;
 use assist_proto::impersonation::v1 as pb;
 use assist_runtime::auth::caller;
-use assist_runtime::notify::{WatchStream, watch_stream};
+use assist_runtime::notify::{WatchStream, Watches};
 use assist_runtime::time::now_us;
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
@@ -27,7 +27,7 @@ pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 #[derive(Clone)]
 pub struct Api {
     service: Arc<OnceCell<Arc<Impersonation>>>,
-    shutdown: watch::Receiver<bool>,
+    watches: Watches,
 }
 
 impl Api {
@@ -35,7 +35,10 @@ impl Api {
         service: Arc<OnceCell<Arc<Impersonation>>>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        Self { service, shutdown }
+        Self {
+            service,
+            watches: Watches::new(shutdown),
+        }
     }
 
     fn service(&self) -> Result<Arc<Impersonation>, Status> {
@@ -224,9 +227,14 @@ impl pb::impersonation_server::Impersonation for Api {
             kind: pb::revocation_event::Kind::Subscribed as i32,
             ..Default::default()
         };
-        ok(watch_stream(
+        let checked = (service.clone(), claims.clone());
+        let stream = self.watches.open(
             service.store().revocations().clone(),
-            self.shutdown.clone(),
+            &claims,
+            move || {
+                let (service, claims) = checked.clone();
+                async move { service.may_watch(&claims) }
+            },
             move || async move { Ok(vec![subscribed]) },
             |payload: String| async move {
                 let (id, reason) = payload.split_once(' ').unwrap_or((payload.as_str(), ""));
@@ -238,7 +246,8 @@ impl pb::impersonation_server::Impersonation for Api {
                         as i32,
                 }))
             },
-        ))
+        )?;
+        ok(stream)
     }
 
     async fn record_action(

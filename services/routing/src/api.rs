@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use assist_proto::routing::v1 as pb;
 use assist_runtime::auth::caller;
-use assist_runtime::notify::{WatchStream, watch_stream};
+use assist_runtime::notify::{WatchStream, Watches};
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
 use tokio::sync::{OnceCell, watch};
@@ -24,12 +24,15 @@ pub const PUBLIC_METHODS: &[&str] = &[];
 #[derive(Clone)]
 pub struct Api {
     routing: Arc<OnceCell<Arc<Routing>>>,
-    shutdown: watch::Receiver<bool>,
+    watches: Watches,
 }
 
 impl Api {
     pub fn new(routing: Arc<OnceCell<Arc<Routing>>>, shutdown: watch::Receiver<bool>) -> Self {
-        Self { routing, shutdown }
+        Self {
+            routing,
+            watches: Watches::new(shutdown),
+        }
     }
 
     /// The use cases and the verified caller of `request`.
@@ -346,6 +349,7 @@ impl pb::routing_server::Routing for Api {
         &self,
         request: Request<pb::WatchConversationsRequest>,
     ) -> Reply<Self::WatchConversationsStream> {
+        let claims = caller(&request)?;
         let (routing, caller) = self.open(&request)?;
         let req = request.into_inner();
         let all = scope_is_all(req.scope)?;
@@ -354,10 +358,16 @@ impl pb::routing_server::Routing for Api {
                 .watch_filter(&caller, all, &req.conversation_id)
                 .await?,
         );
+        let caller = Arc::new(caller);
         let routing = routing.clone();
-        ok(watch_stream(
+        let checked = (routing.clone(), claims.clone(), caller.clone());
+        let stream = self.watches.open(
             routing.store().events().clone(),
-            self.shutdown.clone(),
+            &claims,
+            move || {
+                let (routing, claims, caller) = checked.clone();
+                async move { routing.still_watching(&claims, &caller) }
+            },
             || async {
                 Ok(vec![pb::ConversationEvent {
                     kind: pb::conversation_event::Kind::Watching as i32,
@@ -367,16 +377,18 @@ impl pb::routing_server::Routing for Api {
             move |payload| {
                 let routing = routing.clone();
                 let filter = filter.clone();
+                let caller = caller.clone();
                 async move {
                     Ok(routing
-                        .watched(&filter, &payload)
+                        .watched(&caller, &filter, &payload)
                         .await?
                         .into_iter()
                         .map(|(event, conversation)| event_to_pb(event, conversation))
                         .collect::<Vec<_>>())
                 }
             },
-        ))
+        )?;
+        ok(stream)
     }
 
     async fn get_queue_stats(

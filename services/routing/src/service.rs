@@ -543,10 +543,23 @@ impl Routing {
         })
     }
 
+    /// Whether a watch `opened` by the caller of `claims` may go on: the caller's role now (from the
+    /// roster, current state) is the role it watched with. A member removed, demoted or promoted
+    /// watches again (or may not).
+    pub fn still_watching(&self, claims: &Claims, opened: &Caller) -> Result<()> {
+        if self.caller(claims)?.role == opened.role {
+            Ok(())
+        } else {
+            Err(Error::denied("your console role changed; watch again"))
+        }
+    }
+
     /// The events of a notice payload that `filter` lets through, with their conversations as they
-    /// are now. Customers never get internal notes.
+    /// are now. Customers never get internal notes. A watch of one conversation ends (an error) as
+    /// soon as an event of it comes that the watcher may no longer read (an agent it was taken from).
     pub async fn watched(
         &self,
+        watcher: &Caller,
         filter: &WatchFilter,
         payload: &str,
     ) -> Result<Vec<(Event, Option<Conversation>)>> {
@@ -560,6 +573,11 @@ impl Routing {
             return Ok(Vec::new());
         }
         let (events, conversations) = self.store.events_with_conversations(&ids).await?;
+        if matches!(filter, WatchFilter::Conversation { .. }) {
+            for conversation in conversations.values() {
+                watcher.may_read(conversation)?;
+            }
+        }
         let customer = matches!(
             filter,
             WatchFilter::Customer(_) | WatchFilter::Conversation { customer: true, .. }

@@ -5,10 +5,13 @@
 //! Notices are not durable: a listener connection that drops loses what was sent meanwhile. Watchers
 //! therefore learn of every such gap ([`Notice::Gap`]) and must resync what they hold.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 
+use crate::auth::Claims;
 use crate::db::{Backend, Database};
 
 /// What a watcher receives.
@@ -169,60 +172,174 @@ async fn listen(
 pub type WatchStream<T> =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
 
-/// Builds a watch RPC's stream: subscribes, sends what `initial` returns (a "subscribed" marker, or a
-/// snapshot and a "synced" marker), then what `on_change` makes of each notice (any number of items:
-/// an `Option` or a `Vec`).
-/// A gap ends the stream with `UNAVAILABLE`, so the client resubscribes and resyncs; so does shutdown.
-pub fn watch_stream<T, I, IFut, C, CFut, R>(
-    notifier: Notifier,
-    mut shutdown: watch::Receiver<bool>,
-    initial: I,
-    mut on_change: C,
-) -> WatchStream<T>
-where
-    T: Send + 'static,
-    I: FnOnce() -> IFut + Send + 'static,
-    IFut: std::future::Future<Output = crate::Result<Vec<T>>> + Send,
-    C: FnMut(String) -> CFut + Send + 'static,
-    CFut: std::future::Future<Output = crate::Result<R>> + Send,
-    R: IntoIterator<Item = T> + Send,
-    R::IntoIter: Send,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(256);
-    tokio::spawn(async move {
-        let interrupted =
-            || tonic::Status::unavailable("watch interrupted; watch again and resync");
-        let run = async {
-            let mut subscription = notifier.subscribe().await;
-            for item in initial().await.map_err(tonic::Status::from)? {
-                if tx.send(Ok(item)).await.is_err() {
-                    return Ok(());
-                }
+/// Open watches one person may hold on one server (browser tabs, devices).
+pub const WATCHES_PER_PERSON: usize = 8;
+/// Open watches one service account may hold on one server (one or two per replica of the caller).
+pub const WATCHES_PER_SERVICE: usize = 64;
+/// How often an open watch checks that its caller still has access, between notices.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The watches of one server. Each caller holds a bounded number of them at once
+/// ([`WATCHES_PER_PERSON`], [`WATCHES_PER_SERVICE`]), and a watch ends, with the status that says why,
+/// when the server shuts down, when the caller's token expires, and when the caller's access check
+/// fails: that check runs every [`RECHECK_INTERVAL`] and again before each notice is turned into
+/// items, so a caller whose rights ended is sent nothing more.
+#[derive(Clone)]
+pub struct Watches {
+    shutdown: watch::Receiver<bool>,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A caller's place among its open watches, given back when the watch ends.
+struct Slot {
+    caller: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("watch slots poisoned");
+        if let Some(count) = open.get_mut(&self.caller) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.caller);
             }
-            loop {
-                let notice = tokio::select! {
-                    notice = subscription.next() => notice,
-                    _ = tx.closed() => return Ok(()),
-                };
-                match notice {
-                    Notice::Changed(payload) => {
-                        for item in on_change(payload).await.map_err(tonic::Status::from)? {
-                            if tx.send(Ok(item)).await.is_err() {
-                                return Ok(());
+        }
+    }
+}
+
+impl Watches {
+    pub fn new(shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            shutdown,
+            open: Arc::default(),
+        }
+    }
+
+    /// How many watches `caller` (a token subject) holds open now.
+    pub fn open_by(&self, caller: &str) -> usize {
+        let open = self.open.lock().expect("watch slots poisoned");
+        open.get(caller).copied().unwrap_or(0)
+    }
+
+    fn take_slot(&self, claims: &Claims) -> crate::Result<Slot> {
+        let limit = if claims.is_service() {
+            WATCHES_PER_SERVICE
+        } else {
+            WATCHES_PER_PERSON
+        };
+        let mut open = self.open.lock().expect("watch slots poisoned");
+        let count = open.entry(claims.sub.clone()).or_default();
+        if *count >= limit {
+            return Err(crate::Error::ResourceExhausted(format!(
+                "at most {limit} open watches per caller; close one first"
+            )));
+        }
+        *count += 1;
+        Ok(Slot {
+            caller: claims.sub.clone(),
+            open: self.open.clone(),
+        })
+    }
+
+    /// Opens a watch for the caller of `claims`: subscribes, sends what `initial` returns (a
+    /// "subscribed" marker, or a snapshot and a "synced" marker), then what `on_change` makes of each
+    /// notice (any number of items: an `Option` or a `Vec`). `access` is the caller's access check
+    /// (see [`Watches`]); an error from it or from `on_change` ends the watch with that error.
+    /// A gap ends the watch with `UNAVAILABLE`, so the client resubscribes and resyncs; so does shutdown.
+    /// Refused with `RESOURCE_EXHAUSTED` when the caller holds too many watches already.
+    pub fn open<T, A, AFut, I, IFut, C, CFut, R>(
+        &self,
+        notifier: Notifier,
+        claims: &Claims,
+        mut access: A,
+        initial: I,
+        mut on_change: C,
+    ) -> crate::Result<WatchStream<T>>
+    where
+        T: Send + 'static,
+        A: FnMut() -> AFut + Send + 'static,
+        AFut: std::future::Future<Output = crate::Result<()>> + Send,
+        I: FnOnce() -> IFut + Send + 'static,
+        IFut: std::future::Future<Output = crate::Result<Vec<T>>> + Send,
+        C: FnMut(String) -> CFut + Send + 'static,
+        CFut: std::future::Future<Output = crate::Result<R>> + Send,
+        R: IntoIterator<Item = T> + Send,
+        R::IntoIter: Send,
+    {
+        let slot = self.take_slot(claims)?;
+        let expires_in = token_lifetime_left(claims);
+        let mut shutdown = self.shutdown.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let interrupted =
+                || tonic::Status::unavailable("watch interrupted; watch again and resync");
+            let run = async {
+                let mut subscription = notifier.subscribe().await;
+                access().await?;
+                for item in initial().await? {
+                    if tx.send(Ok(item)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                let mut recheck = tokio::time::interval(RECHECK_INTERVAL);
+                recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    let notice = tokio::select! {
+                        notice = subscription.next() => notice,
+                        _ = recheck.tick() => {
+                            access().await?;
+                            continue;
+                        }
+                        _ = tx.closed() => return Ok(()),
+                    };
+                    match notice {
+                        Notice::Changed(payload) => {
+                            access().await?;
+                            for item in on_change(payload).await? {
+                                if tx.send(Ok(item)).await.is_err() {
+                                    return Ok(());
+                                }
                             }
                         }
+                        Notice::Gap => return Err(WatchEnd(interrupted())),
                     }
-                    Notice::Gap => return Err(interrupted()),
                 }
+            };
+            let run = async { run.await.map_err(|e: WatchEnd| e.0) };
+            let outcome = tokio::select! {
+                outcome = run => outcome,
+                _ = tokio::time::sleep(expires_in) => Err(tonic::Status::unauthenticated(
+                    "the access token expired; watch again with a fresh one",
+                )),
+                _ = shutdown.wait_for(|s| *s) => Err(tonic::Status::unavailable("server shutting down")),
+            };
+            if let Err(status) = outcome {
+                let _ = tx.send(Err(status)).await;
             }
-        };
-        let outcome = tokio::select! {
-            outcome = run => outcome,
-            _ = shutdown.wait_for(|s| *s) => Err(tonic::Status::unavailable("server shutting down")),
-        };
-        if let Err(status) = outcome {
-            let _ = tx.send(Err(status)).await;
-        }
-    });
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+/// Why a watch ended early: a status for the client.
+struct WatchEnd(tonic::Status);
+
+impl From<crate::Error> for WatchEnd {
+    fn from(error: crate::Error) -> Self {
+        Self(error.into())
+    }
+}
+
+impl From<tonic::Status> for WatchEnd {
+    fn from(status: tonic::Status) -> Self {
+        Self(status)
+    }
+}
+
+/// How long `claims`' token stays valid from now (zero when it has expired).
+fn token_lifetime_left(claims: &Claims) -> Duration {
+    let now_s = crate::time::now_us() / 1_000_000;
+    Duration::from_secs(u64::try_from(claims.exp - now_s).unwrap_or(0))
 }
