@@ -69,9 +69,20 @@ async fn follow_principals(service: Arc<Impersonation>) -> Result<(), String> {
         let outcome = match idp::principal_change::Kind::try_from(change.kind) {
             Ok(idp::principal_change::Kind::Subscribed) => service.enforce_all().await,
             Ok(idp::principal_change::Kind::StatusChanged) => {
-                let active = change.status == idp::PrincipalStatus::Active as i32;
+                // A notice can arrive after its change was undone (blocked, then reactivated and
+                // assisted again): act on the status identity holds now, not the notice's.
+                let status = service
+                    .directory()
+                    .identity
+                    .clone()
+                    .get_principal(idp::GetPrincipalRequest {
+                        id: change.principal_id.clone(),
+                    })
+                    .await
+                    .map_or(change.status, |p| p.into_inner().status);
+                let active = status == idp::PrincipalStatus::Active as i32;
                 service
-                    .enforce_status(&change.principal_id, active, is_blocked(change.status))
+                    .enforce_status(&change.principal_id, active, is_blocked(status))
                     .await
             }
             _ => Ok(()),
