@@ -216,12 +216,6 @@ impl Watches {
         }
     }
 
-    /// How many watches `caller` (a token subject) holds open now.
-    pub fn open_by(&self, caller: &str) -> usize {
-        let open = self.open.lock().expect("watch slots poisoned");
-        open.get(caller).copied().unwrap_or(0)
-    }
-
     fn take_slot(&self, claims: &Claims) -> crate::Result<Slot> {
         let limit = if claims.is_service() {
             WATCHES_PER_SERVICE
@@ -303,11 +297,10 @@ impl Watches {
                                 }
                             }
                         }
-                        Notice::Gap => return Err(WatchEnd(interrupted())),
+                        Notice::Gap => return Err(interrupted()),
                     }
                 }
             };
-            let run = async { run.await.map_err(|e: WatchEnd| e.0) };
             let outcome = tokio::select! {
                 outcome = run => outcome,
                 _ = tokio::time::sleep(expires_in) => Err(tonic::Status::unauthenticated(
@@ -320,21 +313,6 @@ impl Watches {
             }
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
-    }
-}
-
-/// Why a watch ended early: a status for the client.
-struct WatchEnd(tonic::Status);
-
-impl From<crate::Error> for WatchEnd {
-    fn from(error: crate::Error) -> Self {
-        Self(error.into())
-    }
-}
-
-impl From<tonic::Status> for WatchEnd {
-    fn from(status: tonic::Status) -> Self {
-        Self(status)
     }
 }
 
