@@ -60,6 +60,15 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    start_on(listener, name, serve).await
+}
+
+/// [`start`] on a listener already bound (an address other services were given before it started).
+async fn start_on<F, Fut>(listener: tokio::net::TcpListener, name: &str, serve: F) -> Running
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = assist_runtime::shutdown::channel();
     let task = tokio::spawn(serve(listener, shutdown));
@@ -88,6 +97,10 @@ pub struct Platform {
     pub impersonation: Vec<Running>,
     /// Replicas of conversation routing, all on one database (one to start with).
     pub routing: Vec<Running>,
+    /// The first routing replica's address, known to impersonation-token before routing starts (it
+    /// asks routing about conversations); its listener is held until that replica starts.
+    routing_addr: SocketAddr,
+    routing_listener: Option<tokio::net::TcpListener>,
     pub admin: Signed,
     /// A service account for the tests' own service-side calls (CheckSession, RecordAction, …).
     pub service: (String, String),
@@ -220,12 +233,16 @@ impl Platform {
             ))
             .await
             .unwrap();
+        let routing_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let routing_addr = routing_listener.local_addr().unwrap();
         let mut platform = Self {
             backend,
             identity,
             agents,
             impersonation: Vec::new(),
             routing: Vec::new(),
+            routing_addr,
+            routing_listener: Some(routing_listener),
             admin,
             service,
             identity_kek,
@@ -251,11 +268,24 @@ impl Platform {
             format!("--database-url={}", self.dbs[3].url),
             format!("--identity-url={}", self.identity.url()),
             format!("--agent-directory-url={}", self.agents.url()),
+            // Load runs without impersonation replicas record no assist sessions.
+            format!(
+                "--impersonation-url={}",
+                self.impersonation
+                    .first()
+                    .map_or("http://127.0.0.1:9".to_owned(), Running::url)
+            ),
         ];
         args.extend(self.credentials("routing"));
         args.extend(flags.iter().map(|f| f.to_string()));
         let config = assist_routing::Config::try_parse_from(args).unwrap();
-        let running = start("routing", |l, s| assist_routing::serve(config, l, s)).await;
+        let serve = |l, s| assist_routing::serve(config, l, s);
+        // The first replica answers where impersonation-token was told routing is.
+        let running = match (self.routing.is_empty(), self.routing_listener.take()) {
+            (true, Some(listener)) => start_on(listener, "routing", serve).await,
+            (true, None) => start_at(self.routing_addr, "routing", serve).await,
+            (false, _) => start("routing", serve).await,
+        };
         self.routing.push(running);
         self.routing.len() - 1
     }
@@ -286,6 +316,7 @@ impl Platform {
             format!("--key-encryption-key={}", self.impersonation_kek),
             format!("--identity-url={}", self.identity.url()),
             format!("--agent-directory-url={}", self.agents.url()),
+            format!("--routing-url=http://{}", self.routing_addr),
         ];
         args.extend(self.credentials("impersonation-token"));
         args.extend(flags.iter().map(|f| f.to_string()));

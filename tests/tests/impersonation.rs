@@ -270,7 +270,8 @@ async fn the_capability_of_the_targets_realm_is_checked_at_the_call() {
         platform.grant(&none.id, Capability::AssistCustomers).await;
         start(&platform, &none, &customer.id).await.unwrap();
 
-        // A blocked agent with a still-valid access token is refused.
+        // A blocked agent's still-unexpired access token no longer counts: it is refused as a
+        // token of nobody active.
         platform
             .set_status(&storefront.id, idp::PrincipalStatus::Blocked)
             .await;
@@ -279,7 +280,7 @@ async fn the_capability_of_the_targets_realm_is_checked_at_the_call() {
                 .await
                 .unwrap_err()
                 .code(),
-            Code::PermissionDenied
+            Code::Unauthenticated
         );
         platform.stop().await;
     }
@@ -1138,4 +1139,83 @@ async fn batches_of_actions_are_appended_in_each_sessions_order_once_and_without
         }
         platform.stop().await;
     }
+}
+
+/// Admin rights at impersonation-token come from identity's current record of the caller, not the
+/// token: a demoted administrator's live token no longer lists every session, verifies chains or
+/// rotates keys, and a blocked one's is refused outright.
+#[tokio::test]
+async fn a_demoted_or_blocked_administrator_loses_admin_rights_at_once() {
+    let platform = Platform::start(TestBackend::Sqlite, 1, &[]).await;
+    let mut identity = platform.identity_client();
+    let second = identity
+        .create_back_office_user(authed(
+            &platform.admin.token,
+            idp::CreateBackOfficeUserRequest {
+                email: "second@example.com".into(),
+                full_name: "Second Admin".into(),
+                password: assist_tests::platform::PASSWORD.into(),
+                scopes: vec!["admin".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let token = identity
+        .login(idp::LoginRequest {
+            realm: idp::Realm::BackOffice as i32,
+            email: "second@example.com".into(),
+            password: assist_tests::platform::PASSWORD.into(),
+            client_address: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access
+        .unwrap()
+        .token;
+    let mut sessions = platform.impersonation_client(0);
+    // Another agent's sessions: an administrator's to read.
+    let agent_id = platform.admin.id.clone();
+    let list_all = || {
+        authed(
+            &token,
+            pb::ListSessionsRequest {
+                agent_id: agent_id.clone(),
+                ..Default::default()
+            },
+        )
+    };
+    sessions.list_sessions(list_all()).await.unwrap();
+    sessions
+        .rotate_signing_key(authed(&token, pb::RotateSigningKeyRequest {}))
+        .await
+        .unwrap();
+
+    identity
+        .update_principal(authed(
+            &platform.admin.token,
+            idp::UpdatePrincipalRequest {
+                id: second.id.clone(),
+                scopes: Some(idp::ScopeList { scopes: vec![] }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let refused = sessions
+        .rotate_signing_key(authed(&token, pb::RotateSigningKeyRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = sessions.list_sessions(list_all()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    platform
+        .set_status(&second.id, idp::PrincipalStatus::Blocked)
+        .await;
+    let refused = sessions.list_sessions(list_all()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    platform.stop().await;
 }

@@ -152,8 +152,22 @@ fn forgeries(base: &str, key: &IdentityKey) -> Vec<(&'static str, String)> {
         &payload,
         json!({ "scope": "admin back_office", "realm": "back_office" }),
     );
+    // RFC 8693 allows a chain of actors; this platform issues none, and a token carrying one is not
+    // a token it issued.
+    let nested_act = with(
+        &payload,
+        json!({ "act": {
+            "sub": payload["sub"],
+            "realm": "back_office",
+            "act": { "sub": "00000000-0000-0000-0000-000000000000", "realm": "back_office" },
+        } }),
+    );
     vec![
         ("alg none, empty signature", format!("{none_input}.")),
+        (
+            "nested act, signed with identity's key",
+            key.sign(&nested_act),
+        ),
         ("HS256 keyed with the public key bytes", hs_raw),
         ("HS256 keyed with the JWK x", hs_x),
         (

@@ -1277,3 +1277,144 @@ async fn open_watches_end_when_access_ends_and_each_caller_holds_a_bounded_numbe
         platform.stop().await;
     }
 }
+
+/// Starts an assist session by `agent` for `target`, labelled with `conversation`.
+async fn start_assist(
+    platform: &Platform,
+    agent: &Signed,
+    target: &str,
+    conversation: &str,
+) -> Result<String, tonic::Status> {
+    platform
+        .impersonation_client(0)
+        .start_assist(authed(
+            &agent.token,
+            assist_proto::impersonation::v1::StartAssistRequest {
+                target_id: target.to_owned(),
+                reason: "the customer asked in chat".into(),
+                conversation_id: conversation.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().session.unwrap().id)
+}
+
+async fn record(
+    routing: &mut RoutingClient<Channel>,
+    token: &str,
+    conversation: &str,
+    session: &str,
+) -> Result<rt::Conversation, tonic::Status> {
+    routing
+        .record_assist_session(authed(
+            token,
+            rt::RecordAssistSessionRequest {
+                conversation_id: conversation.to_owned(),
+                session_id: session.to_owned(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A conversation's history names only assist sessions that served it: the recording agent's own
+/// live session, for the conversation's customer, started for this conversation; and a session is
+/// started for a conversation only when it exists, is the agent's to read and is the target's.
+#[tokio::test]
+async fn assist_sessions_and_conversations_are_linked_only_where_they_belong() {
+    let platform = Platform::start(TestBackend::Sqlite, 1, &[]).await;
+    let ann = platform
+        .console_member("ann@example.com", dir::Role::Agent, 5)
+        .await;
+    let bob = platform
+        .console_member("bob@example.com", dir::Role::Agent, 5)
+        .await;
+    platform.presence(&bob.token, dir::Presence::Away).await;
+    let casey = platform.customer("casey@example.com").await;
+    let olga = platform.customer("olga@example.com").await;
+    let mut routing = platform.routing_client(0);
+    let conversation = create(&mut routing, &casey.token, "Parcel").await;
+    let id = assigned(&routing, &casey.token, &conversation.id).await.id;
+    let other = create(&mut routing, &olga.token, "Refund").await.id;
+    // Routed to Ann too (Bob is away): Ann may read it, but it is Olga's.
+    let other = assigned(&routing, &olga.token, &other).await.id;
+    let before = history(&mut routing, &ann.token, &id).await.len();
+
+    // StartAssist: another customer's conversation, one Bob may not read, and one that does not
+    // exist are refused, and no session is started.
+    let error = start_assist(&platform, &ann, &casey.id, &other)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    let error = start_assist(&platform, &bob, &casey.id, &id)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied, "{error:?}");
+    let error = start_assist(
+        &platform,
+        &ann,
+        &casey.id,
+        "01890000-0000-7000-8000-00000000000c",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    let sessions = platform
+        .impersonation_client(0)
+        .list_sessions(authed(
+            &platform.admin.token,
+            assist_proto::impersonation::v1::ListSessionsRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    assert!(sessions.is_empty(), "{sessions:?}");
+
+    // Bob's session, a session for another customer, one for another conversation, an unknown id
+    // and an ended session are all refused.
+    let bobs = start_assist(&platform, &bob, &casey.id, "").await.unwrap();
+    let error = record(&mut routing, &ann.token, &id, &bobs)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied, "{error:?}");
+    let for_olga = start_assist(&platform, &ann, &olga.id, "").await.unwrap();
+    let error = record(&mut routing, &ann.token, &id, &for_olga)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    let unknown = "01890000-0000-7000-8000-000000000000";
+    let error = record(&mut routing, &ann.token, &id, unknown)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    let ended = start_assist(&platform, &ann, &casey.id, &id).await.unwrap();
+    platform
+        .impersonation_client(0)
+        .end_assist(authed(
+            &ann.token,
+            assist_proto::impersonation::v1::EndAssistRequest {
+                session_id: ended.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let error = record(&mut routing, &ann.token, &id, &ended)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    assert_eq!(
+        history(&mut routing, &ann.token, &id).await.len(),
+        before,
+        "nothing recorded"
+    );
+
+    // Ann's own live session for Casey, started for this conversation, is recorded.
+    let own = start_assist(&platform, &ann, &casey.id, &id).await.unwrap();
+    record(&mut routing, &ann.token, &id, &own).await.unwrap();
+    let events = history(&mut routing, &ann.token, &id).await;
+    assert_eq!(events.len(), before + 1);
+    assert_eq!(events.last().unwrap().session_id, own);
+    platform.stop().await;
+}

@@ -137,6 +137,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "--agent-directory-url=http://{}",
                 args.agent_directory_listen
             ),
+            format!("--routing-url=http://{}", args.routing_listen),
         ]
         .into_iter()
         .chain(credentials("impersonation-token")),
@@ -151,6 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "--agent-directory-url=http://{}",
                 args.agent_directory_listen
             ),
+            format!("--impersonation-url=http://{}", args.impersonation_listen),
             format!("--offline-grace-secs={}", args.offline_grace_secs),
         ]
         .into_iter()

@@ -51,6 +51,12 @@ impl Api {
             .ok_or_else(|| Status::unavailable("identity is starting"))
     }
 
+    /// The verified caller as its principal stands now ([`Identity::as_it_is_now`]).
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Claims, Status> {
+        let claims = caller(request)?;
+        Ok(self.identity()?.as_it_is_now((*claims).clone()).await?)
+    }
+
     fn identity_arc(&self) -> Result<Arc<Identity>, Status> {
         self.identity
             .get()
@@ -263,8 +269,14 @@ impl pb::identity_server::Identity for Api {
             .remote_addr()
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
-        let trusted = optional_caller(&request)
-            .is_some_and(|c| c.service_may(assist_runtime::auth::permission::SIGNIN_RELAY));
+        let trusted = match optional_caller(&request) {
+            Some(claims) => self
+                .identity()?
+                .as_it_is_now((*claims).clone())
+                .await
+                .is_ok_and(|c| c.service_may(assist_runtime::auth::permission::SIGNIN_RELAY)),
+            None => false,
+        };
         let req = request.into_inner();
         // Only a service (the gateway) may say whose address a sign-in comes from; anyone else could
         // otherwise dodge the per-address throttle by naming a new address on every try.
@@ -303,7 +315,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::RevokeAllRefreshTokensRequest>,
     ) -> Reply<pb::RevokeAllRefreshTokensResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let revoked = self
             .identity()?
             .revoke_all_refresh_tokens(actor(&claims), &request.into_inner().principal_id)
@@ -335,7 +347,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::RotateSigningKeyRequest>,
     ) -> Reply<pb::RotateSigningKeyResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let kid = self.identity()?.rotate_signing_key(actor(&claims)).await?;
         ok(pb::RotateSigningKeyResponse { kid })
     }
@@ -344,7 +356,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::CreateBackOfficeUserRequest>,
     ) -> Reply<pb::Principal> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let input = PrincipalInput {
             email: req.email,
@@ -365,7 +377,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> Reply<pb::Principal> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let input = PrincipalInput {
             customer_reference: req.customer_reference,
@@ -386,7 +398,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::CreateMerchantUserRequest>,
     ) -> Reply<pb::Principal> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let input = PrincipalInput {
             merchant_id: req.merchant_id,
@@ -409,7 +421,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::CreateServiceAccountRequest>,
     ) -> Reply<pb::CreateServiceAccountResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let (principal, client_secret) = self
             .identity()?
@@ -425,7 +437,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::UpdatePrincipalRequest>,
     ) -> Reply<pb::Principal> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let update = PrincipalUpdate {
             email: req.email,
@@ -447,7 +459,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::GetPrincipalRequest>,
     ) -> Reply<pb::Principal> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let principal = self
             .identity()?
             .get_principal(actor(&claims), &request.into_inner().id)
@@ -459,7 +471,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::ListPrincipalsRequest>,
     ) -> Reply<pb::ListPrincipalsResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let realm = realm_of(req.realm, "realm")?;
         let status = status_of(req.status, "status")?;
@@ -478,7 +490,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::SetPrincipalStatusRequest>,
     ) -> Reply<pb::Principal> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let status = status_of(req.status, "status")?
             .ok_or_else(|| Error::invalid("status", "must be set"))?;
@@ -493,7 +505,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::SetPasswordRequest>,
     ) -> Reply<pb::SetPasswordResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         self.identity()?
             .set_password(actor(&claims), &req.id, &req.password)
@@ -505,7 +517,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::IssueOneTimeTokenRequest>,
     ) -> Reply<pb::IssueOneTimeTokenResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let purpose = purpose_of(req.purpose)?;
         let (outbox_id, expires_at_us) = self
@@ -537,7 +549,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::ListOutboxRequest>,
     ) -> Reply<pb::ListOutboxResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let page = Page::from_request(req.page)?;
         let paged = self
@@ -554,7 +566,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::SearchCustomersRequest>,
     ) -> Reply<pb::SearchCustomersResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let page = Page::from_request(req.page)?;
         let paged = self
@@ -579,7 +591,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::WatchPrincipalChangesRequest>,
     ) -> Reply<Self::WatchPrincipalChangesStream> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let identity = self.identity_arc()?;
         let notifier = identity.principal_changes(actor(&claims))?.clone();
         let subscribed = pb::PrincipalChange {
@@ -592,7 +604,10 @@ impl pb::identity_server::Identity for Api {
             &claims,
             move || {
                 let (identity, claims) = checked.clone();
-                async move { identity.principal_changes(actor(&claims)).map(|_| ()) }
+                async move {
+                    let claims = identity.as_it_is_now(claims).await?;
+                    identity.principal_changes(actor(&claims)).map(|_| ())
+                }
             },
             move || async move { Ok(vec![subscribed]) },
             move |id: String| {
@@ -617,7 +632,7 @@ impl pb::identity_server::Identity for Api {
         &self,
         request: Request<pb::SearchMerchantUsersRequest>,
     ) -> Reply<pb::SearchMerchantUsersResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let page = Page::from_request(req.page)?;
         let status = status_of(req.status, "status")?;

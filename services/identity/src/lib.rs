@@ -194,6 +194,7 @@ impl Config {
                 block,
             },
             customer_reference_prefix: self.customer_reference_prefix.clone(),
+            mail_relay: self.smtp_url.is_some(),
             ..Settings::default()
         };
         let server = ServerSettings {

@@ -38,6 +38,9 @@ pub struct Settings {
     pub account_throttle: ThrottlePolicy,
     pub address_throttle: ThrottlePolicy,
     pub customer_reference_prefix: String,
+    /// Mail is delivered over SMTP. Without a relay, the administrator who lists the outbox is the
+    /// one who hands a link over, and listing it drops the link from the store.
+    pub mail_relay: bool,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             account_throttle: ThrottlePolicy::default(),
             address_throttle: ThrottlePolicy::default(),
             customer_reference_prefix: "DE--".into(),
+            mail_relay: false,
         }
     }
 }
@@ -753,6 +757,23 @@ impl Identity {
         self.get(&id).await
     }
 
+    /// A caller's claims as the principal stands now: the token's subject must still exist, be
+    /// active and hold the token's realm, and the token keeps only the scopes the principal still
+    /// holds. So a blocked, removed or demoted user loses every right at once, not when the token
+    /// expires (docs/security.md, "Rights from current state").
+    pub async fn as_it_is_now(&self, claims: Claims) -> Result<Claims> {
+        match self.store.get_principal(&claims.sub).await? {
+            Some(principal)
+                if principal.status == Status::Active && principal.realm() == claims.realm =>
+            {
+                Ok(claims.limited_to(&principal.scope))
+            }
+            _ => Err(Error::unauthenticated(
+                "the token's principal is no longer active",
+            )),
+        }
+    }
+
     async fn get(&self, id: &str) -> Result<Principal> {
         let id = validate::id("id", id)?.to_string();
         self.store
@@ -960,7 +981,26 @@ impl Identity {
             "" => None,
             r => Some(validate::email("recipient", r)?),
         };
-        self.store.list_outbox(recipient.as_deref(), page).await
+        let mut listed = self.store.list_outbox(recipient.as_deref(), page).await?;
+        let held: Vec<&str> = listed
+            .items
+            .iter()
+            .filter(|m| m.sent_at.is_none())
+            .map(|m| m.id.as_str())
+            .collect();
+        if held.is_empty() {
+            return Ok(listed);
+        }
+        if self.settings.mail_relay {
+            // The relay delivers it; nobody else sees the link.
+            for message in listed.items.iter_mut().filter(|m| m.sent_at.is_none()) {
+                message.body =
+                    "(waiting for delivery over SMTP; the link is shown to nobody)".into();
+            }
+        } else {
+            self.store.hand_over_mail(&held, now_us()).await?;
+        }
+        Ok(listed)
     }
 
     // ---- search ----

@@ -614,6 +614,117 @@ async fn realms_and_scopes_decide_what_a_caller_may_do() {
     server.stop().await;
 }
 
+/// Rights come from the principal as it is now, not from the token: a demoted administrator's live
+/// token no longer administers, and a blocked one's no longer reads (docs/security.md, "Rights from
+/// current state").
+#[tokio::test]
+async fn a_demoted_or_blocked_administrator_loses_rights_at_once() {
+    for server in servers().await {
+        let root = server.admin_token().await;
+        let mut client = server.client.clone();
+        let second = client
+            .create_back_office_user(authed(
+                &root,
+                pb::CreateBackOfficeUserRequest {
+                    email: "second@example.com".into(),
+                    full_name: "Second Admin".into(),
+                    password: PASSWORD.into(),
+                    scopes: vec!["admin".into()],
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let token = server
+            .login(pb::Realm::BackOffice, "second@example.com", PASSWORD)
+            .await
+            .unwrap()
+            .access
+            .unwrap()
+            .token;
+        let make_admin = |email: &str| pb::CreateBackOfficeUserRequest {
+            email: email.into(),
+            full_name: "New Admin".into(),
+            password: PASSWORD.into(),
+            scopes: vec!["admin".into()],
+            ..Default::default()
+        };
+        client
+            .create_back_office_user(authed(&token, make_admin("third@example.com")))
+            .await
+            .expect("an administrator creates administrators");
+
+        // Demoted: the same token, still unexpired, no longer carries the admin right.
+        client
+            .update_principal(authed(
+                &root,
+                pb::UpdatePrincipalRequest {
+                    id: second.id.clone(),
+                    scopes: Some(pb::ScopeList { scopes: vec![] }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+        let refused = client
+            .create_back_office_user(authed(&token, make_admin("fourth@example.com")))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        let refused = client
+            .list_principals(authed(
+                &token,
+                pb::ListPrincipalsRequest {
+                    realm: pb::Realm::BackOffice as i32,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        // A back-office user may still read itself.
+        client
+            .get_principal(authed(
+                &token,
+                pb::GetPrincipalRequest {
+                    id: second.id.clone(),
+                },
+            ))
+            .await
+            .unwrap();
+
+        // Blocked: the token reads nothing at all, itself included.
+        client
+            .set_principal_status(authed(
+                &root,
+                pb::SetPrincipalStatusRequest {
+                    id: second.id.clone(),
+                    status: pb::PrincipalStatus::Blocked as i32,
+                },
+            ))
+            .await
+            .unwrap();
+        let refused = client
+            .get_principal(authed(&token, pb::GetPrincipalRequest { id: second.id }))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        let refused = client
+            .search_customers(authed(
+                &token,
+                pb::SearchCustomersRequest {
+                    query: "ann".into(),
+                    page: None,
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        server.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_that_names_the_field() {
     let server = Server::start(TestDb::sqlite()).await;
@@ -805,6 +916,26 @@ async fn invitation_and_password_reset_links_work_once() {
             mail.body
         );
         let token = token_from_mail(&mail.body);
+        // Without an SMTP relay, listing hands the link to the administrator: it is no longer
+        // stored, so a second listing (or anyone reading the database) does not find it.
+        let again = client
+            .list_outbox(authed(
+                &admin,
+                pb::ListOutboxRequest {
+                    recipient: "new.agent@example.com".into(),
+                    page: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.messages.len(), 1);
+        assert!(
+            !again.messages[0].body.contains("token="),
+            "{:?}",
+            again.messages[0]
+        );
+        assert!(again.messages[0].sent_at_us > 0, "marked handed over");
 
         let redeemed = client
             .redeem_one_time_token(pb::RedeemOneTimeTokenRequest {

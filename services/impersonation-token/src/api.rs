@@ -49,6 +49,17 @@ impl Api {
     }
 }
 
+impl Api {
+    /// The verified caller as identity sees it now ([`crate::directory::Directory::as_it_is_now`]).
+    async fn caller<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<assist_runtime::auth::Claims, Status> {
+        let claims = caller(request)?;
+        Ok(self.service()?.directory().as_it_is_now(&claims).await?)
+    }
+}
+
 type Reply<T> = Result<Response<T>, Status>;
 
 fn ok<T>(value: T) -> Reply<T> {
@@ -159,7 +170,14 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::StartAssistRequest>,
     ) -> Reply<pb::StartAssistResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
+        // The agent's own token, to ask routing about the conversation with the agent's rights.
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let req = request.into_inner();
         if !(req.requested_token_type.is_empty() || req.requested_token_type == JWT_TOKEN_TYPE) {
             return Err(Error::invalid(
@@ -170,7 +188,13 @@ impl pb::impersonation_server::Impersonation for Api {
         }
         let started = self
             .service()?
-            .start_assist(&claims, &req.target_id, &req.reason, &req.conversation_id)
+            .start_assist(
+                &claims,
+                &bearer,
+                &req.target_id,
+                &req.reason,
+                &req.conversation_id,
+            )
             .await?;
         let expires_at_us = started.session.expires_at_us;
         ok(pb::StartAssistResponse {
@@ -185,7 +209,7 @@ impl pb::impersonation_server::Impersonation for Api {
     }
 
     async fn end_assist(&self, request: Request<pb::EndAssistRequest>) -> Reply<pb::AssistSession> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let session = self
             .service()?
             .end_assist(&claims, &request.into_inner().session_id)
@@ -197,7 +221,7 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::CheckSessionRequest>,
     ) -> Reply<pb::CheckSessionResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let session = self
             .service()?
             .check_session(&claims, &request.into_inner().session_id)
@@ -220,7 +244,7 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::WatchRevocationsRequest>,
     ) -> Reply<Self::WatchRevocationsStream> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let service = self.service()?;
         service.may_watch(&claims)?;
         let subscribed = pb::RevocationEvent {
@@ -254,7 +278,7 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::RecordActionRequest>,
     ) -> Reply<pb::RecordActionResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let (session_id, action) = new_action(request.into_inner());
         let index = self
             .service()?
@@ -267,7 +291,7 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::RecordActionsRequest>,
     ) -> Reply<pb::RecordActionsResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let actions = request
             .into_inner()
             .actions
@@ -295,7 +319,7 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::ListSessionsRequest>,
     ) -> Reply<pb::ListSessionsResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let page = Page::from_request(req.page)?;
         let filter = SessionFilter {
@@ -317,7 +341,7 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Reply<pb::GetSessionResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let req = request.into_inner();
         let page = Page::from_request(req.actions)?;
         let (session, actions) = self
@@ -341,7 +365,7 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::VerifyAuditChainRequest>,
     ) -> Reply<pb::VerifyAuditChainResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let verdict = self
             .service()?
             .verify_audit_chain(&claims, &request.into_inner().session_id)
@@ -369,7 +393,7 @@ impl pb::impersonation_server::Impersonation for Api {
         &self,
         request: Request<pb::RotateSigningKeyRequest>,
     ) -> Reply<pb::RotateSigningKeyResponse> {
-        let claims = caller(&request)?;
+        let claims = self.caller(&request).await?;
         let kid = self.service()?.rotate_signing_key(&claims).await?;
         ok(pb::RotateSigningKeyResponse { kid })
     }

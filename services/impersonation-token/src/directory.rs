@@ -5,6 +5,9 @@ use assist_proto::agentdirectory::v1 as dir;
 use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClient;
 use assist_proto::identity::v1 as idp;
 use assist_proto::identity::v1::identity_client::IdentityClient;
+use assist_proto::routing::v1 as rt;
+use assist_proto::routing::v1::routing_client::RoutingClient;
+use assist_runtime::auth::{Claims, Realm};
 use assist_runtime::client::Outgoing;
 use assist_runtime::{Error, Result};
 use tonic::codegen::InterceptedService;
@@ -17,11 +20,15 @@ use crate::domain::{AgentFacts, TargetFacts, TargetRealm};
 pub type Identity = IdentityClient<InterceptedService<Channel, Outgoing>>;
 pub type Agents = AgentDirectoryClient<InterceptedService<Channel, Outgoing>>;
 
-/// The two services the rules consult.
+/// Conversation routing, called with the agent's own token (never this service's).
+pub type Routing = RoutingClient<Channel>;
+
+/// The services the rules consult.
 #[derive(Clone)]
 pub struct Directory {
     pub identity: Identity,
     pub agents: Agents,
+    pub routing: Routing,
 }
 
 fn unavailable(service: &str, status: Status) -> Error {
@@ -58,6 +65,64 @@ impl Directory {
                 .is_some_and(|p| p.status == idp::PrincipalStatus::Active as i32),
             capabilities,
         })
+    }
+
+    /// A back-office caller's claims as identity sees the principal now: refused once the principal
+    /// is no longer active, and keeping only the scopes it still holds (so a demoted or removed
+    /// administrator loses admin rights at once). Service and impersonation tokens pass unchanged:
+    /// the first are short-lived and issued per account, the second are checked against their session.
+    pub async fn as_it_is_now(&self, claims: &Claims) -> Result<Claims> {
+        if claims.realm != Realm::BackOffice || claims.is_delegated() {
+            return Ok(claims.clone());
+        }
+        let principal = self
+            .identity
+            .clone()
+            .get_principal(idp::GetPrincipalRequest {
+                id: claims.sub.clone(),
+            })
+            .await;
+        match principal {
+            Ok(p) => {
+                let p = p.into_inner();
+                if p.status == idp::PrincipalStatus::Active as i32
+                    && p.realm == idp::Realm::BackOffice as i32
+                {
+                    Ok(claims.clone().limited_to(&p.scope))
+                } else {
+                    Err(Error::unauthenticated("the caller is no longer active"))
+                }
+            }
+            Err(status) if status.code() == Code::NotFound => {
+                Err(Error::unauthenticated("the caller is no longer active"))
+            }
+            Err(status) => Err(unavailable("identity", status)),
+        }
+    }
+
+    /// The customer of conversation `id` when the agent whose bearer token is `bearer` may read it:
+    /// routing decides with the agent's own rights. `INVALID_ARGUMENT` when there is no such
+    /// conversation, `PERMISSION_DENIED` when it is not the agent's to read.
+    pub async fn conversation_customer(&self, bearer: &str, id: &str) -> Result<String> {
+        let mut request = tonic::Request::new(rt::GetConversationRequest {
+            conversation_id: id.to_owned(),
+        });
+        let value = bearer
+            .parse()
+            .map_err(|_| Error::unauthenticated("malformed authorization header"))?;
+        request.metadata_mut().insert("authorization", value);
+        match self.routing.clone().get_conversation(request).await {
+            Ok(reply) => Ok(reply.into_inner().customer_id),
+            Err(status) => Err(match status.code() {
+                Code::NotFound | Code::InvalidArgument => {
+                    Error::invalid("conversation_id", "no such conversation")
+                }
+                Code::PermissionDenied | Code::Unauthenticated => {
+                    Error::denied("the conversation is not the agent's to read")
+                }
+                _ => unavailable("conversation routing", status),
+            }),
+        }
     }
 
     /// The target as identity sees it now; `NOT_FOUND` when there is no such principal.

@@ -17,6 +17,7 @@ use std::time::Duration;
 use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClient;
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_proto::impersonation::v1::impersonation_server::ImpersonationServer;
+use assist_proto::routing::v1::routing_client::RoutingClient;
 use assist_runtime::auth::{
     AuthPolicy, Delegated, IdentityJwks, KeySource, PublicKey, TokenVerifier, TrustedIssuer,
 };
@@ -101,6 +102,14 @@ pub struct Config {
         default_value = "http://127.0.0.1:50052"
     )]
     pub agent_directory_url: String,
+    /// Conversation routing, asked (with the agent's own token) whether the conversation an assist
+    /// session is started for exists, is the agent's to read and belongs to the target.
+    #[arg(
+        long,
+        env = "ASSIST_IMPERSONATION_ROUTING_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub routing_url: String,
     /// The service account this service calls identity and agent-directory with.
     #[arg(long, env = "ASSIST_IMPERSONATION_CLIENT_ID")]
     pub client_id: String,
@@ -156,6 +165,7 @@ impl Config {
             &self.agent_directory_url,
             "ASSIST_IMPERSONATION_AGENT_DIRECTORY_URL",
         )?;
+        http_url(&self.routing_url, "ASSIST_IMPERSONATION_ROUTING_URL")?;
         if self.client_id.is_empty() || self.client_secret.is_empty() {
             return Err(ConfigError::new(
                 "ASSIST_IMPERSONATION_CLIENT_ID",
@@ -258,9 +268,13 @@ pub async fn open(
             channel(&config.agent_directory_url, timeout)?,
             outgoing,
         ),
+        routing: RoutingClient::new(channel(&config.routing_url, timeout)?),
     };
     Ok(Impersonation::new(
-        Store::new(db),
+        Store::new(
+            db,
+            std::sync::Arc::new(crate::domain::audit::AuditKeys::new(&checked.kek)),
+        ),
         checked.settings.clone(),
         checked.kek.clone(),
         directory,

@@ -110,6 +110,7 @@ impl Impersonation {
         directory: Directory,
     ) -> Result<Self> {
         let keys = KeyRing::load(store.database(), kek).await?;
+        store.audit().use_key(&keys.active().kid);
         Ok(Self {
             store,
             settings,
@@ -135,6 +136,7 @@ impl Impersonation {
     pub async fn start_assist(
         &self,
         caller: &Claims,
+        bearer: &str,
         target_id: &str,
         reason: &str,
         conversation_id: &str,
@@ -163,6 +165,18 @@ impl Impersonation {
         );
         let (agent, target) = (agent?, target?);
         let target_realm = check_start(&agent, &target)?;
+        if !conversation_id.is_empty() {
+            let customer = self
+                .directory
+                .conversation_customer(bearer, &conversation_id)
+                .await?;
+            if customer != target_id {
+                return Err(Error::invalid(
+                    "conversation_id",
+                    "the conversation is not the target's",
+                ));
+            }
+        }
 
         let now = now_us();
         let (expires_at_us, idle_expires_at_us) = self.settings.limits.deadlines(now, now);
@@ -522,7 +536,7 @@ impl Impersonation {
         KeyTable(self.store.database())
             .rotate(&stored, now, publish_until)
             .await?;
-        self.keys.reload(self.store.database()).await?;
+        self.reload_keys().await?;
         tracing::info!(kid = %stored.kid, "impersonation signing key rotated");
         Ok(stored.kid)
     }
@@ -542,7 +556,14 @@ impl Impersonation {
         KeyTable(self.store.database())
             .delete_unpublished(now)
             .await?;
-        self.keys.reload(self.store.database()).await
+        self.reload_keys().await
+    }
+
+    /// Reloads the signing keys; new audit entries are keyed with the active one's audit key.
+    async fn reload_keys(&self) -> Result<()> {
+        self.keys.reload(self.store.database()).await?;
+        self.store.audit().use_key(&self.keys.active().kid);
+        Ok(())
     }
 }
 

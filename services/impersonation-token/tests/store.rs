@@ -1,12 +1,14 @@
 //! Store conformance: every scenario runs on SQLite and, when configured, on PostgreSQL.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use assist_impersonation_token::domain::audit::Verdict;
+use assist_impersonation_token::domain::audit::{AuditKeys, Verdict};
 use assist_impersonation_token::domain::{EndReason, NewSession, TargetRealm};
 use assist_impersonation_token::store::{
     MIGRATIONS, NewAction, Recorded, Selection, SessionFilter, Store,
 };
+use assist_runtime::keys::KeyEncryptionKey;
 use assist_runtime::notify::Notice;
 use assist_runtime::testing::TestDb;
 use assist_runtime::time::now_us;
@@ -15,7 +17,8 @@ use assist_runtime::validate::Page;
 const HOUR: i64 = 3_600_000_000;
 
 async fn store(db: &TestDb) -> Store {
-    Store::new(db.open(&MIGRATIONS).await)
+    let kek = KeyEncryptionKey::from_base64(&KeyEncryptionKey::generate_base64().unwrap()).unwrap();
+    Store::new(db.open(&MIGRATIONS).await, Arc::new(AuditKeys::new(&kek)))
 }
 
 fn session(agent: &str, target: &str, realm: TargetRealm) -> NewSession {
@@ -306,6 +309,123 @@ async fn actions_form_a_chain_that_detects_tampering() {
             intact => panic!("a deleted row went unnoticed: {intact:?}"),
         }
     }
+}
+
+/// Someone with write access to the database but not the key: an entry hashed the way anyone can
+/// (plain SHA-256, the old unkeyed chain), a tail cut off with the head and count rewound to match,
+/// and a session's chain moved onto another session are all found. The seal in the session row is what
+/// names the head; it moves on with every append.
+#[tokio::test]
+async fn forged_entries_and_rewound_heads_are_found_without_the_audit_key() {
+    use sha2::{Digest, Sha256};
+    for db in TestDb::all().await {
+        let store = store(&db).await;
+        let new = session("a1", "c1", TargetRealm::Customer);
+        store.start(&new).await.unwrap();
+        for i in 1..=3 {
+            store
+                .record_action(&new.id, &action(&format!("/carts/{i}")), now_us(), HOUR)
+                .await
+                .unwrap();
+        }
+        let stored = store.get(&new.id).await.unwrap().unwrap();
+        assert_eq!(
+            store.verify_chain(&stored).await.unwrap(),
+            Verdict::Intact { checked: 3 },
+            "{}",
+            db.backend
+        );
+        let pool = &store.database().pool;
+        let (head_2, key_id): (String, String) = sqlx::query_as(
+            "SELECT hash, key_id FROM assist_actions WHERE session_id = $1 AND idx = 2",
+        )
+        .bind(&new.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+
+        // The third entry replaced by a forged one, linked and counted as the service would, with
+        // an unkeyed hash.
+        let forged = hex(&Sha256::digest(format!("{head_2}/nothing-to-see")));
+        sqlx::query(
+            "UPDATE assist_actions SET target = '/nothing-to-see', hash = $2 \
+             WHERE session_id = $1 AND idx = 3",
+        )
+        .bind(&new.id)
+        .bind(&forged)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE assist_sessions SET audit_head = $2 WHERE id = $1")
+            .bind(&new.id)
+            .bind(&forged)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                store.verify_chain(&stored).await.unwrap(),
+                Verdict::Broken {
+                    at_index: 3,
+                    problem: "hash mismatch",
+                    ..
+                }
+            ),
+            "{}: a forged entry went unnoticed",
+            db.backend
+        );
+
+        // The tail cut off, head and count rewound: every entry left is genuine, the seal is not.
+        sqlx::query("DELETE FROM assist_actions WHERE session_id = $1 AND idx = 3")
+            .bind(&new.id)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE assist_sessions SET audit_head = $2, action_count = 2 WHERE id = $1")
+            .bind(&new.id)
+            .bind(&head_2)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.verify_chain(&stored).await.unwrap(),
+            Verdict::Broken {
+                checked: 2,
+                at_index: 0,
+                problem: "the session's seal does not match its chain",
+            },
+            "{}: a rewound head went unnoticed",
+            db.backend
+        );
+        // Nor does a seal of another state of the chain help.
+        let other = session("a2", "c2", TargetRealm::Customer);
+        store.start(&other).await.unwrap();
+        let (other_seal,): (String,) =
+            sqlx::query_as("SELECT audit_seal FROM assist_sessions WHERE id = $1")
+                .bind(&other.id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        sqlx::query("UPDATE assist_sessions SET audit_seal = $2 WHERE id = $1")
+            .bind(&new.id)
+            .bind(&other_seal)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                store.verify_chain(&stored).await.unwrap(),
+                Verdict::Broken { at_index: 0, .. }
+            ),
+            "{}",
+            db.backend
+        );
+        assert!(!key_id.is_empty(), "entries name their audit key");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClient;
 use assist_proto::identity::v1::identity_client::IdentityClient;
+use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
 use assist_proto::routing::v1::routing_server::RoutingServer;
 use assist_runtime::auth::{AuthPolicy, IdentityJwks, TokenVerifier, TrustedIssuer};
 use assist_runtime::client::{Outgoing, ServiceToken, channel};
@@ -46,6 +47,10 @@ use crate::store::Store;
 
 /// Agent-directory as routing calls it, with its service token.
 pub type Agents = AgentDirectoryClient<InterceptedService<Channel, Outgoing>>;
+
+/// Impersonation-token as routing calls it (`GetSession`, to check a recorded assist session), with
+/// its service token.
+pub type Sessions = ImpersonationClient<InterceptedService<Channel, Outgoing>>;
 
 /// Configuration of the routing service, from flags or `ASSIST_ROUTING_*` variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -79,6 +84,14 @@ pub struct Config {
         default_value = "http://127.0.0.1:50052"
     )]
     pub agent_directory_url: String,
+    /// The impersonation-token service, asked whether an assist session recorded in a conversation is
+    /// the caller's own and serves the conversation's customer.
+    #[arg(
+        long,
+        env = "ASSIST_ROUTING_IMPERSONATION_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub impersonation_url: String,
     /// The service account this service calls as.
     #[arg(
         long,
@@ -145,6 +158,7 @@ impl Config {
             &self.agent_directory_url,
             "ASSIST_ROUTING_AGENT_DIRECTORY_URL",
         )?;
+        http_url(&self.impersonation_url, "ASSIST_ROUTING_IMPERSONATION_URL")?;
         for (value, variable) in [
             (&self.client_id, "ASSIST_ROUTING_CLIENT_ID"),
             (&self.client_secret, "ASSIST_ROUTING_CLIENT_SECRET"),
@@ -270,6 +284,20 @@ async fn start(
             return;
         }
     };
+    let sessions_channel = match channel(&config.impersonation_url, checked.server.request_timeout)
+    {
+        Ok(channel) => channel,
+        Err(error) => {
+            tracing::error!(error = %error, "impersonation URL unusable");
+            return;
+        }
+    };
+    let sessions = ImpersonationClient::with_interceptor(
+        sessions_channel,
+        Outgoing {
+            token: Some(token.clone()),
+        },
+    );
     let agents =
         AgentDirectoryClient::with_interceptor(agents_channel, Outgoing { token: Some(token) });
     let roster = Arc::new(Roster::default());
@@ -282,7 +310,12 @@ async fn start(
             _ = waiting.wait_for(|s| *s) => return,
         }
     }
-    let _ = cell.set(Arc::new(Routing::new(store, roster, engine.clone())));
+    let _ = cell.set(Arc::new(Routing::new(
+        store,
+        roster,
+        engine.clone(),
+        sessions,
+    )));
     if !*shutdown.borrow() {
         health.serving().await;
         tracing::info!("conversation routing serving");

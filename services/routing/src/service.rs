@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use assist_proto::agentdirectory::v1 as dir;
+use assist_proto::impersonation::v1 as imp;
 use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm, permission};
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{self, Page, Paged};
 use assist_runtime::{Error, Result};
 
+use crate::Sessions;
 use crate::domain::{
     AuthorKind, Channel, Conversation, Event, EventKind, Message, NewConversation, Priority,
     Status, message_body, status_change,
@@ -110,14 +112,48 @@ pub struct Routing {
     store: Store,
     roster: Arc<Roster>,
     engine: Arc<Engine>,
+    sessions: Sessions,
 }
 
 impl Routing {
-    pub fn new(store: Store, roster: Arc<Roster>, engine: Arc<Engine>) -> Self {
+    pub fn new(store: Store, roster: Arc<Roster>, engine: Arc<Engine>, sessions: Sessions) -> Self {
         Self {
             store,
             roster,
             engine,
+            sessions,
+        }
+    }
+
+    /// The assist session `session_id` as impersonation-token holds it now.
+    async fn assist_session(&self, session_id: &str) -> Result<imp::AssistSession> {
+        let reply = self
+            .sessions
+            .clone()
+            .get_session(imp::GetSessionRequest {
+                session_id: session_id.to_owned(),
+                actions: Some(assist_proto::common::v1::PageRequest {
+                    limit: 1,
+                    offset: 0,
+                }),
+            })
+            .await;
+        match reply {
+            Ok(reply) => reply.into_inner().session.ok_or_else(|| {
+                Error::Unavailable("impersonation-token answered no session".into())
+            }),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                Err(Error::invalid("session_id", "no such assist session"))
+            }
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                Err(Error::invalid("session_id", "must be an assist session id"))
+            }
+            Err(status) => {
+                tracing::warn!(error = %status.message(), "impersonation-token GetSession failed");
+                Err(Error::Unavailable(
+                    "impersonation-token is unavailable".into(),
+                ))
+            }
         }
     }
 
@@ -483,14 +519,40 @@ impl Routing {
     ) -> Result<Conversation> {
         let id = conversation_id(id)?;
         let session_id = validate::required("session_id", session_id, SESSION_ID_MAX)?;
+        if caller.role == Role::Customer {
+            return Err(Error::denied("customers do not start assist sessions"));
+        }
+        let session = self.assist_session(&session_id).await?;
         let now = now_us();
         let changed = self
             .store
             .change(&id, now, |conversation| {
-                if caller.role == Role::Customer {
-                    return Err(Error::denied("customers do not start assist sessions"));
-                }
                 caller.may_read(conversation)?;
+                // Only the caller's own live session for this conversation's customer, started for
+                // this conversation: the history never names a session that did not serve it.
+                if session.agent_id != caller.id {
+                    return Err(Error::denied("the assist session is another agent's"));
+                }
+                if session.target_id != conversation.customer_id
+                    || session.target_realm != imp::TargetRealm::Customer as i32
+                {
+                    return Err(Error::invalid(
+                        "session_id",
+                        "the assist session is not for this conversation's customer",
+                    ));
+                }
+                if !session.conversation_id.is_empty() && session.conversation_id != conversation.id
+                {
+                    return Err(Error::invalid(
+                        "session_id",
+                        "the assist session was started for another conversation",
+                    ));
+                }
+                if !session.active {
+                    return Err(Error::FailedPrecondition(
+                        "the assist session has ended".into(),
+                    ));
+                }
                 if conversation.status == Status::Closed {
                     return Err(Error::FailedPrecondition(
                         "the conversation is closed".into(),

@@ -49,8 +49,10 @@ impl Realm {
     }
 }
 
-/// The acting party of a delegated (impersonation) token, RFC 8693 `act`.
+/// The acting party of a delegated (impersonation) token, RFC 8693 `act`. Exactly one actor: a
+/// nested `act` (a chain of delegations) or any other member makes the token invalid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Actor {
     pub sub: String,
     pub realm: Realm,
@@ -168,6 +170,19 @@ impl Claims {
     /// A back-office administrator, or a service account granted `permission`.
     pub fn is_admin_or_service_with(&self, permission: &str) -> bool {
         self.is_admin() || self.service_may(permission)
+    }
+
+    /// These claims keeping only the scopes that `current_scope` (what the principal holds now)
+    /// still has: a right taken away since the token was issued is gone at once.
+    pub fn limited_to(mut self, current_scope: &str) -> Claims {
+        let current: Vec<&str> = current_scope.split(' ').collect();
+        self.scope = self
+            .scope
+            .split(' ')
+            .filter(|scope| current.contains(scope))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self
     }
 
     /// A token that acts for someone else (an impersonation token).

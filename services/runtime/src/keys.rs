@@ -34,6 +34,16 @@ impl KeyEncryptionKey {
         Ok(STANDARD.encode(bytes))
     }
 
+    /// A key for another purpose derived from this one (HMAC-SHA256 keyed with it over `label`):
+    /// whoever lacks this key cannot compute it, and different labels give unrelated keys.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Encrypts and authenticates `plaintext`, binding it to `kid` (associated data: it opens only
     /// under the same `kid`): base64 of nonce || ciphertext.
     pub fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String> {

@@ -887,6 +887,26 @@ impl Store {
         Ok(())
     }
 
+    /// Marks undelivered mail handed to an administrator (listed without an SMTP relay) and drops its
+    /// link from the stored body: the one copy of the link is the one just shown. Mail already
+    /// delivered or handed over is left as it is.
+    pub async fn hand_over_mail(&self, ids: &[&str], now: i64) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET sent_at = $2, \
+                 body = '(shown to an administrator; the link is not kept)' \
+                 WHERE id = $1 AND sent_at IS NULL",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn mark_mail_failed(&self, id: &str, error: &str) -> Result<()> {
         let _turn = self.db.write_turn().await;
         sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")

@@ -8,7 +8,9 @@ use assist_runtime::notify::Notifier;
 use assist_runtime::validate::{Page, Paged};
 use assist_runtime::{Error, Result};
 
-use crate::domain::audit::{self, Action, ChainCheck, Verdict};
+use std::sync::Arc;
+
+use crate::domain::audit::{self, Action, AuditKeys, ChainCheck, Verdict};
 use crate::domain::session::SYSTEM;
 use crate::domain::{EndReason, NewSession, Session, TargetRealm};
 
@@ -93,6 +95,7 @@ struct ActionRow {
     at: i64,
     recorded_at: i64,
     hash: String,
+    key_id: String,
 }
 
 impl From<ActionRow> for Action {
@@ -104,6 +107,7 @@ impl From<ActionRow> for Action {
             outcome: row.outcome,
             at_us: row.at,
             recorded_at_us: row.recorded_at,
+            key_id: row.key_id,
             hash: row.hash,
         }
     }
@@ -166,12 +170,23 @@ impl Recorded {
 pub struct Store {
     db: Database,
     revocations: Notifier,
+    audit: Arc<AuditKeys>,
 }
 
 impl Store {
-    pub fn new(db: Database) -> Self {
+    /// A store whose audit chains are keyed with `audit`.
+    pub fn new(db: Database, audit: Arc<AuditKeys>) -> Self {
         let revocations = Notifier::new(&db, REVOCATIONS);
-        Self { db, revocations }
+        Self {
+            db,
+            revocations,
+            audit,
+        }
+    }
+
+    /// The audit keys this store's chains are made and checked with.
+    pub fn audit(&self) -> &AuditKeys {
+        &self.audit
     }
 
     pub fn database(&self) -> &Database {
@@ -204,9 +219,9 @@ impl Store {
              started AS ( \
                INSERT INTO assist_sessions (id, agent_id, target_id, target_realm, reason, \
                  conversation_id, scope, started_at, expires_at, idle_expires_at, last_used_at, \
-                 action_count, audit_head) \
+                 action_count, audit_head, audit_seal) \
                SELECT $5::text, $4::text, $6::text, $7::text, $8::text, $9::text, $10::text, \
-                 $1::bigint, $11::bigint, $12::bigint, $1::bigint, 0, $13::text \
+                 $1::bigint, $11::bigint, $12::bigint, $1::bigint, 0, $13::text, $15::text \
                FROM (SELECT COUNT(*) FROM ended) AS after_ended) \
              SELECT id, end_reason, pg_notify($14, id || ' ' || end_reason)::text AS notified \
              FROM ended"
@@ -227,6 +242,10 @@ impl Store {
                 .bind(session.idle_expires_at_us)
                 .bind(audit::genesis(&session.id))
                 .bind(self.revocations.channel())
+                .bind(
+                    self.audit
+                        .seal(&session.id, 0, &audit::genesis(&session.id)),
+                )
                 .fetch_all(&self.db.pool)
                 .await;
             match result {
@@ -262,8 +281,8 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO assist_sessions (id, agent_id, target_id, target_realm, reason, conversation_id, \
-             scope, started_at, expires_at, idle_expires_at, last_used_at, action_count, audit_head) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $8, 0, $11)",
+             scope, started_at, expires_at, idle_expires_at, last_used_at, action_count, audit_head, \
+             audit_seal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $8, 0, $11, $12)",
         )
         .bind(&session.id)
         .bind(&session.agent_id)
@@ -276,6 +295,7 @@ impl Store {
         .bind(session.expires_at_us)
         .bind(session.idle_expires_at_us)
         .bind(audit::genesis(&session.id))
+        .bind(self.audit.seal(&session.id, 0, &audit::genesis(&session.id)))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -434,6 +454,7 @@ impl Store {
         };
         let select = format!("SELECT {SESSION_COLUMNS} FROM assist_sessions WHERE id = $1{lock}");
         let mut recorded = vec![Recorded::NoSuchSession; actions.len()];
+        let key_id = self.audit.current();
         let mut tx = self.db.begin_write().await?;
         for session_id in sessions {
             let Some(session) = sqlx::query_as::<_, SessionRow>(&select)
@@ -458,15 +479,16 @@ impl Store {
                     outcome: action.outcome.clone(),
                     at_us: now,
                     recorded_at_us: now,
+                    key_id: key_id.clone(),
                     hash: String::new(),
                 };
-                appended.hash = audit::link(&head, &appended);
+                appended.hash = self.audit.link(&head, &appended);
                 // A key already stored (an earlier attempt of this batch, or a repeat within it)
                 // inserts nothing, so the head stays where it is.
                 let inserted = sqlx::query_scalar::<_, i64>(
                     "INSERT INTO assist_actions \
-                     (session_id, idx, method, target, outcome, at, recorded_at, hash, idempotency_key) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     (session_id, idx, method, target, outcome, at, recorded_at, hash, idempotency_key, \
+                     key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (session_id, idempotency_key) DO NOTHING RETURNING idx",
                 )
                 .bind(session_id)
@@ -478,6 +500,7 @@ impl Store {
                 .bind(now)
                 .bind(&appended.hash)
                 .bind(action.idempotency_key.as_deref())
+                .bind(&appended.key_id)
                 .fetch_optional(&mut *tx)
                 .await?;
                 recorded[position] = match inserted {
@@ -508,13 +531,14 @@ impl Store {
             sqlx::query(
                 "UPDATE assist_sessions SET action_count = $2, audit_head = $3, \
                  last_used_at = CASE WHEN last_used_at > $4 THEN last_used_at ELSE $4 END, \
-                 idle_expires_at = $5 WHERE id = $1",
+                 idle_expires_at = $5, audit_seal = $6 WHERE id = $1",
             )
             .bind(session_id)
             .bind(count as i64)
             .bind(&head)
             .bind(now)
             .bind(idle)
+            .bind(self.audit.seal(session_id, count, &head))
             .execute(&mut *tx)
             .await?;
         }
@@ -530,7 +554,7 @@ impl Store {
 
     async fn actions_after(&self, session_id: &str, after: i64, limit: u32) -> Result<Vec<Action>> {
         let rows: Vec<ActionRow> = sqlx::query_as(
-            "SELECT idx, method, target, outcome, at, recorded_at, hash FROM assist_actions \
+            "SELECT idx, method, target, outcome, at, recorded_at, hash, key_id FROM assist_actions \
              WHERE session_id = $1 AND idx > $2 ORDER BY idx LIMIT $3",
         )
         .bind(session_id)
@@ -541,9 +565,17 @@ impl Store {
         Ok(rows.into_iter().map(Action::from).collect())
     }
 
-    /// Recomputes a session's chain from its stored actions.
+    /// Recomputes a session's chain from its stored actions, up to the head, count and seal read
+    /// first (actions appended meanwhile come after them and are not looked at).
     pub async fn verify_chain(&self, session: &Session) -> Result<Verdict> {
-        let mut check = ChainCheck::new(&session.id);
+        let (count, head, seal): (i64, String, String) = sqlx::query_as(
+            "SELECT action_count, audit_head, audit_seal FROM assist_sessions WHERE id = $1",
+        )
+        .bind(&session.id)
+        .fetch_one(&self.db.pool)
+        .await?;
+        let count = count as u64;
+        let mut check = ChainCheck::new(&self.audit, &session.id);
         let mut after = 0;
         loop {
             let batch = self.actions_after(&session.id, after, 1000).await?;
@@ -551,9 +583,15 @@ impl Store {
                 break;
             };
             after = last.index as i64;
-            batch.iter().for_each(|action| check.feed(action));
+            batch
+                .iter()
+                .filter(|action| action.index <= count)
+                .for_each(|action| check.feed(action));
+            if last.index >= count {
+                break;
+            }
         }
-        Ok(check.finish(&session.audit_head, session.action_count))
+        Ok(check.finish(&head, count, &seal))
     }
 }
 
