@@ -82,6 +82,8 @@ pub(crate) async fn tokens_for(
                 },
                 act: None,
                 sid: None,
+                name: None,
+                merchant_name: None,
             })?)
         })
         .collect()

@@ -23,30 +23,15 @@ const ACCOUNTS: &[&str] = &[
 const TABLE: &[(&str, &[&str])] = &[
     (
         "identity.GetPrincipal",
-        &[
-            "gateway",
-            "agent-directory",
-            "impersonation-token",
-            "demo-shop",
-        ],
+        &["gateway", "agent-directory", "impersonation-token"],
     ),
     (
         "identity.SearchCustomers",
-        &[
-            "gateway",
-            "agent-directory",
-            "impersonation-token",
-            "demo-shop",
-        ],
+        &["gateway", "agent-directory", "impersonation-token"],
     ),
     (
         "identity.WatchPrincipalChanges",
-        &[
-            "gateway",
-            "agent-directory",
-            "impersonation-token",
-            "demo-shop",
-        ],
+        &["gateway", "agent-directory", "impersonation-token"],
     ),
     ("identity.CreateBackOfficeUser", &["agent-directory"]),
     ("identity.CreateBackOfficeUser(admin)", &[]),

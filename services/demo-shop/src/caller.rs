@@ -29,6 +29,10 @@ pub struct SignedIn {
     pub realm: Realm,
     /// The agent acting for them, when the token is an impersonation token.
     pub assisted_by: Option<String>,
+    /// Their name and merchant as the token says (its `name` and `merchant_name` claims): the shop
+    /// reads no principals.
+    pub name: Option<String>,
+    pub merchant_name: Option<String>,
 }
 
 impl Caller {
@@ -58,6 +62,8 @@ impl From<Admitted> for SignedIn {
             id: claims.sub,
             realm: claims.realm,
             assisted_by: claims.act.map(|actor| actor.sub),
+            name: claims.name,
+            merchant_name: claims.merchant_name,
         }
     }
 }

@@ -8,7 +8,6 @@ pub mod caller;
 pub mod html;
 pub mod input;
 pub mod merchant;
-pub mod names;
 pub mod routes;
 pub mod store;
 pub mod storefront;
@@ -28,7 +27,6 @@ use assist_runtime::sessions::SessionLiveness;
 use tokio::net::TcpListener;
 use tokio::sync::{OnceCell, watch};
 
-use crate::names::Names;
 use crate::store::Store;
 
 /// Storefront paths refused to impersonation tokens (each covers the paths below it).
@@ -146,10 +144,9 @@ impl Config {
     }
 }
 
-/// What needs the service token: the token policy (its session-liveness client) and the names.
+/// What needs the service token: the token policy (its session-liveness client).
 pub struct Ready {
     pub policy: AuthPolicy,
-    pub names: Names,
 }
 
 /// What every handler shares.
@@ -220,18 +217,14 @@ async fn connect(
     let sessions = SessionLiveness::start(
         ImpersonationClient::with_interceptor(
             channel(&config.impersonation_url, GRPC_TIMEOUT)?,
-            with_token.clone(),
+            with_token,
         ),
         shutdown.clone(),
     );
     let policy = AuthPolicy::new(verifier, &[])
         .accepting_impersonation(sessions, SENSITIVE)
         .without_audit();
-    let names = Names::new(IdentityClient::with_interceptor(
-        channel(&config.identity_url, GRPC_TIMEOUT)?,
-        with_token,
-    ));
-    Ok(Some(Ready { policy, names }))
+    Ok(Some(Ready { policy }))
 }
 
 /// Serves the demo shop on `listener` until `shutdown` trips, then drains in-flight requests for a

@@ -28,20 +28,17 @@ pub const SENSITIVE_PAGES: &[(&str, &str)] = &[
     ("/merchant-portal/delete", "Delete account"),
 ];
 
-/// What `#whoami` says: "First Last (Merchant)".
-async fn whoami(state: &AppState, user: &SignedIn) -> String {
-    let Some(ready) = state.ready.get() else {
-        return user.id.clone();
-    };
-    let person = ready.names.of(&user.id).await;
-    match person.merchant {
-        Some(merchant) if !merchant.is_empty() => format!("{} ({merchant})", person.name),
-        _ => person.name,
+/// What `#whoami` says: "First Last (Merchant)" as the token names them.
+fn whoami(user: &SignedIn) -> String {
+    let name = user.name.clone().unwrap_or_else(|| user.id.clone());
+    match &user.merchant_name {
+        Some(merchant) if !merchant.is_empty() => format!("{name} ({merchant})"),
+        _ => name,
     }
 }
 
-async fn portal_page(state: &AppState, user: &SignedIn, title: &str, main: &str) -> Response {
-    let whoami = whoami(state, user).await;
+fn portal_page(user: &SignedIn, title: &str, main: &str) -> Response {
+    let whoami = whoami(user);
     respond(
         StatusCode::OK,
         page(Portal::MerchantPortal, title, &whoami, main),
@@ -49,11 +46,11 @@ async fn portal_page(state: &AppState, user: &SignedIn, title: &str, main: &str)
 }
 
 /// `GET /merchant-portal/`.
-pub async fn home(State(state): Shared, Extension(caller): Extension<Caller>) -> Page {
+pub async fn home(Extension(caller): Extension<Caller>) -> Page {
     let user = caller.merchant_user()?;
     let main = "<h1>Merchant portal</h1>\n<p><a href=\"/merchant-portal/offers\">Your offers</a> · \
                 <a href=\"/merchant-portal/profile\">Your profile</a></p>";
-    Ok(portal_page(&state, user, "Merchant portal", main).await)
+    Ok(portal_page(user, "Merchant portal", main))
 }
 
 /// `GET /merchant-portal/offers`: the offers table, one form per offer.
@@ -65,7 +62,7 @@ pub async fn offers(State(state): Shared, Extension(caller): Extension<Caller>) 
         "<h1>Your offers</h1>\n<table id=\"offers\"><thead><tr><th>Product</th><th>Price</th>\
          <th>Stock</th><th>Change</th></tr></thead>\n<tbody>\n{rows}</tbody></table>"
     );
-    Ok(portal_page(&state, user, "Your offers", &main).await)
+    Ok(portal_page(user, "Your offers", &main))
 }
 
 fn offer_row(offer: &Offer) -> String {
@@ -122,7 +119,7 @@ pub async fn profile(State(state): Shared, Extension(caller): Extension<Caller>)
          <button type=\"submit\">Save</button></form>\n<h2>Security</h2>\n<ul>{links}</ul>",
         escape(&profile.display_name),
     );
-    Ok(portal_page(&state, user, "Your profile", &main).await)
+    Ok(portal_page(user, "Your profile", &main))
 }
 
 /// The fields of `POST /merchant-portal/profile`.
@@ -155,27 +152,22 @@ pub async fn save_profile(
 }
 
 /// `GET` of a sensitive page: its (demo) form.
-pub async fn sensitive_form(
-    state: Arc<AppState>,
-    caller: Caller,
-    path: &'static str,
-    title: &'static str,
-) -> Page {
+pub async fn sensitive_form(caller: Caller, path: &'static str, title: &'static str) -> Page {
     let user = caller.merchant_user()?;
     let main = format!(
         "<h1>{title}</h1>\n<form method=\"post\" action=\"{path}\">\
          <p>This is a demo: nothing is really changed.</p><button type=\"submit\">{title}</button></form>",
         title = escape(title),
     );
-    Ok(portal_page(&state, user, title, &main).await)
+    Ok(portal_page(user, title, &main))
 }
 
 /// `POST` of a sensitive page: "done" (it is a demo).
-pub async fn sensitive_done(state: Arc<AppState>, caller: Caller, title: &'static str) -> Page {
+pub async fn sensitive_done(caller: Caller, title: &'static str) -> Page {
     let user = caller.merchant_user()?;
     let main = format!(
         "<h1>{}</h1>\n<p id=\"done\">Done. (This is a demo: nothing was changed.)</p>",
         escape(title)
     );
-    Ok(portal_page(&state, user, title, &main).await)
+    Ok(portal_page(user, title, &main))
 }

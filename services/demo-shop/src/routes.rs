@@ -54,29 +54,13 @@ pub fn router(state: Shared) -> Router {
 }
 
 fn storefront_sensitive(path: &'static str, title: &'static str) -> MethodRouter<Shared> {
-    get(
-        move |State(state): State<Shared>, Extension(caller): Extension<Caller>| {
-            storefront::sensitive_form(state, caller, path, title)
-        },
-    )
-    .post(
-        move |State(state): State<Shared>, Extension(caller): Extension<Caller>| {
-            storefront::sensitive_done(state, caller, title)
-        },
-    )
+    get(move |Extension(caller): Extension<Caller>| storefront::sensitive_form(caller, path, title))
+        .post(move |Extension(caller): Extension<Caller>| storefront::sensitive_done(caller, title))
 }
 
 fn merchant_sensitive(path: &'static str, title: &'static str) -> MethodRouter<Shared> {
-    get(
-        move |State(state): State<Shared>, Extension(caller): Extension<Caller>| {
-            merchant::sensitive_form(state, caller, path, title)
-        },
-    )
-    .post(
-        move |State(state): State<Shared>, Extension(caller): Extension<Caller>| {
-            merchant::sensitive_done(state, caller, title)
-        },
-    )
+    get(move |Extension(caller): Extension<Caller>| merchant::sensitive_form(caller, path, title))
+        .post(move |Extension(caller): Extension<Caller>| merchant::sensitive_done(caller, title))
 }
 
 /// 200 once the service token is obtained (tokens can be checked), 503 before and once shutdown begins.

@@ -33,11 +33,11 @@ pub fn fields<T>(form: Result<Form<T>, FormRejection>) -> Result<T, Refusal> {
         .map_err(|rejection| Refusal::invalid(format!("The form could not be read: {rejection}")))
 }
 
-/// What `#whoami` says on a storefront page: the customer's name, or "Guest".
-async fn whoami(state: &AppState, caller: &Caller) -> String {
-    match (caller.customer(), state.ready.get()) {
-        (Some(customer), Some(ready)) => ready.names.of(&customer.id).await.name,
-        _ => "Guest".to_owned(),
+/// What `#whoami` says on a storefront page: the customer's name (or id), or "Guest".
+fn whoami(caller: &Caller) -> String {
+    match caller.customer() {
+        Some(customer) => customer.name.clone().unwrap_or_else(|| customer.id.clone()),
+        None => "Guest".to_owned(),
     }
 }
 
@@ -56,10 +56,10 @@ fn storefront_page(title: &str, whoami: &str, main: &str) -> Response {
 }
 
 /// `GET /`: the catalogue.
-pub async fn home(State(state): Shared, Extension(caller): Extension<Caller>) -> Response {
+pub async fn home(Extension(caller): Extension<Caller>) -> Response {
     let products: String = CATALOGUE.iter().map(product_card).collect();
     let main = format!("<h1>Demo shop</h1>\n{products}");
-    storefront_page("Demo shop", &whoami(&state, &caller).await, &main)
+    storefront_page("Demo shop", &whoami(&caller), &main)
 }
 
 fn product_card(product: &Product) -> String {
@@ -90,7 +90,7 @@ pub async fn cart(
 ) -> Response {
     let cart = current_cart(&state, &caller, &headers);
     let main = format!("<h1>Your cart</h1>\n{}", cart_table(&cart));
-    storefront_page("Your cart", &whoami(&state, &caller).await, &main)
+    storefront_page("Your cart", &whoami(&caller), &main)
 }
 
 fn cart_table(cart: &Cart) -> String {
@@ -203,11 +203,7 @@ pub async fn account(State(state): Shared, Extension(caller): Extension<Caller>)
         name = escape(&profile.display_name),
         phone = escape(&profile.phone),
     );
-    Ok(storefront_page(
-        "Your account",
-        &whoami(&state, &caller).await,
-        &main,
-    ))
+    Ok(storefront_page("Your account", &whoami(&caller), &main))
 }
 
 /// The fields of `POST /account`.
@@ -237,35 +233,22 @@ pub async fn save_account(
 
 /// `GET` of a sensitive page: its (demo) form. Assisting agents never get here: the token policy
 /// refuses them these paths.
-pub async fn sensitive_form(
-    state: Arc<AppState>,
-    caller: Caller,
-    path: &'static str,
-    title: &'static str,
-) -> Page {
+pub async fn sensitive_form(caller: Caller, path: &'static str, title: &'static str) -> Page {
     customer(&caller)?;
     let main = format!(
         "<h1>{title}</h1>\n<form method=\"post\" action=\"{path}\">\
          <p>This is a demo: nothing is really changed.</p><button type=\"submit\">{title}</button></form>",
         title = escape(title),
     );
-    Ok(storefront_page(
-        title,
-        &whoami(&state, &caller).await,
-        &main,
-    ))
+    Ok(storefront_page(title, &whoami(&caller), &main))
 }
 
 /// `POST` of a sensitive page: "done" (it is a demo).
-pub async fn sensitive_done(state: Arc<AppState>, caller: Caller, title: &'static str) -> Page {
+pub async fn sensitive_done(caller: Caller, title: &'static str) -> Page {
     customer(&caller)?;
     let main = format!(
         "<h1>{}</h1>\n<p id=\"done\">Done. (This is a demo: nothing was changed.)</p>",
         escape(title)
     );
-    Ok(storefront_page(
-        title,
-        &whoami(&state, &caller).await,
-        &main,
-    ))
+    Ok(storefront_page(title, &whoami(&caller), &main))
 }

@@ -276,6 +276,8 @@ impl Identity {
             scope: subject.scope.clone(),
             act: None,
             sid: None,
+            name: (!subject.name.is_empty()).then(|| subject.name.clone()),
+            merchant_name: subject.merchant_name.clone(),
         };
         let key = self.keys.active();
         Ok((key.sign(&claims)?, exp * 1_000_000))

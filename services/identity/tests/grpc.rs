@@ -387,6 +387,8 @@ fn claims_for(sub: &str, realm: Realm, scope: &str, exp_offset: i64) -> Claims {
         scope: scope.into(),
         act: None,
         sid: None,
+        name: None,
+        merchant_name: None,
     }
 }
 

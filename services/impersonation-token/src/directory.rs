@@ -168,7 +168,23 @@ pub fn target_facts(principal: &idp::Principal) -> TargetFacts {
         },
         blocked: is_blocked(principal.status),
         scope: principal.scope.clone(),
+        name: display_name(principal),
+        merchant_name: match &principal.kind {
+            Some(idp::principal::Kind::MerchantUser(user)) => Some(user.merchant_name.clone()),
+            _ => None,
+        },
     }
+}
+
+/// "First Last" of a customer or merchant user; `None` when empty or another kind.
+fn display_name(principal: &idp::Principal) -> Option<String> {
+    let name = match &principal.kind {
+        Some(idp::principal::Kind::Customer(c)) => format!("{} {}", c.first_name, c.last_name),
+        Some(idp::principal::Kind::MerchantUser(u)) => format!("{} {}", u.first_name, u.last_name),
+        _ => String::new(),
+    };
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// Blocked or deleted: a target that may not be assisted.

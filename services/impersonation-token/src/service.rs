@@ -214,6 +214,8 @@ impl Impersonation {
                 realm: Realm::BackOffice,
             }),
             sid: Some(session.id.clone()),
+            name: target.name.clone(),
+            merchant_name: target.merchant_name.clone(),
         };
         let token = self.keys.active().sign(&claims)?;
         tracing::info!(

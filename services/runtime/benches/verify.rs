@@ -38,6 +38,8 @@ fn bench(c: &mut Criterion) {
         scope: "back_office admin".into(),
         act: None,
         sid: None,
+        name: None,
+        merchant_name: None,
     };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some("bench".into());

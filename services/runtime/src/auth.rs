@@ -75,6 +75,13 @@ pub struct Claims {
     pub act: Option<Actor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The subject's display name when the token was issued (OIDC `name`): what a downstream shop
+    /// shows for its caller without reading identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A merchant user's merchant, by name, when the token was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_name: Option<String>,
 }
 
 /// The scope that makes a back-office user an administrator of the platform.
@@ -121,9 +128,8 @@ pub mod permission {
         ("agent-directory", &[PRINCIPALS_READ, PRINCIPALS_WRITE]),
         ("impersonation-token", &[PRINCIPALS_READ, AGENTS_READ]),
         ("routing", &[AGENTS_READ, SESSIONS_READ]),
-        // principals:read only for the names its pages show (of the assisted customer too, whose
-        // impersonation token identity does not accept); see docs/security.md.
-        ("demo-shop", &[SESSIONS_CHECK, PRINCIPALS_READ]),
+        // Only what accepting impersonation tokens takes: the names its pages show are in the tokens.
+        ("demo-shop", &[SESSIONS_CHECK]),
     ];
 
     /// The permissions of the platform's account for `service` (none for an unknown name).
@@ -820,6 +826,8 @@ mod tests {
             scope: "customer".into(),
             act: None,
             sid: None,
+            name: None,
+            merchant_name: None,
         }
     }
 

@@ -406,6 +406,8 @@ mod tests {
             scope: "customer".into(),
             act: None,
             sid: None,
+            name: None,
+            merchant_name: None,
         };
         let token = active.sign(&claims).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();

@@ -328,6 +328,8 @@ impl Identity {
                 realm: Realm::BackOffice,
             }),
             sid: Some(uuid::Uuid::now_v7().to_string()),
+            name: None,
+            merchant_name: None,
         })
         .unwrap()
     }

@@ -174,6 +174,10 @@ pub struct Subject {
     pub id: String,
     pub realm: Realm,
     pub scope: String,
+    /// Display name (empty when there is none).
+    pub name: String,
+    /// A merchant user's merchant name.
+    pub merchant_name: Option<String>,
 }
 
 impl Principal {
@@ -182,6 +186,11 @@ impl Principal {
             id: self.id.clone(),
             realm: self.realm(),
             scope: self.scope.clone(),
+            name: self.display_name(),
+            merchant_name: match &self.kind {
+                PrincipalKind::MerchantUser { merchant_name, .. } => Some(merchant_name.clone()),
+                _ => None,
+            },
         }
     }
 }

@@ -517,15 +517,16 @@ impl Store {
         if self.db.backend == Backend::Postgres {
             // The hot path of every session: one statement (one round trip, one commit) instead of a
             // five-statement transaction. SQLite has no data-modifying CTEs, so it takes the long way.
-            let rotated: Option<(String, String, String)> = sqlx::query_as(
+            let rotated: Option<SubjectRow> = sqlx::query_as(
                 "WITH spent AS (UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 \
                    AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
                    RETURNING family_id, principal_id), \
-                 owner AS (SELECT p.id, p.realm, p.scope, s.family_id FROM principals p, spent s \
+                 owner AS (SELECT p.id, p.realm, p.scope, p.full_name, p.first_name, p.last_name, \
+                   p.merchant_name, s.family_id FROM principals p, spent s \
                    WHERE p.id = s.principal_id AND p.status = 'active'), \
                  issued AS (INSERT INTO refresh_tokens (token_hash, family_id, principal_id, created_at, \
                    expires_at) SELECT $3, family_id, id, $2, $4 FROM owner RETURNING 1) \
-                 SELECT id, realm, scope FROM owner",
+                 SELECT id, realm, scope, full_name, first_name, last_name, merchant_name FROM owner",
             )
             .bind(old_hash)
             .bind(now)
@@ -533,9 +534,9 @@ impl Store {
             .bind(expires_at)
             .fetch_optional(&self.db.pool)
             .await?;
-            if let Some((id, realm, scope)) = rotated {
+            if let Some(row) = rotated {
                 return Ok(Rotation::Rotated {
-                    subject: subject(id, &realm, scope)?,
+                    subject: row.into_subject()?,
                 });
             }
             // Nothing rotated: find out whether this was a reuse (rare path, its own transaction).
@@ -573,12 +574,14 @@ impl Store {
             tx.commit().await?;
             return Ok(outcome);
         };
-        let (realm, scope, status): (String, String, String) =
-            sqlx::query_as("SELECT realm, scope, status FROM principals WHERE id = $1")
-                .bind(&principal_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if status != Status::Active.as_str() {
+        let row: SubjectRow = sqlx::query_as(
+            "SELECT id, realm, scope, full_name, first_name, last_name, merchant_name, status \
+             FROM principals WHERE id = $1",
+        )
+        .bind(&principal_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if row.status != Status::Active.as_str() {
             // Leaving `active` revokes tokens, so this only happens in a race with a block; refuse.
             tx.rollback().await?;
             return Ok(Rotation::Invalid);
@@ -596,7 +599,7 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Rotation::Rotated {
-            subject: subject(principal_id, &realm, scope)?,
+            subject: row.into_subject()?,
         })
     }
 
@@ -937,10 +940,45 @@ fn conflict(message: &'static str) -> impl Fn(sqlx::Error) -> Error {
     }
 }
 
-fn subject(id: String, realm: &str, scope: String) -> Result<Subject> {
-    let realm = Realm::parse(realm)
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("principal {id}: bad realm {realm}")))?;
-    Ok(Subject { id, realm, scope })
+/// What a refreshed access token says about its principal, as read with the rotation.
+#[derive(sqlx::FromRow)]
+struct SubjectRow {
+    id: String,
+    realm: String,
+    scope: String,
+    full_name: String,
+    first_name: String,
+    last_name: String,
+    merchant_name: Option<String>,
+    /// Read where the status is not already a condition of the query.
+    #[sqlx(default)]
+    status: String,
+}
+
+impl SubjectRow {
+    fn into_subject(self) -> Result<Subject> {
+        let realm = Realm::parse(&self.realm).ok_or_else(|| {
+            Error::internal(anyhow::anyhow!(
+                "principal {}: bad realm {}",
+                self.id,
+                self.realm
+            ))
+        })?;
+        let name = if self.full_name.is_empty() {
+            format!("{} {}", self.first_name, self.last_name)
+                .trim()
+                .to_owned()
+        } else {
+            self.full_name
+        };
+        Ok(Subject {
+            id: self.id,
+            realm,
+            scope: self.scope,
+            name,
+            merchant_name: self.merchant_name.filter(|_| realm == Realm::MerchantUser),
+        })
+    }
 }
 
 /// `($1, $2, …), (…)` for `rows` rows of `columns` values.

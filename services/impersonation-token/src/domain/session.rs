@@ -201,6 +201,9 @@ pub struct TargetFacts {
     pub blocked: bool,
     /// The target's own token scope.
     pub scope: String,
+    /// What the session's tokens say about the target by name (the `name` and `merchant_name` claims).
+    pub name: Option<String>,
+    pub merchant_name: Option<String>,
 }
 
 impl AgentFacts {
@@ -310,6 +313,8 @@ mod tests {
             realm: Some(TargetRealm::Customer),
             blocked: false,
             scope: "customer".into(),
+            name: None,
+            merchant_name: None,
         }
     }
 
