@@ -390,3 +390,105 @@ async fn recorded_actions(platform: &Platform, expected: u64) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Successful sign-ins through the gateway (`POST /access-tokens` of one customer, `concurrency`
+/// clients in a closed loop for `seconds`) on `backend`, next to the ceiling: argon2id at identity's
+/// parameters verified on every core of this machine at once, measured first in this process. A
+/// sign-in costs one such verification, so the ratio says how much of the machine goes elsewhere
+/// (gateway, gRPC, token signing, the refresh-token write, this client).
+pub async fn sign_in(backend: TestBackend, concurrency: usize, seconds: u64) -> anyhow::Result<()> {
+    let before = argon2_ceiling()?;
+    let name = backend.name();
+    let platform = Platform::start(backend, 1, &[]).await;
+    let customer = platform.customer("sign-in-load@example.com").await;
+    let gateway = platform.start_gateway().await;
+    let addr = gateway.addr;
+    let body = serde_json::json!({ "data": { "type": "access-tokens", "attributes": {
+        "username": customer.email, "password": crate::platform::PASSWORD } } })
+    .to_string();
+    let sign_in = move || {
+        let body = body.clone();
+        async move {
+            let began = Instant::now();
+            let reply = http(
+                addr,
+                "POST",
+                "/access-tokens",
+                &[("content-type", "application/vnd.api+json")],
+                Some(&body),
+            )
+            .await?;
+            anyhow::ensure!(
+                reply.status == 201,
+                "sign-in answered {}: {}",
+                reply.status,
+                reply.body
+            );
+            Ok::<_, anyhow::Error>(began.elapsed())
+        }
+    };
+    for _ in 0..concurrency {
+        sign_in().await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let sign_in = sign_in.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while Instant::now() < deadline {
+                    samples.push(sign_in().await?);
+                }
+                Ok::<_, anyhow::Error>(samples)
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    let rate = samples.len() as f64 / began.elapsed().as_secs_f64();
+    gateway.stop().await;
+    platform.stop().await;
+    // The machine's speed drifts (other tenants, clocks): the ceiling is measured on either side.
+    let after = argon2_ceiling()?;
+    let ceiling = (before + after) / 2.0;
+    let cores = std::thread::available_parallelism()?.get();
+    println!(
+        "argon2id (19 MiB, t=2, p=1) verifications on {cores} cores at once: {before:.1}/s before, {after:.1}/s after, {:.1}/s per core",
+        ceiling / cores as f64
+    );
+    println!(
+        "successful sign-ins through the gateway on {name} ({concurrency} clients, one customer): {rate:.1}/s = {:.0} % of the argon2 ceiling, {}",
+        100.0 * rate / ceiling,
+        Latencies::new(samples).summary()
+    );
+    Ok(())
+}
+
+/// Password verifications per second at identity's argon2id parameters, on every core at once for
+/// three seconds (identity's own code path, kept memory included).
+fn argon2_ceiling() -> anyhow::Result<f64> {
+    use assist_identity::domain::password;
+    const PASSWORD: &str = "correct horse battery";
+    let cores = std::thread::available_parallelism()?.get();
+    let stored = password::hash(PASSWORD)?;
+    let window = Duration::from_secs(3);
+    let began = Instant::now();
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let stored = stored.clone();
+            std::thread::spawn(move || {
+                let mut verified = 0u64;
+                while began.elapsed() < window {
+                    assert!(password::verify(PASSWORD, Some(&stored)));
+                    verified += 1;
+                }
+                verified
+            })
+        })
+        .collect();
+    let verified: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    Ok(verified as f64 / began.elapsed().as_secs_f64())
+}

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod hashing;
 pub mod mail;
 pub mod service;
 pub mod store;

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use crate::hashing::Hashing;
 use assist_runtime::auth::{ADMIN_SCOPE, Claims, PublicKey, Realm, permission};
 use assist_runtime::notify::Notifier;
 use assist_runtime::time::{now_us, us};
 use assist_runtime::validate::{self, Page};
 use assist_runtime::{Error, Result};
-use tokio::sync::Semaphore;
 
 use crate::domain::keys::{self, KEY_RELOAD, KeyEncryptionKey, KeyRing};
 use crate::domain::principal::{scope_for, valid_scope};
@@ -19,9 +19,7 @@ use crate::domain::{
     MerchantApproval, NewPrincipal, Principal, PrincipalKind, Purpose, Status, Subject, password,
     search, secret,
 };
-use crate::store::{
-    OneTimeToken, OutboxMessage, Paged, Rotation, SearchQuery, Store, ThrottleState,
-};
+use crate::store::{OneTimeToken, OutboxMessage, Paged, Rotation, SearchQuery, Store};
 
 /// Lifetimes, limits and names that shape tokens and mail.
 #[derive(Debug, Clone)]
@@ -188,28 +186,19 @@ pub struct Identity {
     store: Store,
     settings: Settings,
     keys: KeyRing,
-    /// Argon2 takes 19 MiB and ~15 ms of a core; bound how many run at once.
-    hashing: Semaphore,
-    /// Password checks waiting for a hashing permit; past [`HASHING_QUEUE`] new ones are refused.
-    waiting_to_hash: std::sync::atomic::AtomicUsize,
+    /// Argon2 takes 19 MiB and ~18 ms of a core: one thread per core computes, from a bounded queue.
+    hashing: Hashing,
 }
-
-/// At most this many password checks wait for a hashing permit; more answer RESOURCE_EXHAUSTED (429
-/// at the gateway) at once, so a flood of sign-ins or set-password requests neither piles up memory
-/// nor delays everyone's sign-in without bound.
-const HASHING_QUEUE: usize = 64;
 
 impl Identity {
     /// Loads (or on first start creates) the signing key.
     pub async fn new(store: Store, settings: Settings, kek: KeyEncryptionKey) -> Result<Self> {
         let keys = KeyRing::load(store.database(), kek).await?;
-        let permits = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         Ok(Self {
             store,
             settings,
             keys,
-            hashing: Semaphore::new(permits),
-            waiting_to_hash: std::sync::atomic::AtomicUsize::new(0),
+            hashing: Hashing::new(),
         })
     }
 
@@ -308,43 +297,14 @@ impl Identity {
         })
     }
 
-    /// A permit to run one argon2 computation (at most two per core run at once), or
-    /// RESOURCE_EXHAUSTED when [`HASHING_QUEUE`] checks wait already.
-    async fn hashing_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
-        use std::sync::atomic::Ordering;
-        if let Ok(permit) = self.hashing.try_acquire() {
-            return Ok(permit);
-        }
-        /// Counts one waiter while it lives (also when the waiting call is dropped).
-        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        let waiting = Waiting(&self.waiting_to_hash);
-        if waiting.0.fetch_add(1, Ordering::AcqRel) >= HASHING_QUEUE {
-            return Err(Error::ResourceExhausted(
-                "too many password checks at once, try again shortly".into(),
-            ));
-        }
-        let permit = self.hashing.acquire().await.map_err(Error::internal);
-        drop(waiting);
-        permit
-    }
-
     async fn hash_password(&self, password: String) -> Result<String> {
-        let _permit = self.hashing_permit().await?;
-        tokio::task::spawn_blocking(move || password::hash(&password))
-            .await
-            .map_err(Error::internal)?
+        self.hashing.run(move || password::hash(&password)).await?
     }
 
     async fn verify_password(&self, password: String, stored: Option<String>) -> Result<bool> {
-        let _permit = self.hashing_permit().await?;
-        tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
+        self.hashing
+            .run(move || password::verify(&password, stored.as_deref()))
             .await
-            .map_err(Error::internal)
     }
 
     // ---- sign-in and tokens ----
@@ -376,18 +336,25 @@ impl Identity {
         let now = now_us();
         // Blocks fall on a client address and on an account tried from one address: a stranger
         // cannot lock a named account out for everyone (docs/security.md, "Sign-in throttling").
-        if let ThrottleState::BlockedUntil(until) =
-            self.store.throttle_state([&pair, &address], now).await?
-        {
+        let throttled = self
+            .store
+            .throttle_rows([&pair, &address, &account])
+            .await?;
+        let blocked = |key: &str| {
+            throttled
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, until)| *until)
+                .filter(|until| *until > now)
+        };
+        if let Some(until) = blocked(&pair).max(blocked(&address)) {
             let seconds = (until - now + 999_999) / 1_000_000;
             return Err(Error::ResourceExhausted(format!(
                 "too many failed sign-ins, try again in {seconds} seconds"
             )));
         }
         // An account failing from many addresses is slowed, not shut: every attempt on it waits.
-        if let ThrottleState::BlockedUntil(_) =
-            self.store.throttle_state([&account, &account], now).await?
-        {
+        if blocked(&account).is_some() {
             tokio::time::sleep(ACCOUNT_SLOWDOWN).await;
         }
         let found = self.store.find_login(realm, &email).await?;
@@ -412,8 +379,14 @@ impl Identity {
                 return Err(Error::unauthenticated("invalid credentials"));
             }
         };
-        self.store.clear_failures(&pair).await?;
-        self.store.clear_failures(&account).await?;
+        // Failures counted before are forgotten; without any (the usual case) nothing is written.
+        let counted: Vec<&str> = [pair.as_str(), account.as_str()]
+            .into_iter()
+            .filter(|key| throttled.iter().any(|(k, _)| k == key))
+            .collect();
+        if !counted.is_empty() {
+            self.store.clear_failures(&counted).await?;
+        }
         tracing::info!(principal_id = %principal.id, realm = realm.as_str(), "signed in");
         self.issue_pair(&principal).await
     }

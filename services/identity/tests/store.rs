@@ -464,7 +464,7 @@ async fn throttle_blocks_after_the_limit_within_the_window() {
             .record_failure("account:z", &policy, 401 * s)
             .await
             .unwrap();
-        store.clear_failures("account:z").await.unwrap();
+        store.clear_failures(&["account:z"]).await.unwrap();
         store
             .record_failure("account:z", &policy, 402 * s)
             .await

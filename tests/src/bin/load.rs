@@ -8,6 +8,8 @@
 //! - `load revocation --admin-url postgres://…`: end-to-revocation latency across two replicas.
 //! - `load gateway-search --admin-url … --identity-database-url …`: customer search through the gateway.
 //! - `load gateway-overhead --admin-url postgres://…`: what the gateway's proxy adds to a shop request.
+//! - `load sign-in [--admin-url postgres://…]`: successful sign-ins through the gateway against the
+//!   argon2 ceiling of the machine.
 //! - `load console-list --admin-url postgres://…`: ListAgents over 10,000 agents with counts.
 //! - `load heartbeats --admin-url postgres://…`: 5,000 agents' heartbeats, and changes reaching a watcher.
 //! - `load routing --admin-url postgres://…`: created → assigned latency, assignments per second over a
@@ -89,6 +91,16 @@ enum Command {
         queries: u64,
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
         concurrency: u64,
+    },
+    /// Successful sign-ins through the gateway against the argon2 ceiling of this machine; on SQLite
+    /// files (the embedded default) without `--admin-url`, else on databases it creates there.
+    SignIn {
+        #[arg(long)]
+        admin_url: Option<String>,
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+        concurrency: u64,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+        seconds: u64,
     },
     /// Creates its own databases on the server of `--admin-url` and drops them afterwards.
     GatewayOverhead {
@@ -220,6 +232,17 @@ async fn main() -> anyhow::Result<()> {
                 concurrency as usize,
             )
             .await
+        }
+        Command::SignIn {
+            admin_url,
+            concurrency,
+            seconds,
+        } => {
+            let backend = match admin_url {
+                Some(url) => assist_runtime::testing::TestBackend::Postgres(url),
+                None => assist_runtime::testing::TestBackend::Sqlite,
+            };
+            assist_tests::assist_load::sign_in(backend, concurrency as usize, seconds).await
         }
         Command::GatewayOverhead {
             admin_url,

@@ -667,6 +667,19 @@ impl Store {
         })
     }
 
+    /// The throttle rows of `keys` that exist: each key with the end of its block (0 or past when
+    /// not blocked). One read for every key a sign-in checks.
+    pub async fn throttle_rows(&self, keys: [&str; 3]) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT key, blocked_until FROM login_throttle WHERE key IN ($1, $2, $3)",
+        )
+        .bind(keys[0])
+        .bind(keys[1])
+        .bind(keys[2])
+        .fetch_all(&self.db.pool)
+        .await?)
+    }
+
     /// Counts one failure against `key` under `policy`; the run that reaches the limit starts a block
     /// and a new count.
     pub async fn record_failure(&self, key: &str, policy: &ThrottlePolicy, now: i64) -> Result<()> {
@@ -697,13 +710,16 @@ impl Store {
     }
 
     /// Forgets the failures of `key` (a successful login of that account).
-    pub async fn clear_failures(&self, key: &str) -> Result<()> {
-        let _turn = self.db.write_turn().await;
+    pub async fn clear_failures(&self, keys: &[&str]) -> Result<()> {
         // A blocked key never reaches a successful login, so deleting cannot lift a block.
-        sqlx::query("DELETE FROM login_throttle WHERE key = $1")
-            .bind(key)
-            .execute(&self.db.pool)
-            .await?;
+        let mut tx = self.db.begin_write().await?;
+        for key in keys {
+            sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
