@@ -286,4 +286,66 @@ mod tests {
         assert_eq!(encode_query_value("Ann Lee&x=1"), "Ann%20Lee%26x%3D1");
         assert_eq!(encode_query_value("DE--1"), "DE--1");
     }
+
+    /// Property tests (proptest, see `web::cookies`): decoding any body never panics, refuses what is
+    /// not a document of the one type asked for, and gives back the attributes of one that is.
+    /// Long search: `PROPTEST_CASES=100000 cargo test -p assist-gateway --lib jsonapi`.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Bodies made of JSON:API's pieces, and arbitrary bytes.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop::sample::select(vec![
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                ":",
+                "\"data\"",
+                "\"type\"",
+                "\"attributes\"",
+                "\"carts\"",
+                "null",
+                "1",
+                "\"x\"",
+                "\"\\u0000\"",
+                " ",
+                "\"",
+            ]);
+            prop_oneof![
+                prop::collection::vec(piece, 0..40).prop_map(|p| p.concat().into_bytes()),
+                any::<Vec<u8>>(),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_body_is_decoded_or_refused_without_panic(body in body()) {
+                if let Ok(found) = attributes(&body, "carts") {
+                    let document: Value = serde_json::from_slice(&body).unwrap();
+                    prop_assert_eq!(&document["data"]["type"], "carts");
+                    let expected = document["data"]["attributes"].as_object().cloned().unwrap_or_default();
+                    prop_assert_eq!(found, expected);
+                }
+            }
+
+            #[test]
+            fn a_document_of_the_type_gives_its_attributes(
+                attributes_in in prop::collection::btree_map("[a-z]{1,8}", "[ -~]{0,20}", 0..6),
+                kind in "[a-z-]{1,12}",
+            ) {
+                let attrs: Map<String, Value> = attributes_in
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect();
+                let body = serde_json::json!({ "data": { "type": kind, "attributes": attrs } }).to_string();
+                prop_assert_eq!(attributes(body.as_bytes(), &kind).ok(), Some(attrs));
+                if kind != "carts" {
+                    prop_assert!(attributes(body.as_bytes(), "carts").is_err());
+                }
+            }
+        }
+    }
 }

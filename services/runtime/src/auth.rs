@@ -1044,4 +1044,75 @@ mod tests {
             "only a service account's token carries permissions"
         );
     }
+
+    /// Property tests (proptest; cargo-fuzz needs nightly on every machine that runs CI, proptest
+    /// does not): no string verifies unless it is the token that was signed, whatever is changed,
+    /// cut or added, and nothing panics. CI runs the default 256 cases per property; a long search:
+    /// `PROPTEST_CASES=100000 cargo test -p assist-runtime --lib auth::tests::properties`.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn verifier_now(key: &SigningKey) -> TokenVerifier {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(verifier(key))
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_strings_never_verify(token in prop_oneof![
+                "[A-Za-z0-9_.-]{0,300}",
+                any::<String>(),
+            ]) {
+                let verifier = verifier_now(&SigningKey::from_bytes(&[1; 32]));
+                prop_assert!(!matches!(verifier.verify_cached(&token), Ok(Some(_))));
+            }
+
+            #[test]
+            fn an_altered_token_never_verifies(
+                at in any::<prop::sample::Index>(),
+                by in "[A-Za-z0-9_.=-]",
+                how in 0..3u8,
+            ) {
+                let key = SigningKey::from_bytes(&[1; 32]);
+                let verifier = verifier_now(&key);
+                let token = sign(&key, "k1", &claims(600));
+                prop_assert!(matches!(verifier.verify_cached(&token), Ok(Some(_))));
+                let i = at.index(token.len());
+                let altered = match how {
+                    0 => format!("{}{by}{}", &token[..i], &token[i + 1..]),
+                    1 => token[..i].to_owned(),
+                    _ => format!("{}{by}{}", &token[..i], &token[i..]),
+                };
+                if altered != token {
+                    prop_assert!(
+                        !matches!(verifier.verify_cached(&altered), Ok(Some(_))),
+                        "{} verified", altered
+                    );
+                }
+            }
+
+            #[test]
+            fn re_encoded_claims_never_verify_with_the_old_signature(
+                sub in "[a-z0-9-]{1,36}",
+                scope in "[a-z _:]{0,40}",
+            ) {
+                let key = SigningKey::from_bytes(&[1; 32]);
+                let verifier = verifier_now(&key);
+                let token = sign(&key, "k1", &claims(600));
+                let mut parts = token.split('.');
+                let (head, original, signature) =
+                    (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+                let mut changed = claims(600);
+                changed.sub = sub;
+                changed.scope = scope;
+                let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&changed).unwrap());
+                prop_assume!(payload != original);
+                let forged = format!("{head}.{payload}.{signature}");
+                prop_assert!(!matches!(verifier.verify_cached(&forged), Ok(Some(_))));
+            }
+        }
+    }
 }

@@ -168,4 +168,51 @@ mod tests {
         let line = set("assist_agent", "v", &STOREFRONT, false);
         assert_eq!(line, "assist_agent=v; Path=/; HttpOnly; SameSite=Lax");
     }
+
+    /// Property tests (proptest; cargo-fuzz needs nightly on every machine that runs CI, proptest
+    /// does not): opening arbitrary or altered cookie values never panics and never opens. CI runs
+    /// the default 256 cases; a long search: `PROPTEST_CASES=100000 cargo test -p assist-gateway
+    /// --lib web::cookies`.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_cookie_values_never_open(value in "[ -~]{0,400}") {
+                let key = key();
+                if let Ok(headers) = std::panic::catch_unwind(|| with_cookie(&format!("assist_assist={value}"))) {
+                    prop_assert_eq!(assist_of(&headers, &STOREFRONT, &key), None);
+                    prop_assert_eq!(Tokens::read(&headers, "assist_assist", &key), None);
+                }
+            }
+
+            #[test]
+            fn an_altered_sealed_value_never_opens(
+                at in any::<prop::sample::Index>(),
+                by in "[A-Za-z0-9_=-]",
+                cut in any::<bool>(),
+            ) {
+                let key = key();
+                let assist = Assist {
+                    token: "h.p.s".into(),
+                    session_id: "0199-aa".into(),
+                    name: "Zoë".into(),
+                };
+                let value = assist.value("assist_assist", &key);
+                let i = at.index(value.len());
+                let altered = if cut {
+                    value[..i].to_owned()
+                } else {
+                    format!("{}{by}{}", &value[..i], &value[i + 1..])
+                };
+                let opened = assist_of(&with_cookie(&format!("assist_assist={altered}")), &STOREFRONT, &key);
+                if altered == value {
+                    prop_assert_eq!(opened, Some(assist));
+                } else {
+                    prop_assert_eq!(opened, None, "{} opened", altered);
+                }
+            }
+        }
+    }
 }
