@@ -102,9 +102,21 @@ impl Principals {
     }
 }
 
+/// Identity's refusal as this service's answer: a refusal of the request stays one (a 4xx at the
+/// gateway), and only identity being unreachable or failing is UNAVAILABLE.
 fn unavailable(status: Status) -> Error {
-    tracing::warn!(code = ?status.code(), error = %status.message(), "identity call failed");
-    Error::Unavailable("identity is unavailable".into())
+    match status.code() {
+        Code::PermissionDenied => Error::denied(format!("identity refused: {}", status.message())),
+        Code::InvalidArgument => Error::invalid("request", status.message().to_owned()),
+        Code::NotFound => Error::NotFound("principal"),
+        Code::FailedPrecondition => {
+            Error::FailedPrecondition(format!("identity refused: {}", status.message()))
+        }
+        _ => {
+            tracing::warn!(code = ?status.code(), error = %status.message(), "identity call failed");
+            Error::Unavailable("identity is unavailable".into())
+        }
+    }
 }
 
 fn facts(principal: idp::Principal) -> Result<PrincipalFacts> {

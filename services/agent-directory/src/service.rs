@@ -13,8 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use crate::console::{self, Caller, Presence, Role, RoutingUpdate, Seats, Status};
 use crate::domain::{
-    self, Agent, AgentChange, Capability, DISPLAY_NAME_MAX, Edit, NewAgent, OPERATOR,
-    PrincipalFacts, PrincipalStatus, ProfileUpdate,
+    self, Agent, AgentChange, Capability, Edit, NewAgent, OPERATOR, PrincipalFacts,
+    PrincipalStatus, ProfileUpdate,
 };
 use crate::principals::Principals;
 use crate::store::{AgentFilter, AgentPage, Decision, Outcome, Paged, Store};
@@ -344,7 +344,7 @@ impl Agents {
         let email = validate::email("email", email)?;
         let full_name = match full_name.trim() {
             "" => email.split('@').next().unwrap_or_default().to_owned(),
-            name => validate::required("full_name", name, DISPLAY_NAME_MAX)?,
+            name => validate::required("full_name", name, validate::PERSON_NAME_MAX)?,
         };
         caller.may_invite(role)?;
         let now = now_us();

@@ -739,7 +739,7 @@ async fn update_routing(
         let attributes = jsonapi::attributes(&body(raw)?, "console-agent-routing")?;
         let capacity = match attributes.get("capacity") {
             None | Some(Value::Null) => None,
-            Some(value) => match value.as_u64() {
+            Some(value) => match jsonapi::whole_number(value) {
                 Some(n @ 1..=100) => Some(n as u32),
                 _ => return Err(bad("capacity: must be a whole number from 1 to 100")),
             },
@@ -873,7 +873,7 @@ async fn set_seats(
     let call = open!(state, headers, method);
     let result = async {
         let attributes = jsonapi::attributes(&body(raw)?, "console-seats")?;
-        let licensed = match attributes.get("licensed").and_then(Value::as_u64) {
+        let licensed = match attributes.get("licensed").and_then(jsonapi::whole_number) {
             Some(n @ 1..=100_000) => n as u32,
             _ => return Err(bad("licensed: must be a whole number from 1 to 100000")),
         };

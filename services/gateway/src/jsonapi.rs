@@ -194,6 +194,17 @@ pub fn attributes(body: &[u8], kind: &str) -> Result<Map<String, Value>, ApiErro
     }
 }
 
+/// A JSON number that is a whole number (`4` and `4.0` alike, as JSON Schema's `integer`); `None`
+/// for anything else, negatives included.
+pub fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n <= u32::MAX as f64)
+            .map(|n| n as u64)
+    })
+}
+
 /// A string attribute; `None` when missing or not a string.
 pub fn text<'a>(attributes: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     attributes.get(name).and_then(Value::as_str)

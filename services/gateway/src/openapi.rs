@@ -107,6 +107,12 @@ fn responses(success: &[(u16, Value)], errors: &[ApiError]) -> Value {
 
 /// A request body of one resource of type `kind` with `attributes`.
 fn request_body(kind: &str, attributes: Value, required: &[&str]) -> Value {
+    // With required attributes, the attributes object itself is required.
+    let data_required: &[&str] = if required.is_empty() {
+        &["type"]
+    } else {
+        &["type", "attributes"]
+    };
     json!({
         "required": true,
         "content": { MEDIA_TYPE: { "schema": {
@@ -114,7 +120,7 @@ fn request_body(kind: &str, attributes: Value, required: &[&str]) -> Value {
             "required": ["data"],
             "properties": { "data": {
                 "type": "object",
-                "required": ["type"],
+                "required": data_required,
                 "properties": {
                     "type": { "const": kind },
                     "attributes": { "type": "object", "properties": attributes, "required": required },
@@ -122,6 +128,22 @@ fn request_body(kind: &str, attributes: Value, required: &[&str]) -> Value {
             } },
         } } },
     })
+}
+
+/// Text without control characters (Unicode `Cc`, which every text input refuses).
+const NO_CONTROL_CHARACTERS: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// Required text: no control characters, and something besides white space (inputs are trimmed).
+const REQUIRED_TEXT: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// `body` (a [`request_body`]) whose attributes must give at least one of `names`, not null.
+fn at_least_one_of(mut body: Value, names: &[&str]) -> Value {
+    let data = &mut body["content"][MEDIA_TYPE]["schema"]["properties"]["data"];
+    data["required"] = json!(["type", "attributes"]);
+    data["properties"]["attributes"]["anyOf"] = names
+        .iter()
+        .map(|name| json!({ "required": [name], "properties": { *name: { "not": { "type": "null" } } } }))
+        .collect();
+    body
 }
 
 /// Failures every call may meet once past its own checks.
@@ -160,7 +182,7 @@ fn portal_paths(portal: &Portal, paths: &mut Map<String, Value>) {
         Target::Customers => (
             "storefront",
             "CustomerSearch",
-            json!({ "customerReference": { "type": "string", "maxLength": 64 } }),
+            json!({ "customerReference": { "type": "string", "maxLength": 64, "pattern": NO_CONTROL_CHARACTERS } }),
             "customerReference",
         ),
         Target::MerchantUsers => (
@@ -171,7 +193,8 @@ fn portal_paths(portal: &Portal, paths: &mut Map<String, Value>) {
         ),
     };
     let mut target_attributes = target_attributes;
-    target_attributes["reason"] = json!({ "type": "string", "maxLength": 500 });
+    target_attributes["reason"] =
+        json!({ "type": "string", "maxLength": 500, "pattern": NO_CONTROL_CHARACTERS });
 
     let sign_in_errors: Vec<ApiError> = [jsonapi::AGENT_LOGIN_FAILED, jsonapi::TOO_MANY_REQUESTS]
         .into_iter()
@@ -321,7 +344,7 @@ fn own_paths(paths: &mut Map<String, Value>) {
             "summary": "A new token pair for a refresh token, which is spent",
             "requestBody": request_body(
                 "refresh-tokens",
-                json!({ "refreshToken": { "type": "string" } }),
+                json!({ "refreshToken": { "type": "string", "pattern": REQUIRED_TEXT } }),
                 &["refreshToken"],
             ),
             "responses": responses(&[(201, ok("A new token pair", "TokenDocument"))], &refresh_errors),
@@ -466,7 +489,7 @@ fn console_paths(paths: &mut Map<String, Value>) {
     let query_params = json!([
         { "name": "filter[query]", "in": "query", "required": false,
           "description": "Prefix of the full name, nickname or email",
-          "schema": { "type": "string", "maxLength": 100 } },
+          "schema": { "type": "string", "maxLength": 100, "pattern": NO_CONTROL_CHARACTERS } },
         { "name": "filter[status]", "in": "query", "required": false,
           "description": "Unset: invited and active agents",
           "schema": { "enum": ["invited", "active", "removed"] } },
@@ -508,7 +531,7 @@ fn console_paths(paths: &mut Map<String, Value>) {
                     json!({
                         "email": { "type": "string", "format": "email", "maxLength": 254 },
                         "role": role_schema,
-                        "fullName": { "type": "string", "maxLength": 200 },
+                        "fullName": { "type": "string", "maxLength": 100, "pattern": NO_CONTROL_CHARACTERS },
                     }),
                     &["email", "role"],
                 )),
@@ -577,7 +600,7 @@ fn console_paths(paths: &mut Map<String, Value>) {
             json!([id]),
             Some(request_body(
                 "console-agent-removals",
-                json!({ "confirmEmail": { "type": "string", "maxLength": 254 } }),
+                json!({ "confirmEmail": { "type": "string", "maxLength": 254, "pattern": REQUIRED_TEXT } }),
                 &["confirmEmail"],
             )),
             vec![agent_ok(200, "The removed agent")],
@@ -612,14 +635,17 @@ fn console_paths(paths: &mut Map<String, Value>) {
             "console update routing",
             "Capacity and skills; only the attributes given change",
             json!([id]),
-            Some(request_body(
-                "console-agent-routing",
-                json!({
-                    "capacity": { "type": "integer", "minimum": 1, "maximum": 100 },
-                    "skills": { "type": "array", "maxItems": 20, "items": {
-                        "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" } },
-                }),
-                &[],
+            Some(at_least_one_of(
+                request_body(
+                    "console-agent-routing",
+                    json!({
+                        "capacity": { "type": ["integer", "null"], "minimum": 1, "maximum": 100 },
+                        "skills": { "type": ["array", "null"], "maxItems": 20, "items": {
+                            "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" } },
+                    }),
+                    &[],
+                ),
+                &["capacity", "skills"],
             )),
             vec![agent_ok(200, "The agent")],
             errors(&[&bad, &denied, &missing, &conflict], true),
@@ -713,7 +739,7 @@ fn conversation_paths(paths: &mut Map<String, Value>) {
     let message_body = request_body(
         "conversation-messages",
         json!({
-            "body": { "type": "string", "minLength": 1, "maxLength": BODY_MAX },
+            "body": { "type": "string", "minLength": 1, "maxLength": BODY_MAX, "pattern": REQUIRED_TEXT },
             "internal": { "type": "boolean", "description": "Console members: an internal note" },
         }),
         &["body"],
@@ -815,8 +841,8 @@ fn conversation_paths(paths: &mut Map<String, Value>) {
                 Some(request_body(
                     "conversations",
                     json!({
-                        "subject": { "type": "string", "minLength": 1, "maxLength": SUBJECT_MAX },
-                        "body": { "type": "string", "minLength": 1, "maxLength": BODY_MAX },
+                        "subject": { "type": "string", "minLength": 1, "maxLength": SUBJECT_MAX, "pattern": REQUIRED_TEXT },
+                        "body": { "type": "string", "minLength": 1, "maxLength": BODY_MAX, "pattern": REQUIRED_TEXT },
                     }),
                     &["subject", "body"],
                 )),
@@ -1284,11 +1310,14 @@ fn base_components() -> Value {
             "Q": {
                 "name": "q", "in": "query", "required": false,
                 "description": "Prefix of a name or email (or a customer reference); none lists all",
-                "schema": { "type": "string", "maxLength": 100 },
+                "schema": { "type": "string", "maxLength": 100, "pattern": NO_CONTROL_CHARACTERS },
             },
             "PageOffset": {
                 "name": "page[offset]", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 0, "default": 0 },
+                "schema": {
+                    "type": "integer", "minimum": 0, "default": 0,
+                    "maximum": assist_runtime::validate::MAX_OFFSET,
+                },
             },
             "PageLimit": {
                 "name": "page[limit]", "in": "query", "required": false,

@@ -622,6 +622,10 @@ async fn calling_agent(
 }
 
 pub(crate) fn page_of(offset: Option<u64>, limit: Option<u32>) -> Result<Page, ApiError> {
+    // Over gRPC a limit of 0 means "the default"; over HTTP one gives no limit for that.
+    if limit == Some(0) {
+        return Err(ApiError::bad_request("page[limit]: must be from 1 to 100"));
+    }
     Ok(Page::new(limit.unwrap_or(0), offset.unwrap_or(0))?)
 }
 

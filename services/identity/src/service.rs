@@ -176,7 +176,7 @@ pub struct PrincipalUpdate {
     pub scopes: Option<Vec<String>>,
 }
 
-const NAME_MAX: usize = 100;
+const NAME_MAX: usize = validate::PERSON_NAME_MAX;
 const REFERENCE_MAX: usize = 64;
 const CLIENT_ID_MAX: usize = 64;
 const QUERY_MAX: usize = 100;

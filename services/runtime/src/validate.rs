@@ -3,6 +3,10 @@
 use crate::error::{Error, Result};
 use uuid::Uuid;
 
+/// The longest name of a person identity keeps (a full, first or last name); every service that
+/// passes one on checks it against this before calling.
+pub const PERSON_NAME_MAX: usize = 100;
+
 /// Default and maximum page sizes of every list.
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
 pub const MAX_PAGE_SIZE: u32 = 100;
