@@ -758,8 +758,11 @@ fn conversation_paths(paths: &mut Map<String, Value>) {
           "description": "Unset: open work for console members' `mine`, every status otherwise",
           "schema": { "enum": ["queued", "assigned", "pending", "resolved", "closed"] } },
         { "name": "filter[assignee]", "in": "query", "required": false,
-          "description": "`all` only: conversations of this agent",
-          "schema": { "type": "string", "format": "uuid" } },
+          "description": "`all` only: conversations of this agent (empty: no filter)",
+          "schema": { "anyOf": [
+              { "type": "string", "format": "uuid" },
+              { "type": "string", "maxLength": 0 },
+          ] } },
         { "name": "filter[minQueueAgeSecs]", "in": "query", "required": false,
           "description": "Queued conversations waiting at least this long",
           "schema": { "type": "integer", "minimum": 0 } },
