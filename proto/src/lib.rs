@@ -16,6 +16,11 @@ pub mod identity {
     pub mod v1 {
         #![allow(clippy::all)]
         tonic::include_proto!("assist.identity.v1");
+
+        /// How a customer or merchant user is named wherever one is shown: "First Last", trimmed.
+        pub fn person_name(first_name: &str, last_name: &str) -> String {
+            format!("{first_name} {last_name}").trim().to_owned()
+        }
     }
 }
 

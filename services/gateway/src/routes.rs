@@ -812,7 +812,7 @@ async fn merchant_user(upstreams: &Upstreams, id: &str) -> Result<Option<Assiste
     Ok(principal(upstreams, id).await?.and_then(|p| match p.kind {
         Some(idp::principal::Kind::MerchantUser(user)) => Some(Assisted {
             id: p.id,
-            name: format!("{} {}", user.first_name, user.last_name),
+            name: idp::person_name(&user.first_name, &user.last_name),
         }),
         _ => None,
     }))
@@ -827,7 +827,7 @@ pub(crate) async fn customer_by_id(
     Ok(principal(upstreams, id).await?.and_then(|p| match p.kind {
         Some(idp::principal::Kind::Customer(customer)) => Some(Assisted {
             id: p.id,
-            name: format!("{} {}", customer.first_name, customer.last_name),
+            name: idp::person_name(&customer.first_name, &customer.last_name),
         }),
         _ => None,
     }))
@@ -897,7 +897,7 @@ pub(crate) async fn open_session(
                 .ok_or_else(failed)?;
             Assisted {
                 id: customer.id,
-                name: format!("{} {}", customer.first_name, customer.last_name),
+                name: idp::person_name(&customer.first_name, &customer.last_name),
             }
         }
         Target::MerchantUsers => {

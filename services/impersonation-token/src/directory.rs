@@ -179,12 +179,13 @@ pub fn target_facts(principal: &idp::Principal) -> TargetFacts {
 /// "First Last" of a customer or merchant user; `None` when empty or another kind.
 fn display_name(principal: &idp::Principal) -> Option<String> {
     let name = match &principal.kind {
-        Some(idp::principal::Kind::Customer(c)) => format!("{} {}", c.first_name, c.last_name),
-        Some(idp::principal::Kind::MerchantUser(u)) => format!("{} {}", u.first_name, u.last_name),
+        Some(idp::principal::Kind::Customer(c)) => idp::person_name(&c.first_name, &c.last_name),
+        Some(idp::principal::Kind::MerchantUser(u)) => {
+            idp::person_name(&u.first_name, &u.last_name)
+        }
         _ => String::new(),
     };
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_owned())
+    (!name.is_empty()).then_some(name)
 }
 
 /// Blocked or deleted: a target that may not be assisted.

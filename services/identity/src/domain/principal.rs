@@ -162,7 +162,7 @@ impl Principal {
                 first_name,
                 last_name,
                 ..
-            } => format!("{first_name} {last_name}").trim().to_owned(),
+            } => assist_proto::identity::v1::person_name(first_name, last_name),
             PrincipalKind::ServiceAccount { client_id } => client_id.clone(),
         }
     }

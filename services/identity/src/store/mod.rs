@@ -981,9 +981,7 @@ impl SubjectRow {
             ))
         })?;
         let name = if self.full_name.is_empty() {
-            format!("{} {}", self.first_name, self.last_name)
-                .trim()
-                .to_owned()
+            assist_proto::identity::v1::person_name(&self.first_name, &self.last_name)
         } else {
             self.full_name
         };
