@@ -54,6 +54,19 @@ async fn health_turns_serving_and_reflection_answers_v1_and_v1alpha() {
             services.contains(&"grpc.health.v1.Health".to_owned()),
             "{path}"
         );
+        // Only what this server serves: no other assist service is offered.
+        let mut offered = services.clone();
+        offered.sort();
+        assert_eq!(
+            offered,
+            [
+                "assist.identity.v1.Identity",
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ],
+            "{path}"
+        );
     }
     server.stop().await;
 }
