@@ -966,14 +966,21 @@ impl Identity {
         if held.is_empty() {
             return Ok(listed);
         }
-        if self.settings.mail_relay {
-            // The relay delivers it; nobody else sees the link.
-            for message in listed.items.iter_mut().filter(|m| m.sent_at.is_none()) {
-                message.body =
-                    "(waiting for delivery over SMTP; the link is shown to nobody)".into();
-            }
+        // With a relay, the relay delivers it and nobody else sees the link; without one, this
+        // listing shows the links it was the one to hand over, and no other.
+        let (taken, withheld) = if self.settings.mail_relay {
+            (
+                Vec::new(),
+                "(waiting for delivery over SMTP; the link is shown to nobody)",
+            )
         } else {
-            self.store.hand_over_mail(&held, now_us()).await?;
+            let taken = self.store.hand_over_mail(&held, now_us()).await?;
+            (taken, "(shown to an administrator; the link is not kept)")
+        };
+        for message in listed.items.iter_mut().filter(|m| m.sent_at.is_none()) {
+            if !taken.contains(&message.id) {
+                message.body = withheld.into();
+            }
         }
         Ok(listed)
     }

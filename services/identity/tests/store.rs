@@ -586,6 +586,19 @@ async fn one_time_tokens_are_single_use_expiring_and_replace_older_ones() {
             pending.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
             ["m1", "m2"]
         );
+        // A mail is handed over once: a second (or concurrent) listing is not given its link, and
+        // delivered mail is not handed over at all.
+        assert_eq!(
+            store.hand_over_mail(&["m2", "m3"], 61).await.unwrap(),
+            ["m2"],
+            "{backend}"
+        );
+        assert!(store.hand_over_mail(&["m2"], 62).await.unwrap().is_empty());
+        let pending = store.pending_mail(10, 5).await.unwrap();
+        assert_eq!(
+            pending.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["m1"]
+        );
     })
     .await;
 }

@@ -159,23 +159,33 @@ impl Impersonation {
         if target_id == caller.sub {
             return Err(Error::denied("an agent cannot assist themselves"));
         }
-        let (agent, target) = tokio::join!(
-            self.directory.agent(&caller.sub),
-            self.directory.target(&target_id)
-        );
-        let (agent, target) = (agent?, target?);
-        let target_realm = check_start(&agent, &target)?;
-        if !conversation_id.is_empty() {
-            let customer = self
-                .directory
-                .conversation_customer(bearer, &conversation_id)
-                .await?;
-            if customer != target_id {
-                return Err(Error::invalid(
-                    "conversation_id",
-                    "the conversation is not the target's",
-                ));
+        let conversation = async {
+            match conversation_id.as_str() {
+                "" => Ok(None),
+                id => self
+                    .directory
+                    .conversation_customer(bearer, id)
+                    .await
+                    .map(Some),
             }
+        };
+        let (agent, target, customer) = tokio::join!(
+            self.directory.agent(&caller.sub),
+            self.directory.target(&target_id),
+            conversation,
+        );
+        let (agent, target, customer) = (agent?, target?, customer?);
+        // As at every other call (`Directory::as_it_is_now`): the token of someone no longer active
+        // counts as no token.
+        if !agent.active {
+            return Err(Error::unauthenticated("the caller is no longer active"));
+        }
+        let target_realm = check_start(&agent, &target)?;
+        if customer.is_some_and(|customer| customer != target_id) {
+            return Err(Error::invalid(
+                "conversation_id",
+                "the conversation is not the target's",
+            ));
         }
 
         let now = now_us();

@@ -908,22 +908,25 @@ impl Store {
 
     /// Marks undelivered mail handed to an administrator (listed without an SMTP relay) and drops its
     /// link from the stored body: the one copy of the link is the one just shown. Mail already
-    /// delivered or handed over is left as it is.
-    pub async fn hand_over_mail(&self, ids: &[&str], now: i64) -> Result<()> {
+    /// delivered or handed over is left as it is. Answers the ids this call handed over, so that of
+    /// two administrators listing at once only one is given each link.
+    pub async fn hand_over_mail(&self, ids: &[&str], now: i64) -> Result<Vec<String>> {
         let mut tx = self.db.begin_write().await?;
+        let mut taken = Vec::with_capacity(ids.len());
         for id in ids {
-            sqlx::query(
+            let handed: Option<String> = sqlx::query_scalar(
                 "UPDATE outbox SET sent_at = $2, \
                  body = '(shown to an administrator; the link is not kept)' \
-                 WHERE id = $1 AND sent_at IS NULL",
+                 WHERE id = $1 AND sent_at IS NULL RETURNING id",
             )
             .bind(id)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+            taken.extend(handed);
         }
         tx.commit().await?;
-        Ok(())
+        Ok(taken)
     }
 
     pub async fn mark_mail_failed(&self, id: &str, error: &str) -> Result<()> {
