@@ -30,28 +30,6 @@ pub mod agentdirectory {
     pub mod v1 {
         #![allow(clippy::all)]
         tonic::include_proto!("assist.agentdirectory.v1");
-
-        impl Role {
-            /// Whether this console role manages (invites, removes, changes the role of, resets the
-            /// password of) members of role `target`: DESIGN.md section 4. Agent-directory enforces it;
-            /// pages use it to offer only what will be allowed.
-            pub fn manages(self, target: Role) -> bool {
-                match self {
-                    Role::Administrator => target != Role::Unspecified,
-                    Role::Supervisor => matches!(target, Role::Agent | Role::Supervisor),
-                    Role::Agent | Role::Unspecified => false,
-                }
-            }
-
-            /// The roles this role may give (by invitation or role change), least powerful first.
-            pub fn grantable(self) -> &'static [Role] {
-                match self {
-                    Role::Administrator => &[Role::Agent, Role::Supervisor, Role::Administrator],
-                    Role::Supervisor => &[Role::Agent, Role::Supervisor],
-                    Role::Agent | Role::Unspecified => &[],
-                }
-            }
-        }
     }
 }
 

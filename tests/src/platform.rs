@@ -278,8 +278,8 @@ impl Platform {
         ];
         args.extend(self.credentials("routing"));
         args.extend(flags.iter().map(|f| f.to_string()));
-        let config = assist_routing::Config::try_parse_from(args).unwrap();
-        let serve = |l, s| assist_routing::serve(config, l, s);
+        let config = assist_conversation_routing::Config::try_parse_from(args).unwrap();
+        let serve = |l, s| assist_conversation_routing::serve(config, l, s);
         // The first replica answers where impersonation-token was told routing is.
         let running = match (self.routing.is_empty(), self.routing_listener.take()) {
             (true, Some(listener)) => start_on(listener, "routing", serve).await,

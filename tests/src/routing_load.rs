@@ -119,7 +119,7 @@ pub async fn churn(platform: &Platform, spec: Churn) -> ChurnReport {
         .collect();
     let db = platform
         .routing_db()
-        .open(&assist_routing::store::MIGRATIONS)
+        .open(&assist_conversation_routing::store::MIGRATIONS)
         .await;
     let done = Arc::new(AtomicBool::new(false));
     let violations: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -372,7 +372,7 @@ async fn walk_events(db: &Database) -> (usize, usize, usize, Vec<String>) {
         let next = match (state.0, kind.as_str()) {
             ("none", "created") => Some(("queued", String::new())),
             ("queued", "assigned") => {
-                if actor == assist_routing::domain::ROUTING_ACTOR {
+                if actor == assist_conversation_routing::domain::ROUTING_ACTOR {
                     automatic += 1;
                 }
                 Some(("assigned", to))
@@ -588,7 +588,7 @@ pub async fn throughput(
     // The backlog: stored at once, then assigned by the replicas as fast as they go.
     let db = platform
         .routing_db()
-        .open(&assist_routing::store::MIGRATIONS)
+        .open(&assist_conversation_routing::store::MIGRATIONS)
         .await;
     let before: i64 =
         sqlx::query_scalar("SELECT count(*) FROM conversation_events WHERE kind = 'assigned'")

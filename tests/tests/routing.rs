@@ -604,7 +604,7 @@ async fn roles_on(backend: TestBackend) {
 async fn loads(platform: &Platform) -> HashMap<String, i64> {
     let db = platform
         .routing_db()
-        .open(&assist_routing::store::MIGRATIONS)
+        .open(&assist_conversation_routing::store::MIGRATIONS)
         .await;
     let counters: HashMap<String, i64> =
         sqlx::query("SELECT agent_id, open_count FROM routing_agents WHERE open_count <> 0")

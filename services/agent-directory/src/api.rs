@@ -11,7 +11,9 @@ use assist_runtime::{Error, Result};
 use tokio::sync::{OnceCell, watch};
 use tonic::{Request, Response, Status};
 
-use crate::console::{Presence, PresenceCounts, Role, Seats, Status as AgentStatus};
+use crate::domain::console::{
+    Caller, Presence, PresenceCounts, Role, Seats, Status as AgentStatus,
+};
 use crate::domain::{Agent, AgentChange, Capability};
 use crate::service::{Actor, Agents};
 
@@ -144,6 +146,16 @@ fn presence_counts_to_pb(counts: PresenceCounts) -> pb::PresenceCounts {
     }
 }
 
+impl From<Role> for pb::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Agent => pb::Role::Agent,
+            Role::Supervisor => pb::Role::Supervisor,
+            Role::Administrator => pb::Role::Administrator,
+        }
+    }
+}
+
 fn agent_to_pb(agent: Agent) -> pb::Agent {
     pb::Agent {
         id: agent.id,
@@ -165,6 +177,16 @@ fn agent_to_pb(agent: Agent) -> pb::Agent {
         presence: presence_to_pb(agent.presence) as i32,
         last_seen_at_us: agent.last_seen_at_us,
         invitation_expires_at_us: agent.invitation_expires_at_us,
+        caller_may_manage: false,
+    }
+}
+
+/// `agent` as `caller` sees it in a list: with whether it may manage it.
+fn listed_agent_to_pb(agent: Agent, caller: Option<&Caller>) -> pb::Agent {
+    let caller_may_manage = caller.is_some_and(|caller| caller.may_manage_member(&agent));
+    pb::Agent {
+        caller_may_manage,
+        ..agent_to_pb(agent)
     }
 }
 
@@ -207,13 +229,18 @@ impl pb::agent_directory_server::AgentDirectory for Api {
         let capability = capability_filter(req.capability, "capability")?;
         let status = status_filter(req.status)?;
         let page = Page::from_request(req.page)?;
-        let list = self
+        let (list, caller) = self
             .agents()?
             .list_agents(Actor::Token(&claims), capability, &req.query, status, page)
             .await?;
         ok(pb::ListAgentsResponse {
             page: Some(list.agents.info(page)),
-            agents: list.agents.items.into_iter().map(agent_to_pb).collect(),
+            agents: list
+                .agents
+                .items
+                .into_iter()
+                .map(|agent| listed_agent_to_pb(agent, caller.as_ref()))
+                .collect(),
             seats: Some(seats_to_pb(list.seats)),
             presence: Some(presence_counts_to_pb(list.presence)),
         })
@@ -441,6 +468,27 @@ impl pb::agent_directory_server::AgentDirectory for Api {
         ok(pb::HeartbeatResponse {
             presence: presence_to_pb(presence) as i32,
             timeout_seconds: self.presence_timeout_secs,
+        })
+    }
+
+    async fn get_console_rights(
+        &self,
+        request: Request<pb::GetConsoleRightsRequest>,
+    ) -> Reply<pb::ConsoleRights> {
+        let claims = caller(&request)?;
+        let rights = self.agents()?.console_rights(Actor::Token(&claims)).await?;
+        let role = rights.caller.as_ref().map(|caller| caller.role);
+        ok(pb::ConsoleRights {
+            profile: Some(agent_to_pb(rights.profile)),
+            role: role.map_or(pb::Role::Unspecified, pb::Role::from) as i32,
+            platform_administrator: rights.platform_administrator,
+            grantable_roles: rights
+                .caller
+                .as_ref()
+                .map_or(&[][..], Caller::grantable)
+                .iter()
+                .map(|role| pb::Role::from(*role) as i32)
+                .collect(),
         })
     }
 }

@@ -19,30 +19,37 @@
 //! - Tokens carrying `act` (impersonation) are refused on every method.
 
 pub mod api;
-pub mod console;
 pub mod domain;
 pub mod principals;
 pub mod service;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use assist_proto::agentdirectory::v1::agent_directory_server::AgentDirectoryServer;
 use assist_proto::identity::v1::identity_client::IdentityClient;
-use assist_runtime::auth::{AuthPolicy, IdentityJwks, TokenVerifier, TrustedIssuer};
-use assist_runtime::client::{Outgoing, ServiceToken};
-use assist_runtime::config::{ConfigError, database_url, http_url, positive_secs};
-use assist_runtime::db::{Database, PoolSize};
-use assist_runtime::server::{GrpcServer, Health, ServerSettings};
+use assist_runtime::auth::{AuthPolicy, TokenVerifier};
+use assist_runtime::client::{Outgoing, channel};
+use assist_runtime::config::{ConfigError, positive_secs};
+use assist_runtime::server::ServerSettings;
+use assist_runtime::startup::Service;
 use tokio::net::TcpListener;
-use tokio::sync::{OnceCell, watch};
-use tonic::transport::Channel;
+use tokio::sync::watch;
 
 use crate::principals::Principals;
 use crate::service::Agents;
 use crate::store::Store;
+
+assist_runtime::server_settings!(
+    prefix = "ASSIST_AGENT_DIRECTORY",
+    listen = "127.0.0.1:50052"
+);
+assist_runtime::database_settings!(prefix = "ASSIST_AGENT_DIRECTORY");
+assist_runtime::caller_settings!(
+    prefix = "ASSIST_AGENT_DIRECTORY",
+    client_id = "agent-directory"
+);
 
 /// Configuration of the agent-directory service, from flags or `ASSIST_AGENT_DIRECTORY_*` variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -51,77 +58,12 @@ use crate::store::Store;
     about = "Agent Assist agent directory service"
 )]
 pub struct Config {
-    /// gRPC listen address.
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_LISTEN",
-        default_value = "127.0.0.1:50052"
-    )]
-    pub listen: SocketAddr,
-    /// Prometheus `/metrics` listen address; none when unset.
-    #[arg(long, env = "ASSIST_AGENT_DIRECTORY_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// `postgres://…` or `sqlite://path`.
-    #[arg(long, env = "ASSIST_AGENT_DIRECTORY_DATABASE_URL")]
-    pub database_url: String,
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_DATABASE_POOL_SIZE",
-        default_value_t = 16
-    )]
-    pub database_pool_size: u32,
-    /// The identity service: its keys verify tokens, and it answers who a principal is.
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_IDENTITY_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub identity_url: String,
-    /// The service account this service calls identity as.
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_CLIENT_ID",
-        default_value = "agent-directory"
-    )]
-    pub client_id: String,
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_CLIENT_SECRET",
-        hide_env_values = true
-    )]
-    pub client_secret: String,
-    /// The `aud` every accepted token carries.
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_AUDIENCE",
-        default_value = "agent-assist"
-    )]
-    pub audience: String,
-    /// The `iss` of identity's tokens.
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_IDENTITY_ISSUER",
-        default_value = "assist-identity"
-    )]
-    pub identity_issuer: String,
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_REQUEST_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
-    pub request_timeout_secs: u64,
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_MAX_CONCURRENT_REQUESTS",
-        default_value_t = 1024
-    )]
-    pub max_concurrent_requests: usize,
-    #[arg(
-        long,
-        env = "ASSIST_AGENT_DIRECTORY_SHUTDOWN_GRACE_SECS",
-        default_value_t = 10
-    )]
-    pub shutdown_grace_secs: u64,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub caller: CallerArgs,
     /// An agent with no heartbeat for this long is offline.
     #[arg(
         long,
@@ -140,42 +82,14 @@ pub struct Checked {
 impl Config {
     /// Checks values clap cannot: URLs, non-empty names and secrets, positive sizes and durations.
     pub fn check(&self) -> Result<Checked, ConfigError> {
-        database_url(&self.database_url, "ASSIST_AGENT_DIRECTORY_DATABASE_URL")?;
-        if self.database_pool_size == 0 {
-            return Err(ConfigError::new(
-                "ASSIST_AGENT_DIRECTORY_DATABASE_POOL_SIZE",
-                "must be greater than 0",
-            ));
-        }
-        http_url(&self.identity_url, "ASSIST_AGENT_DIRECTORY_IDENTITY_URL")?;
-        for (value, variable) in [
-            (&self.client_id, "ASSIST_AGENT_DIRECTORY_CLIENT_ID"),
-            (&self.client_secret, "ASSIST_AGENT_DIRECTORY_CLIENT_SECRET"),
-            (&self.audience, "ASSIST_AGENT_DIRECTORY_AUDIENCE"),
-            (
-                &self.identity_issuer,
-                "ASSIST_AGENT_DIRECTORY_IDENTITY_ISSUER",
-            ),
-        ] {
-            if value.trim().is_empty() {
-                return Err(ConfigError::new(variable, "must not be empty"));
-            }
-        }
-        let request_timeout = positive_secs(
-            self.request_timeout_secs,
-            "ASSIST_AGENT_DIRECTORY_REQUEST_TIMEOUT_SECS",
-        )?;
+        self.database.check()?;
+        self.caller.check()?;
         positive_secs(
             u64::from(self.presence_timeout_secs),
             "ASSIST_AGENT_DIRECTORY_PRESENCE_TIMEOUT_SECS",
         )?;
         Ok(Checked {
-            server: ServerSettings {
-                metrics_listen: self.metrics_listen,
-                request_timeout,
-                max_concurrent_requests: self.max_concurrent_requests.max(1),
-                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
-            },
+            server: self.server.check()?,
         })
     }
 }
@@ -189,73 +103,47 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let checked = config.check()?;
-    let server = GrpcServer::new::<AgentDirectoryServer<api::Api>>(checked.server.clone()).await;
-    let identity =
-        assist_runtime::client::channel(&config.identity_url, checked.server.request_timeout)?;
+    let service =
+        Service::new::<AgentDirectoryServer<api::Api>>("agent-directory", checked.server.clone())
+            .await;
+    let identity = channel(&config.caller.identity_url, checked.server.request_timeout)?;
     let verifier = Arc::new(TokenVerifier::new(
-        &config.audience,
-        vec![TrustedIssuer {
-            issuer: config.identity_issuer.clone(),
-            keys: Arc::new(IdentityJwks(IdentityClient::new(identity.clone()))),
-        }],
-    ));
-    let cell: Arc<OnceCell<Arc<Agents>>> = Arc::new(OnceCell::new());
-    let presence_timeout_secs = config.presence_timeout_secs;
-    tokio::spawn(start(
-        config,
-        identity,
-        cell.clone(),
-        server.health(),
-        shutdown.clone(),
+        &config.caller.audience,
+        vec![config.caller.identity_issuer(identity.clone())],
     ));
     let auth = AuthPolicy::new(verifier, api::PUBLIC_METHODS);
-    server
-        .serve(
-            listener,
-            AgentDirectoryServer::new(api::Api::new(cell, shutdown.clone(), presence_timeout_secs)),
-            auth,
-            shutdown,
-        )
+    let api = AgentDirectoryServer::new(api::Api::new(
+        service.state(),
+        shutdown.clone(),
+        config.presence_timeout_secs,
+    ));
+    service
+        .serve(listener, api, auth, shutdown, |ready| async move {
+            let db = ready
+                .database(
+                    &config.database.database_url,
+                    config.database.pool_size(),
+                    &store::MIGRATIONS,
+                )
+                .await?;
+            let store = Store::new(db);
+            store.changes().listen(ready.shutdown().clone());
+            let token = ready
+                .service_token(
+                    identity.clone(),
+                    &config.caller.client_id,
+                    &config.caller.client_secret,
+                )
+                .await?;
+            let identity =
+                IdentityClient::with_interceptor(identity, Outgoing { token: Some(token) });
+            let agents = Arc::new(Agents::new(store, Principals::new(identity)));
+            ready.serving(agents.clone()).await;
+            let timeout = Duration::from_secs(u64::from(config.presence_timeout_secs));
+            sweep_presence(agents, timeout, ready.shutdown().clone()).await;
+            Ok(())
+        })
         .await
-}
-
-/// Opens the database and obtains the service token, then makes the service ready.
-async fn start(
-    config: Config,
-    identity: Channel,
-    cell: Arc<OnceCell<Arc<Agents>>>,
-    health: Health,
-    shutdown: watch::Receiver<bool>,
-) {
-    let db = match Database::connect_and_migrate(
-        &config.database_url,
-        PoolSize(config.database_pool_size),
-        &store::MIGRATIONS,
-        &shutdown,
-    )
-    .await
-    {
-        Ok(db) => db,
-        // Only ends without a database when shutting down.
-        Err(error) => {
-            tracing::info!(error = %error, "agent-directory stopped before its database opened");
-            return;
-        }
-    };
-    let store = Store::new(db);
-    store.changes().listen(shutdown.clone());
-    let Some(token) = service_token(&config, identity.clone(), &shutdown).await else {
-        return;
-    };
-    let identity = IdentityClient::with_interceptor(identity, Outgoing { token: Some(token) });
-    let agents = Arc::new(Agents::new(store, Principals::new(identity)));
-    let _ = cell.set(agents.clone());
-    if !*shutdown.borrow() {
-        health.serving().await;
-        tracing::info!("agent-directory serving");
-    }
-    let timeout = Duration::from_secs(u64::from(config.presence_timeout_secs));
-    sweep_presence(agents, timeout, shutdown).await;
 }
 
 /// Sets agents offline whose heartbeats stopped, about every second (more often for short timeouts),
@@ -278,19 +166,4 @@ async fn sweep_presence(
             _ = shutdown.changed() => return,
         }
     }
-}
-
-/// This service's token from identity (see [`ServiceToken::obtain`]); `None` when shutdown comes first.
-async fn service_token(
-    config: &Config,
-    identity: Channel,
-    shutdown: &watch::Receiver<bool>,
-) -> Option<ServiceToken> {
-    ServiceToken::obtain(
-        IdentityClient::new(identity),
-        &config.client_id,
-        &config.client_secret,
-        shutdown,
-    )
-    .await
 }

@@ -11,7 +11,7 @@ use assist_runtime::validate::{self, Page};
 use assist_runtime::{Error, Result};
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::console::{self, Caller, Presence, Role, RoutingUpdate, Seats, Status};
+use crate::domain::console::{self, Caller, Presence, Role, RoutingUpdate, Seats, Status};
 use crate::domain::{
     self, Agent, AgentChange, Capability, Edit, NewAgent, OPERATOR, PrincipalFacts,
     PrincipalStatus, ProfileUpdate,
@@ -102,6 +102,14 @@ impl Actor<'_> {
     }
 }
 
+/// What a back-office user may do in the console ([`Agents::console_rights`]).
+pub struct ConsoleRights {
+    pub profile: Agent,
+    /// The console caller it is now; `None` for no active member.
+    pub caller: Option<Caller>,
+    pub platform_administrator: bool,
+}
+
 /// The agent directory: profiles stored here, principals read from identity.
 pub struct Agents {
     store: Store,
@@ -135,7 +143,8 @@ impl Agents {
     }
 
     /// A service granted `agents:read` or an active console member: stored agents matching the filter
-    /// by display name, with the seats and the presence counts of active agents.
+    /// by display name, with the seats and the presence counts of active agents, and the console
+    /// caller (to tell whom it may manage).
     pub async fn list_agents(
         &self,
         actor: Actor<'_>,
@@ -143,15 +152,44 @@ impl Agents {
         query: &str,
         status: Option<Status>,
         page: Page,
-    ) -> Result<AgentPage> {
-        self.require_reader(actor).await?;
+    ) -> Result<(AgentPage, Option<Caller>)> {
+        let caller = self.require_reader(actor).await?;
         let query = validate::optional("query", query, QUERY_MAX)?;
         let filter = AgentFilter {
             capability,
             query: domain::sort_name(&query),
             status,
         };
-        self.store.list_agents(&filter, page, now_us()).await
+        let agents = self.store.list_agents(&filter, page, now_us()).await?;
+        Ok((agents, caller))
+    }
+
+    /// A back-office user, for itself: its own profile and the console role it acts with now (none
+    /// when it is no active member).
+    pub async fn console_rights(&self, actor: Actor<'_>) -> Result<ConsoleRights> {
+        actor.refuse_delegated()?;
+        actor.require_back_office()?;
+        let Actor::Token(claims) = actor else {
+            return Err(Error::denied("a back-office user's token is required"));
+        };
+        let profile = self.get_agent(actor, &claims.sub).await?;
+        let platform_administrator = self.is_platform_administrator(claims).await?;
+        let caller = if platform_administrator {
+            Some(Caller {
+                id: claims.sub.clone(),
+                role: Role::Administrator,
+            })
+        } else {
+            (profile.status == Some(Status::Active)).then(|| Caller {
+                id: profile.id.clone(),
+                role: profile.role,
+            })
+        };
+        Ok(ConsoleRights {
+            profile,
+            caller,
+            platform_administrator,
+        })
     }
 
     /// Admin: grants `capability` to a back-office user, storing the profile on its first grant.
@@ -268,11 +306,12 @@ impl Agents {
 
     /// Who may read the directory: a service granted `agents:read`, or a caller the console knows now
     /// ([`Agents::caller`]).
-    async fn require_reader(&self, actor: Actor<'_>) -> Result<()> {
+    /// The console caller, when it is one (`None` for a reading service).
+    async fn require_reader(&self, actor: Actor<'_>) -> Result<Option<Caller>> {
         if actor.is_reading_service() {
-            return Ok(());
+            return Ok(None);
         }
-        self.caller(actor).await.map(|_| ())
+        self.caller(actor).await.map(Some)
     }
 
     /// The caller's console role, from the current state: its own active profile's role; platform
@@ -290,19 +329,15 @@ impl Agents {
             }
             Actor::Token(claims) => claims,
         };
-        let administrator = Caller {
-            id: claims.sub.clone(),
-            role: Role::Administrator,
-        };
         match claims.realm {
-            Realm::BackOffice if claims.has_scope(ADMIN_SCOPE) => {
-                let facts = self.principal(&claims.sub).await?;
-                if facts.platform_admin && facts.status == PrincipalStatus::Active {
-                    return Ok(administrator);
-                }
-            }
             Realm::BackOffice => {}
             _ => return Err(Error::denied("a back-office user's token is required")),
+        }
+        if self.is_platform_administrator(claims).await? {
+            return Ok(Caller {
+                id: claims.sub.clone(),
+                role: Role::Administrator,
+            });
         }
         match self.store.get_agent(&claims.sub).await? {
             Some(agent) if agent.status == Some(Status::Active) => Ok(Caller {
@@ -311,6 +346,16 @@ impl Agents {
             }),
             _ => Err(Error::denied("only active console members can do this")),
         }
+    }
+
+    /// Whether identity lists the token's back-office user as an active platform administrator now
+    /// (asked only when the token carries the `admin` scope).
+    async fn is_platform_administrator(&self, claims: &Claims) -> Result<bool> {
+        if claims.realm != Realm::BackOffice || !claims.has_scope(ADMIN_SCOPE) {
+            return Ok(false);
+        }
+        let facts = self.principal(&claims.sub).await?;
+        Ok(facts.platform_admin && facts.status == PrincipalStatus::Active)
     }
 
     /// Back office or service: the seats.

@@ -1009,11 +1009,11 @@ fn configuration_errors_name_the_variable() {
         "the database URL is required"
     );
     let config = parse(&["--database-url=sqlite://x.db", "--client-secret=s"]).unwrap();
-    assert_eq!(config.listen.to_string(), "127.0.0.1:50052");
-    assert_eq!(config.identity_url, "http://127.0.0.1:50051");
-    assert_eq!(config.client_id, "agent-directory");
-    assert_eq!(config.audience, "agent-assist");
-    assert_eq!(config.identity_issuer, "assist-identity");
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:50052");
+    assert_eq!(config.caller.identity_url, "http://127.0.0.1:50051");
+    assert_eq!(config.caller.client_id, "agent-directory");
+    assert_eq!(config.caller.audience, "agent-assist");
+    assert_eq!(config.caller.identity_issuer, "assist-identity");
     assert!(config.check().is_ok());
 
     for (flags, variable) in [

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use assist_agent_directory::console::{Role, Status};
+use assist_agent_directory::domain::console::{Role, Status};
 use assist_agent_directory::domain::{self, Agent, Capability, Edit, NewAgent, ProfileUpdate};
 use assist_agent_directory::store::{AgentFilter, Outcome, Store};
 use assist_runtime::validate::Page;

@@ -32,7 +32,7 @@ pub struct Storage {
     #[arg(long, env = "ASSIST_IMPERSONATION_DATABASE_URL", global = true)]
     pub impersonation_database_url: Option<String>,
     /// Database of conversation routing; defaults to `sqlite://<data-dir>/routing.db`.
-    #[arg(long, env = "ASSIST_ROUTING_DATABASE_URL", global = true)]
+    #[arg(long, env = "ASSIST_CONVERSATION_ROUTING_DATABASE_URL", global = true)]
     pub routing_database_url: Option<String>,
     /// Key-encryption key of impersonation-token's signing keys; defaults to
     /// `<data-dir>/impersonation.kek`, created on first use.
@@ -161,7 +161,7 @@ pub async fn migrate(storage: &Storage) -> anyhow::Result<()> {
         (
             "conversation-routing",
             storage.routing_database_url()?,
-            &assist_routing::store::MIGRATIONS,
+            &assist_conversation_routing::store::MIGRATIONS,
         ),
     ] {
         let db = Database::connect(&url, PoolSize(1)).await?;

@@ -38,7 +38,11 @@ pub struct Args {
     )]
     pub impersonation_listen: SocketAddr,
     /// Listen address of the conversation-routing service.
-    #[arg(long, env = "ASSIST_ROUTING_LISTEN", default_value = "127.0.0.1:50054")]
+    #[arg(
+        long,
+        env = "ASSIST_CONVERSATION_ROUTING_LISTEN",
+        default_value = "127.0.0.1:50054"
+    )]
     pub routing_listen: SocketAddr,
     /// Listen address of the gateway (HTTP: the storefront agent-assist API).
     #[arg(long, env = "ASSIST_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
@@ -142,7 +146,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .into_iter()
         .chain(credentials("impersonation-token")),
     )?;
-    let routing_config = parse_config::<assist_routing::Config>(
+    let routing_config = parse_config::<assist_conversation_routing::Config>(
         "routing",
         [
             format!("--listen={}", args.routing_listen),
@@ -230,7 +234,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bind(args.impersonation_listen).await?,
         shutdown.clone(),
     ));
-    let routing = tokio::spawn(assist_routing::serve(
+    let routing = tokio::spawn(assist_conversation_routing::serve(
         routing_config,
         bind(args.routing_listen).await?,
         shutdown.clone(),

@@ -56,7 +56,7 @@ impl Up {
             .env_remove("ASSIST_IMPERSONATION_KEY_ENCRYPTION_KEY")
             .env_remove("ASSIST_AGENT_DIRECTORY_DATABASE_URL")
             .env_remove("ASSIST_IMPERSONATION_DATABASE_URL")
-            .env_remove("ASSIST_ROUTING_DATABASE_URL")
+            .env_remove("ASSIST_CONVERSATION_ROUTING_DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log_path(data_dir)).expect("log file"))

@@ -60,6 +60,8 @@ const GRPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight requests may drain once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+assist_runtime::caller_settings!(prefix = "ASSIST_DEMO_SHOP");
+
 /// Configuration of the demo shop, from flags or `ASSIST_DEMO_SHOP_*` variables.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -74,37 +76,14 @@ pub struct Config {
         default_value = "127.0.0.1:8090"
     )]
     pub listen: SocketAddr,
-    #[arg(
-        long,
-        env = "ASSIST_DEMO_SHOP_IDENTITY_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub identity_url: String,
+    #[command(flatten)]
+    pub caller: CallerArgs,
     #[arg(
         long,
         env = "ASSIST_DEMO_SHOP_IMPERSONATION_URL",
         default_value = "http://127.0.0.1:50053"
     )]
     pub impersonation_url: String,
-    /// The service account the shop checks assist sessions and reads names with.
-    #[arg(long, env = "ASSIST_DEMO_SHOP_CLIENT_ID")]
-    pub client_id: String,
-    #[arg(long, env = "ASSIST_DEMO_SHOP_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: String,
-    /// `aud` of the access tokens the shop accepts.
-    #[arg(
-        long,
-        env = "ASSIST_DEMO_SHOP_AUDIENCE",
-        default_value = "agent-assist"
-    )]
-    pub audience: String,
-    /// `iss` of identity's access tokens.
-    #[arg(
-        long,
-        env = "ASSIST_DEMO_SHOP_IDENTITY_ISSUER",
-        default_value = "assist-identity"
-    )]
-    pub identity_issuer: String,
     /// `iss` of the impersonation service's tokens.
     #[arg(
         long,
@@ -117,28 +96,16 @@ pub struct Config {
 impl Config {
     /// Checks values clap cannot: URLs, credentials, non-empty names.
     pub fn check(&self) -> Result<(), ConfigError> {
-        http_url(&self.identity_url, "ASSIST_DEMO_SHOP_IDENTITY_URL")?;
+        self.caller.check()?;
         http_url(
             &self.impersonation_url,
             "ASSIST_DEMO_SHOP_IMPERSONATION_URL",
         )?;
-        if self.client_id.is_empty() || self.client_secret.is_empty() {
+        if self.impersonation_issuer.trim().is_empty() {
             return Err(ConfigError::new(
-                "ASSIST_DEMO_SHOP_CLIENT_ID",
-                "a service account id and secret are required",
-            ));
-        }
-        for (value, variable) in [
-            (&self.audience, "ASSIST_DEMO_SHOP_AUDIENCE"),
-            (&self.identity_issuer, "ASSIST_DEMO_SHOP_IDENTITY_ISSUER"),
-            (
-                &self.impersonation_issuer,
                 "ASSIST_DEMO_SHOP_IMPERSONATION_ISSUER",
-            ),
-        ] {
-            if value.is_empty() {
-                return Err(ConfigError::new(variable, "must not be empty"));
-            }
+                "must not be empty",
+            ));
         }
         Ok(())
     }
@@ -167,7 +134,7 @@ impl AppState {
 /// A verifier that trusts identity's tokens and the impersonation service's.
 fn verifier(config: &Config) -> anyhow::Result<Arc<TokenVerifier>> {
     let identity = IdentityJwks(IdentityClient::new(channel(
-        &config.identity_url,
+        &config.caller.identity_url,
         GRPC_TIMEOUT,
     )?));
     let impersonation = ImpersonationJwks(ImpersonationClient::new(channel(
@@ -175,10 +142,10 @@ fn verifier(config: &Config) -> anyhow::Result<Arc<TokenVerifier>> {
         GRPC_TIMEOUT,
     )?));
     Ok(Arc::new(TokenVerifier::new(
-        &config.audience,
+        &config.caller.audience,
         vec![
             TrustedIssuer {
-                issuer: config.identity_issuer.clone(),
+                issuer: config.caller.identity_issuer.clone(),
                 keys: Arc::new(identity),
             },
             TrustedIssuer {
@@ -194,11 +161,11 @@ async fn service_token(
     config: &Config,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Option<ServiceToken>> {
-    let identity = IdentityClient::new(channel(&config.identity_url, GRPC_TIMEOUT)?);
+    let identity = IdentityClient::new(channel(&config.caller.identity_url, GRPC_TIMEOUT)?);
     Ok(ServiceToken::start_when_reachable(
         identity,
-        &config.client_id,
-        &config.client_secret,
+        &config.caller.client_id,
+        &config.caller.client_secret,
         shutdown,
     )
     .await?)
@@ -242,21 +209,14 @@ pub async fn serve(
         shutdown: shutdown.clone(),
     });
 
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let ready = state.clone();
     let stop = shutdown.clone();
-    tokio::spawn(async move {
-        match connect(&config, &stop).await {
-            Ok(Some(connected)) => {
-                let _ = ready.ready.set(connected);
-                tracing::info!("demo shop serving");
-            }
-            Ok(None) => {}
-            Err(error) if !*stop.borrow() => {
-                let _ = failed_tx.send(error);
-            }
-            Err(_) => {}
+    let started = tokio::spawn(async move {
+        if let Some(connected) = connect(&config, &stop).await? {
+            let _ = ready.ready.set(connected);
+            tracing::info!("demo shop serving");
         }
+        Ok(())
     });
 
     let app = routes::router(state);
@@ -268,7 +228,7 @@ pub async fn serve(
         serving,
         shutdown,
         SHUTDOWN_GRACE,
-        failed_rx,
+        started,
         "demo shop",
     )
     .await
@@ -304,10 +264,10 @@ mod tests {
             assert_eq!(error.variable, variable, "{flag}");
         }
         let mut without_secret = config(&[]);
-        without_secret.client_secret.clear();
+        without_secret.caller.client_secret.clear();
         assert_eq!(
             without_secret.check().unwrap_err().variable,
-            "ASSIST_DEMO_SHOP_CLIENT_ID"
+            "ASSIST_DEMO_SHOP_CLIENT_SECRET"
         );
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use assist_proto::agentdirectory::v1 as dir;
 use assist_proto::common::v1::PageRequest;
-use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm, bearer};
+use assist_runtime::auth::{Claims, Realm, bearer};
 use assist_runtime::validate::{self, Page};
 use assist_runtime::web::{cookie, same_secret};
 use axum::body::Bytes;
@@ -106,13 +106,6 @@ pub fn table() -> Vec<(&'static str, Method, MethodRouter<Arc<AppState>>)> {
 pub struct Caller {
     pub token: String,
     pub claims: Claims,
-}
-
-impl Caller {
-    /// A platform administrator (identity scope `admin`) counts as a console administrator.
-    pub fn is_platform_admin(&self) -> bool {
-        self.claims.has_scope(ADMIN_SCOPE)
-    }
 }
 
 /// Whether `headers` carry this browser's CSRF token in [`CSRF_HEADER`].
@@ -397,56 +390,54 @@ fn agent_document(status: StatusCode, agent: &dir::Agent) -> Response {
     document(status, &json!({ "data": agent_resource(agent) }))
 }
 
-/// The console role the caller acts with: a platform administrator is an administrator; otherwise
-/// the role on their own active profile; `None` for someone who is not a console member.
-pub fn effective_role(caller: &Caller, own: &dir::Agent) -> Option<dir::Role> {
-    if caller.is_platform_admin() {
-        return Some(dir::Role::Administrator);
-    }
-    (own.status == dir::AgentStatus::Active as i32)
-        .then(|| dir::Role::try_from(own.role).ok())
-        .flatten()
-        .filter(|role| *role != dir::Role::Unspecified)
+/// What the caller may do in the console, as agent-directory answers it (DESIGN.md section 4): the
+/// gateway computes no rights of its own.
+pub struct Rights {
+    /// The caller's own profile (empty when it is not a console member).
+    pub own: dir::Agent,
+    /// The console role it acts with now; `None` for no active member.
+    pub role: Option<dir::Role>,
+    pub platform_administrator: bool,
+    /// The roles it may give (invite with, change to), least powerful first.
+    pub grantable: Vec<dir::Role>,
 }
 
-/// The roles `role` may grant (and so invite with and change to), DESIGN.md section 4.
-pub fn grantable(role: Option<dir::Role>) -> &'static [dir::Role] {
-    role.map_or(&[], dir::Role::grantable)
-}
-
-/// The caller's own profile, as agent-directory answers it for them.
-pub async fn own_profile(
-    agents: &mut AgentsClient,
-    caller: &Caller,
-) -> Result<dir::Agent, ApiError> {
-    let request = as_caller(
-        &caller.token,
-        dir::GetAgentRequest {
-            id: caller.claims.sub.clone(),
-        },
-    )?;
-    match agents.get_agent(request).await {
-        Ok(agent) => Ok(agent.into_inner()),
-        // Not a console member (yet): an empty profile.
-        Err(status) if status.code() == Code::NotFound => Ok(dir::Agent {
+/// The caller's console rights, from agent-directory's `GetConsoleRights`.
+pub async fn rights(agents: &mut AgentsClient, caller: &Caller) -> Result<Rights, ApiError> {
+    let request = as_caller(&caller.token, dir::GetConsoleRightsRequest {})?;
+    let reply = agents
+        .get_console_rights(request)
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let role = |value: i32| {
+        dir::Role::try_from(value)
+            .ok()
+            .filter(|r| *r != dir::Role::Unspecified)
+    };
+    Ok(Rights {
+        own: reply.profile.unwrap_or_else(|| dir::Agent {
             id: caller.claims.sub.clone(),
             ..Default::default()
         }),
-        Err(status) => Err(refused(status)),
-    }
+        role: role(reply.role),
+        platform_administrator: reply.platform_administrator,
+        grantable: reply.grantable_roles.into_iter().filter_map(role).collect(),
+    })
 }
 
 /// `GET /console/api/me`: who is signed in, with which console role, and what they may grant.
 async fn me(State(state): Shared, method: Method, headers: HeaderMap) -> Response {
     let call = open!(state, headers, method);
     let result = async {
-        let own = own_profile(&mut call.agents(), &call.caller).await?;
-        let role = effective_role(&call.caller, &own);
-        let mut resource = agent_resource(&own);
+        let rights = rights(&mut call.agents(), &call.caller).await?;
+        let mut resource = agent_resource(&rights.own);
         resource["type"] = "console-me".into();
-        resource["attributes"]["consoleRole"] = role.map_or("none", |r| role_word(r as i32)).into();
-        resource["attributes"]["platformAdministrator"] = call.caller.is_platform_admin().into();
-        resource["attributes"]["grantableRoles"] = grantable(role)
+        resource["attributes"]["consoleRole"] =
+            rights.role.map_or("none", |r| role_word(r as i32)).into();
+        resource["attributes"]["platformAdministrator"] = rights.platform_administrator.into();
+        resource["attributes"]["grantableRoles"] = rights
+            .grantable
             .iter()
             .map(|r| role_word(*r as i32))
             .collect::<Vec<_>>()
@@ -1030,14 +1021,6 @@ mod tests {
         assert_eq!(parse_status("gone"), None);
         assert_eq!(parse_presence("away"), Some(dir::Presence::Away));
         assert_eq!(presence_word(0), "offline");
-    }
-
-    #[test]
-    fn supervisors_grant_agents_and_supervisors_only() {
-        assert_eq!(grantable(None), &[] as &[dir::Role]);
-        assert_eq!(grantable(Some(dir::Role::Agent)), &[] as &[dir::Role]);
-        assert!(!grantable(Some(dir::Role::Supervisor)).contains(&dir::Role::Administrator));
-        assert_eq!(grantable(Some(dir::Role::Administrator)).len(), 3);
     }
 
     #[test]

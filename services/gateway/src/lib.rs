@@ -34,6 +34,8 @@ use tokio::sync::{OnceCell, watch};
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
+assist_runtime::caller_settings!(prefix = "ASSIST_GATEWAY");
+
 /// Configuration of the gateway, from flags or `ASSIST_GATEWAY_*` variables.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -47,12 +49,8 @@ pub struct Config {
     /// Absolute base of the JSON:API `links` (such as `https://shop.example.com`); relative when unset.
     #[arg(long, env = "ASSIST_GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
-    #[arg(
-        long,
-        env = "ASSIST_GATEWAY_IDENTITY_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub identity_url: String,
+    #[command(flatten)]
+    pub caller: CallerArgs,
     #[arg(
         long,
         env = "ASSIST_GATEWAY_AGENT_DIRECTORY_URL",
@@ -72,21 +70,6 @@ pub struct Config {
         default_value = "http://127.0.0.1:50054"
     )]
     pub routing_url: String,
-    /// The service account the gateway searches and reads agent profiles with.
-    #[arg(long, env = "ASSIST_GATEWAY_CLIENT_ID")]
-    pub client_id: String,
-    #[arg(long, env = "ASSIST_GATEWAY_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: String,
-    /// `aud` of the access tokens the gateway accepts.
-    #[arg(long, env = "ASSIST_GATEWAY_AUDIENCE", default_value = "agent-assist")]
-    pub audience: String,
-    /// `iss` of identity's access tokens.
-    #[arg(
-        long,
-        env = "ASSIST_GATEWAY_IDENTITY_ISSUER",
-        default_value = "assist-identity"
-    )]
-    pub identity_issuer: String,
     /// Upper bound of one HTTP request, gRPC calls included.
     #[arg(
         long,
@@ -161,31 +144,13 @@ pub struct Checked {
 impl Config {
     /// Checks values clap cannot: URLs, credentials, positive limits.
     pub fn check(&self) -> Result<Checked, ConfigError> {
-        http_url(&self.identity_url, "ASSIST_GATEWAY_IDENTITY_URL")?;
+        self.caller.check()?;
         http_url(
             &self.agent_directory_url,
             "ASSIST_GATEWAY_AGENT_DIRECTORY_URL",
         )?;
         http_url(&self.impersonation_url, "ASSIST_GATEWAY_IMPERSONATION_URL")?;
         http_url(&self.routing_url, "ASSIST_GATEWAY_ROUTING_URL")?;
-        if self.client_id.is_empty() || self.client_secret.is_empty() {
-            return Err(ConfigError::new(
-                "ASSIST_GATEWAY_CLIENT_ID",
-                "a service account id and secret are required",
-            ));
-        }
-        if self.audience.is_empty() {
-            return Err(ConfigError::new(
-                "ASSIST_GATEWAY_AUDIENCE",
-                "must not be empty",
-            ));
-        }
-        if self.identity_issuer.is_empty() {
-            return Err(ConfigError::new(
-                "ASSIST_GATEWAY_IDENTITY_ISSUER",
-                "must not be empty",
-            ));
-        }
         if self.body_limit_bytes == 0 {
             return Err(ConfigError::new(
                 "ASSIST_GATEWAY_BODY_LIMIT_BYTES",
@@ -331,11 +296,11 @@ async fn connect(
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Upstreams> {
     let timeout = checked.request_timeout;
-    let identity_channel = channel(&config.identity_url, timeout)?;
+    let identity_channel = channel(&config.caller.identity_url, timeout)?;
     let token = ServiceToken::start_when_reachable(
         IdentityClient::new(identity_channel.clone()),
-        &config.client_id,
-        &config.client_secret,
+        &config.caller.client_id,
+        &config.caller.client_secret,
         shutdown,
     )
     .await?
@@ -379,7 +344,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let checked = config.check()?;
     let identity_jwks = Arc::new(IdentityJwks(IdentityClient::new(channel(
-        &config.identity_url,
+        &config.caller.identity_url,
         checked.request_timeout,
     )?)));
     let impersonation_jwks = Arc::new(ImpersonationJwks(ImpersonationClient::new(channel(
@@ -387,11 +352,11 @@ pub async fn serve(
         checked.request_timeout,
     )?)));
     let identity_issuer = || TrustedIssuer {
-        issuer: config.identity_issuer.clone(),
+        issuer: config.caller.identity_issuer.clone(),
         keys: identity_jwks.clone(),
     };
     let proxy_verifier = Arc::new(TokenVerifier::new(
-        &config.audience,
+        &config.caller.audience,
         vec![
             identity_issuer(),
             TrustedIssuer {
@@ -402,7 +367,7 @@ pub async fn serve(
     ));
     let state = Arc::new(AppState {
         checked: checked.clone(),
-        verifier: TokenVerifier::new(&config.audience, vec![identity_issuer()]),
+        verifier: TokenVerifier::new(&config.caller.audience, vec![identity_issuer()]),
         proxy_verifier: proxy_verifier.clone(),
         upstreams: OnceCell::new(),
         http: proxy::client(),
@@ -413,20 +378,13 @@ pub async fn serve(
         tokio::spawn(assist_runtime::metrics::serve(listener, shutdown.clone()));
     }
 
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let ready = state.clone();
     let stop = shutdown.clone();
-    tokio::spawn(async move {
-        match connect(&config, &ready.checked, proxy_verifier, &stop).await {
-            Ok(upstreams) => {
-                let _ = ready.upstreams.set(upstreams);
-                tracing::info!("gateway serving");
-            }
-            Err(error) if !*stop.borrow() => {
-                let _ = failed_tx.send(error);
-            }
-            Err(_) => {}
-        }
+    let started = tokio::spawn(async move {
+        let upstreams = connect(&config, &ready.checked, proxy_verifier, &stop).await?;
+        let _ = ready.upstreams.set(upstreams);
+        tracing::info!("gateway serving");
+        Ok(())
     });
 
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -438,7 +396,7 @@ pub async fn serve(
         serving,
         shutdown,
         checked.shutdown_grace,
-        failed_rx,
+        started,
         "gateway",
     )
     .await
@@ -497,10 +455,10 @@ mod tests {
             assert_eq!(error.variable, variable, "{flag}");
         }
         let mut without_secret = config(&[]);
-        without_secret.client_secret.clear();
+        without_secret.caller.client_secret.clear();
         assert_eq!(
             without_secret.check().unwrap_err().variable,
-            "ASSIST_GATEWAY_CLIENT_ID"
+            "ASSIST_GATEWAY_CLIENT_SECRET"
         );
         let checked = config(&["--public-url=https://shop.example.com/"])
             .check()

@@ -9,45 +9,34 @@ pub mod mail;
 pub mod service;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use assist_proto::identity::v1::identity_server::IdentityServer;
 use assist_runtime::auth::{AuthPolicy, KeySource, PublicKey, TokenVerifier, TrustedIssuer};
-use assist_runtime::config::{
-    ConfigError, database_url, http_url, key_encryption_key, positive_secs,
-};
-use assist_runtime::db::{Database, PoolSize};
-use assist_runtime::server::{GrpcServer, ServerSettings};
+use assist_runtime::config::{ConfigError, http_url, key_encryption_key, positive_secs};
+use assist_runtime::server::ServerSettings;
+use assist_runtime::startup::{Ready, Service};
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::watch;
 
 use crate::domain::keys::KeyEncryptionKey;
 use crate::domain::throttle::ThrottlePolicy;
 use crate::service::{Identity, Settings};
 use crate::store::Store;
 
+assist_runtime::server_settings!(prefix = "ASSIST_IDENTITY", listen = "127.0.0.1:50051");
+assist_runtime::database_settings!(prefix = "ASSIST_IDENTITY");
+
 /// Configuration of the identity service, from flags or `ASSIST_IDENTITY_*` variables.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "assist-identity", about = "Agent Assist identity service")]
 pub struct Config {
-    /// gRPC listen address.
-    #[arg(
-        long,
-        env = "ASSIST_IDENTITY_LISTEN",
-        default_value = "127.0.0.1:50051"
-    )]
-    pub listen: SocketAddr,
-    /// Prometheus `/metrics` listen address; none when unset.
-    #[arg(long, env = "ASSIST_IDENTITY_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// `postgres://…` or `sqlite://path`.
-    #[arg(long, env = "ASSIST_IDENTITY_DATABASE_URL")]
-    pub database_url: String,
-    #[arg(long, env = "ASSIST_IDENTITY_DATABASE_POOL_SIZE", default_value_t = 16)]
-    pub database_pool_size: u32,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// base64 of 32 random bytes; encrypts signing keys at rest. `openssl rand -base64 32` makes one.
     #[arg(
         long,
@@ -114,24 +103,6 @@ pub struct Config {
         default_value = "Agent Assist <no-reply@agent-assist.invalid>"
     )]
     pub smtp_from: String,
-    #[arg(
-        long,
-        env = "ASSIST_IDENTITY_REQUEST_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
-    pub request_timeout_secs: u64,
-    #[arg(
-        long,
-        env = "ASSIST_IDENTITY_MAX_CONCURRENT_REQUESTS",
-        default_value_t = 1024
-    )]
-    pub max_concurrent_requests: usize,
-    #[arg(
-        long,
-        env = "ASSIST_IDENTITY_SHUTDOWN_GRACE_SECS",
-        default_value_t = 10
-    )]
-    pub shutdown_grace_secs: u64,
 }
 
 /// A configuration checked for sense, ready to serve.
@@ -148,7 +119,7 @@ impl Config {
             &self.key_encryption_key,
             "ASSIST_IDENTITY_KEY_ENCRYPTION_KEY",
         )?;
-        database_url(&self.database_url, "ASSIST_IDENTITY_DATABASE_URL")?;
+        self.database.check()?;
         http_url(&self.public_url, "ASSIST_IDENTITY_PUBLIC_URL")?;
         if let Some(url) = &self.smtp_url {
             mail::Mailer::from_url(url, &self.smtp_from)
@@ -157,12 +128,6 @@ impl Config {
         if self.login_max_failures == 0 || self.login_address_max_failures == 0 {
             return Err(ConfigError::new(
                 "ASSIST_IDENTITY_LOGIN_MAX_FAILURES",
-                "must be greater than 0",
-            ));
-        }
-        if self.database_pool_size == 0 {
-            return Err(ConfigError::new(
-                "ASSIST_IDENTITY_DATABASE_POOL_SIZE",
                 "must be greater than 0",
             ));
         }
@@ -198,15 +163,7 @@ impl Config {
             mail_relay: self.smtp_url.is_some(),
             ..Settings::default()
         };
-        let server = ServerSettings {
-            metrics_listen: self.metrics_listen,
-            request_timeout: positive_secs(
-                self.request_timeout_secs,
-                "ASSIST_IDENTITY_REQUEST_TIMEOUT_SECS",
-            )?,
-            max_concurrent_requests: self.max_concurrent_requests.max(1),
-            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
-        };
+        let server = self.server.check()?;
         Ok(Checked {
             settings,
             kek,
@@ -215,35 +172,30 @@ impl Config {
     }
 }
 
-/// Identity's own keys, for verifying the tokens it receives without calling itself.
-struct LocalJwks(Arc<OnceCell<Arc<Identity>>>);
-
-impl KeySource for LocalJwks {
+/// Identity's own keys (reloaded, so a rotation elsewhere is seen), for verifying the tokens it
+/// receives without calling itself.
+impl KeySource for Identity {
     fn fetch(&self) -> BoxFuture<'_, assist_runtime::Result<Vec<PublicKey>>> {
         Box::pin(async move {
-            let identity = self
-                .0
-                .get()
-                .ok_or_else(|| assist_runtime::Error::Unavailable("identity is starting".into()))?;
-            identity.reload_keys().await?;
-            Ok(identity.jwks())
+            self.reload_keys().await?;
+            Ok(self.jwks())
         })
     }
 }
 
-/// Connects to the database (retrying while it is unreachable), migrates, and opens the use cases.
+/// Migrates the database and opens the use cases.
 pub async fn open(
     config: &Config,
     checked: &Checked,
-    shutdown: &watch::Receiver<bool>,
+    ready: &Ready<Identity>,
 ) -> anyhow::Result<Identity> {
-    let db = Database::connect_and_migrate(
-        &config.database_url,
-        PoolSize(config.database_pool_size),
-        &store::MIGRATIONS,
-        shutdown,
-    )
-    .await?;
+    let db = ready
+        .database(
+            &config.database.database_url,
+            config.database.pool_size(),
+            &store::MIGRATIONS,
+        )
+        .await?;
     Ok(Identity::new(
         Store::new(db),
         checked.settings.clone(),
@@ -260,70 +212,36 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let checked = config.check()?;
-    let server = GrpcServer::new::<IdentityServer<api::Api>>(checked.server.clone()).await;
-    let cell: Arc<OnceCell<Arc<Identity>>> = Arc::new(OnceCell::new());
+    let service =
+        Service::new::<IdentityServer<api::Api>>("identity", checked.server.clone()).await;
     let verifier = Arc::new(TokenVerifier::new(
         &checked.settings.audience,
         vec![TrustedIssuer {
             issuer: checked.settings.issuer.clone(),
-            keys: Arc::new(LocalJwks(cell.clone())),
+            keys: Arc::new(service.local_keys()),
         }],
     ));
-
-    let health = server.health();
-    let ready = cell.clone();
-    let stop = shutdown.clone();
-    let smtp = config
-        .smtp_url
-        .clone()
-        .map(|url| (url, config.smtp_from.clone()));
-    // A start that cannot succeed (a wrong key-encryption key, a schema from the future) ends `serve`
-    // with the error, so the process exits non-zero instead of idling NOT_SERVING forever.
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
-    tokio::spawn(async move {
-        let identity = match open(&config, &checked, &stop).await {
-            Ok(identity) => Arc::new(identity),
-            Err(error) => {
-                if !*stop.borrow() {
-                    let _ = failed_tx.send(error);
-                }
-                return;
-            }
-        };
-        drop(failed_tx);
-        identity.store().principal_changes().listen(stop.clone());
-        let _ = ready.set(identity.clone());
-        health.serving().await;
-        tracing::info!("identity serving");
-        if let Some((url, from)) = smtp {
-            match mail::Mailer::from_url(&url, &from) {
-                Ok(mailer) => {
-                    tokio::spawn(mailer.run(
-                        identity.store().clone(),
-                        Duration::from_secs(2),
-                        stop.clone(),
-                    ));
-                }
-                Err(error) => tracing::error!(error = %error, "mail delivery off"),
-            }
-        }
-        housekeeping(identity, stop).await;
-    });
-
     let auth = AuthPolicy::new(verifier, api::PUBLIC_METHODS);
-    let serving = server.serve(
-        listener,
-        IdentityServer::new(api::Api::new(cell, shutdown.clone())),
-        auth,
-        shutdown,
-    );
-    tokio::select! {
-        result = serving => result,
-        Ok(error) = failed_rx => {
-            tracing::error!(error = format!("{error:#}"), "identity did not start");
-            Err(error.context("identity did not start"))
-        }
-    }
+    let api = IdentityServer::new(api::Api::new(service.state(), shutdown.clone()));
+    service
+        .serve(listener, api, auth, shutdown, |ready| async move {
+            let identity = Arc::new(open(&config, &checked, &ready).await?);
+            let stop = ready.shutdown().clone();
+            identity.store().principal_changes().listen(stop.clone());
+            ready.serving(identity.clone()).await;
+            if let Some(url) = &config.smtp_url {
+                let mailer = mail::Mailer::from_url(url, &config.smtp_from)
+                    .map_err(|message| anyhow::anyhow!("ASSIST_SMTP_URL: {message}"))?;
+                tokio::spawn(mailer.run(
+                    identity.store().clone(),
+                    Duration::from_secs(2),
+                    stop.clone(),
+                ));
+            }
+            housekeeping(identity, stop).await;
+            Ok(())
+        })
+        .await
 }
 
 async fn housekeeping(identity: Arc<Identity>, mut shutdown: watch::Receiver<bool>) {

@@ -10,32 +10,32 @@ pub mod enforce;
 pub mod service;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use assist_proto::agentdirectory::v1::agent_directory_client::AgentDirectoryClient;
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_proto::impersonation::v1::impersonation_server::ImpersonationServer;
 use assist_proto::routing::v1::routing_client::RoutingClient;
 use assist_runtime::auth::{
-    AuthPolicy, Delegated, IdentityJwks, KeySource, PublicKey, TokenVerifier, TrustedIssuer,
+    AuthPolicy, Delegated, KeySource, PublicKey, TokenVerifier, TrustedIssuer,
 };
-use assist_runtime::client::{Outgoing, ServiceToken, channel};
-use assist_runtime::config::{
-    ConfigError, database_url, http_url, key_encryption_key, positive_secs,
-};
-use assist_runtime::db::{Database, PoolSize};
+use assist_runtime::client::{Outgoing, channel};
+use assist_runtime::config::{ConfigError, http_url, key_encryption_key, positive_secs};
 use assist_runtime::keys::KeyEncryptionKey;
-use assist_runtime::server::{GrpcServer, ServerSettings};
+use assist_runtime::server::ServerSettings;
+use assist_runtime::startup::{Ready, Service};
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::watch;
 
 use crate::directory::Directory;
 use crate::domain::session::Limits;
 use crate::service::{Impersonation, Settings};
 use crate::store::Store;
+
+assist_runtime::server_settings!(prefix = "ASSIST_IMPERSONATION", listen = "127.0.0.1:50053");
+assist_runtime::database_settings!(prefix = "ASSIST_IMPERSONATION");
+assist_runtime::caller_settings!(prefix = "ASSIST_IMPERSONATION");
 
 /// Configuration of the impersonation-token service, from flags or `ASSIST_IMPERSONATION_*` variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -44,25 +44,12 @@ use crate::store::Store;
     about = "Agent Assist impersonation-token service"
 )]
 pub struct Config {
-    /// gRPC listen address.
-    #[arg(
-        long,
-        env = "ASSIST_IMPERSONATION_LISTEN",
-        default_value = "127.0.0.1:50053"
-    )]
-    pub listen: SocketAddr,
-    /// Prometheus `/metrics` listen address; none when unset.
-    #[arg(long, env = "ASSIST_IMPERSONATION_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// `postgres://…` or `sqlite://path`: this service's own database.
-    #[arg(long, env = "ASSIST_IMPERSONATION_DATABASE_URL")]
-    pub database_url: String,
-    #[arg(
-        long,
-        env = "ASSIST_IMPERSONATION_DATABASE_POOL_SIZE",
-        default_value_t = 16
-    )]
-    pub database_pool_size: u32,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub caller: CallerArgs,
     /// base64 of 32 random bytes; encrypts this service's signing keys at rest.
     #[arg(
         long,
@@ -79,25 +66,6 @@ pub struct Config {
     pub issuer: String,
     #[arg(
         long,
-        env = "ASSIST_IMPERSONATION_AUDIENCE",
-        default_value = "agent-assist"
-    )]
-    pub audience: String,
-    /// `iss` of identity's access tokens.
-    #[arg(
-        long,
-        env = "ASSIST_IMPERSONATION_IDENTITY_ISSUER",
-        default_value = "assist-identity"
-    )]
-    pub identity_issuer: String,
-    #[arg(
-        long,
-        env = "ASSIST_IMPERSONATION_IDENTITY_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub identity_url: String,
-    #[arg(
-        long,
         env = "ASSIST_IMPERSONATION_AGENT_DIRECTORY_URL",
         default_value = "http://127.0.0.1:50052"
     )]
@@ -110,39 +78,12 @@ pub struct Config {
         default_value = "http://127.0.0.1:50054"
     )]
     pub routing_url: String,
-    /// The service account this service calls identity and agent-directory with.
-    #[arg(long, env = "ASSIST_IMPERSONATION_CLIENT_ID")]
-    pub client_id: String,
-    #[arg(
-        long,
-        env = "ASSIST_IMPERSONATION_CLIENT_SECRET",
-        hide_env_values = true
-    )]
-    pub client_secret: String,
     /// Maximum length of an assist session.
     #[arg(long, env = "ASSIST_IMPERSONATION_SESSION_MAX_SECS", default_value_t = 8 * 3600)]
     pub session_max_secs: u64,
     /// A session unused for this long ends.
     #[arg(long, env = "ASSIST_IMPERSONATION_SESSION_IDLE_SECS", default_value_t = 30 * 60)]
     pub session_idle_secs: u64,
-    #[arg(
-        long,
-        env = "ASSIST_IMPERSONATION_REQUEST_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
-    pub request_timeout_secs: u64,
-    #[arg(
-        long,
-        env = "ASSIST_IMPERSONATION_MAX_CONCURRENT_REQUESTS",
-        default_value_t = 1024
-    )]
-    pub max_concurrent_requests: usize,
-    #[arg(
-        long,
-        env = "ASSIST_IMPERSONATION_SHUTDOWN_GRACE_SECS",
-        default_value_t = 10
-    )]
-    pub shutdown_grace_secs: u64,
 }
 
 /// A configuration checked for sense, ready to serve.
@@ -159,25 +100,13 @@ impl Config {
             &self.key_encryption_key,
             "ASSIST_IMPERSONATION_KEY_ENCRYPTION_KEY",
         )?;
-        database_url(&self.database_url, "ASSIST_IMPERSONATION_DATABASE_URL")?;
-        http_url(&self.identity_url, "ASSIST_IMPERSONATION_IDENTITY_URL")?;
+        self.database.check()?;
+        self.caller.check()?;
         http_url(
             &self.agent_directory_url,
             "ASSIST_IMPERSONATION_AGENT_DIRECTORY_URL",
         )?;
         http_url(&self.routing_url, "ASSIST_IMPERSONATION_ROUTING_URL")?;
-        if self.client_id.is_empty() || self.client_secret.is_empty() {
-            return Err(ConfigError::new(
-                "ASSIST_IMPERSONATION_CLIENT_ID",
-                "a service account id and secret are required",
-            ));
-        }
-        if self.database_pool_size == 0 {
-            return Err(ConfigError::new(
-                "ASSIST_IMPERSONATION_DATABASE_POOL_SIZE",
-                "must be greater than 0",
-            ));
-        }
         let limits = Limits {
             max_length: positive_secs(
                 self.session_max_secs,
@@ -194,7 +123,7 @@ impl Config {
                 "must not exceed ASSIST_IMPERSONATION_SESSION_MAX_SECS",
             ));
         }
-        if self.issuer == self.identity_issuer {
+        if self.issuer == self.caller.identity_issuer {
             return Err(ConfigError::new(
                 "ASSIST_IMPERSONATION_ISSUER",
                 "must differ from the identity issuer",
@@ -202,18 +131,10 @@ impl Config {
         }
         let settings = Settings {
             issuer: self.issuer.clone(),
-            audience: self.audience.clone(),
+            audience: self.caller.audience.clone(),
             limits,
         };
-        let server = ServerSettings {
-            metrics_listen: self.metrics_listen,
-            request_timeout: positive_secs(
-                self.request_timeout_secs,
-                "ASSIST_IMPERSONATION_REQUEST_TIMEOUT_SECS",
-            )?,
-            max_concurrent_requests: self.max_concurrent_requests.max(1),
-            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
-        };
+        let server = self.server.check()?;
         Ok(Checked {
             settings,
             kek,
@@ -224,43 +145,34 @@ impl Config {
 
 /// This service's own keys, for the impersonation tokens it receives (EndAssist by the session's
 /// token) without calling itself.
-struct LocalJwks(Arc<OnceCell<Arc<Impersonation>>>);
-
-impl KeySource for LocalJwks {
+impl KeySource for Impersonation {
     fn fetch(&self) -> BoxFuture<'_, assist_runtime::Result<Vec<PublicKey>>> {
-        Box::pin(async move {
-            let service = self.0.get().ok_or_else(|| {
-                assist_runtime::Error::Unavailable("impersonation is starting".into())
-            })?;
-            Ok(service.jwks())
-        })
+        Box::pin(async move { Ok(self.jwks()) })
     }
 }
 
-/// Connects to the database (retrying while it is unreachable), migrates, obtains the service token
-/// (retrying while identity is unreachable) and opens the use cases.
+/// Migrates the database, obtains the service token and opens the use cases.
 pub async fn open(
     config: &Config,
     checked: &Checked,
-    shutdown: &watch::Receiver<bool>,
+    ready: &Ready<Impersonation>,
 ) -> anyhow::Result<Impersonation> {
-    let db = Database::connect_and_migrate(
-        &config.database_url,
-        PoolSize(config.database_pool_size),
-        &store::MIGRATIONS,
-        shutdown,
-    )
-    .await?;
+    let db = ready
+        .database(
+            &config.database.database_url,
+            config.database.pool_size(),
+            &store::MIGRATIONS,
+        )
+        .await?;
     let timeout = checked.server.request_timeout;
-    let identity_channel = channel(&config.identity_url, timeout)?;
-    let token = ServiceToken::obtain(
-        IdentityClient::new(identity_channel.clone()),
-        &config.client_id,
-        &config.client_secret,
-        shutdown,
-    )
-    .await
-    .ok_or_else(|| anyhow::anyhow!("shut down before identity issued a service token"))?;
+    let identity_channel = channel(&config.caller.identity_url, timeout)?;
+    let token = ready
+        .service_token(
+            identity_channel.clone(),
+            &config.caller.client_id,
+            &config.caller.client_secret,
+        )
+        .await?;
     let outgoing = Outgoing { token: Some(token) };
     let directory = Directory {
         identity: IdentityClient::with_interceptor(identity_channel, outgoing.clone()),
@@ -270,11 +182,9 @@ pub async fn open(
         ),
         routing: RoutingClient::new(channel(&config.routing_url, timeout)?),
     };
+    let audit_keys = Arc::new(crate::domain::audit::AuditKeys::new(&checked.kek));
     Ok(Impersonation::new(
-        Store::new(
-            db,
-            std::sync::Arc::new(crate::domain::audit::AuditKeys::new(&checked.kek)),
-        ),
+        Store::new(db, audit_keys),
         checked.settings.clone(),
         checked.kek.clone(),
         directory,
@@ -290,66 +200,38 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let checked = config.check()?;
-    let server = GrpcServer::new::<ImpersonationServer<api::Api>>(checked.server.clone()).await;
-    let cell: Arc<OnceCell<Arc<Impersonation>>> = Arc::new(OnceCell::new());
-    let identity_jwks = IdentityJwks(IdentityClient::new(channel(
-        &config.identity_url,
-        checked.server.request_timeout,
-    )?));
+    let service = Service::new::<ImpersonationServer<api::Api>>(
+        "impersonation-token",
+        checked.server.clone(),
+    )
+    .await;
+    let identity = channel(&config.caller.identity_url, checked.server.request_timeout)?;
     let verifier = Arc::new(TokenVerifier::new(
         &checked.settings.audience,
         vec![
-            TrustedIssuer {
-                issuer: config.identity_issuer.clone(),
-                keys: Arc::new(identity_jwks),
-            },
+            config.caller.identity_issuer(identity),
             TrustedIssuer {
                 issuer: checked.settings.issuer.clone(),
-                keys: Arc::new(LocalJwks(cell.clone())),
+                keys: Arc::new(service.local_keys()),
             },
         ],
     ));
-
-    let health = server.health();
-    let ready = cell.clone();
-    let stop = shutdown.clone();
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
-    tokio::spawn(async move {
-        let service = match open(&config, &checked, &stop).await {
-            Ok(service) => Arc::new(service),
-            Err(error) => {
-                if !*stop.borrow() {
-                    let _ = failed_tx.send(error);
-                }
-                return;
-            }
-        };
-        drop(failed_tx);
-        service.store().revocations().listen(stop.clone());
-        let _ = ready.set(service.clone());
-        health.serving().await;
-        tracing::info!("impersonation serving");
-        tokio::spawn(enforce::run(service.clone(), stop.clone()));
-        housekeeping(service, stop).await;
-    });
-
     let auth = AuthPolicy {
         delegated: Delegated::PassThrough,
         ..AuthPolicy::new(verifier, api::PUBLIC_METHODS)
     };
-    let serving = server.serve(
-        listener,
-        ImpersonationServer::new(api::Api::new(cell, shutdown.clone())),
-        auth,
-        shutdown,
-    );
-    tokio::select! {
-        result = serving => result,
-        Ok(error) = failed_rx => {
-            tracing::error!(error = format!("{error:#}"), "impersonation did not start");
-            Err(error.context("impersonation did not start"))
-        }
-    }
+    let api = ImpersonationServer::new(api::Api::new(service.state(), shutdown.clone()));
+    service
+        .serve(listener, api, auth, shutdown, |ready| async move {
+            let service = Arc::new(open(&config, &checked, &ready).await?);
+            let stop = ready.shutdown().clone();
+            service.store().revocations().listen(stop.clone());
+            ready.serving(service.clone()).await;
+            tokio::spawn(enforce::run(service.clone(), stop.clone()));
+            housekeeping(service, stop).await;
+            Ok(())
+        })
+        .await
 }
 
 async fn housekeeping(service: Arc<Impersonation>, mut shutdown: watch::Receiver<bool>) {

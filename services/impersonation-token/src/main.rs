@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
         config::exit(&error.to_string());
     }
     let telemetry = assist_runtime::telemetry::init("impersonation-token");
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
     let (_trigger, shutdown) = assist_runtime::shutdown::on_signal();
     let result = assist_impersonation_token::serve(config, listener, shutdown).await;
     telemetry.shutdown();

@@ -262,6 +262,33 @@ pub struct TrustedIssuer {
     pub keys: Arc<dyn KeySource>,
 }
 
+impl TrustedIssuer {
+    /// Identity, named `issuer`, its keys fetched over `identity`.
+    pub fn identity(issuer: &str, identity: tonic::transport::Channel) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            keys: Arc::new(IdentityJwks(
+                assist_proto::identity::v1::identity_client::IdentityClient::new(identity),
+            )),
+        }
+    }
+}
+
+/// Keys of the service this server belongs to, known once its start-up has opened it: until then a
+/// fetch answers UNAVAILABLE ("starting").
+pub struct LocalKeys<T>(pub Arc<tokio::sync::OnceCell<Arc<T>>>);
+
+impl<T: KeySource> KeySource for LocalKeys<T> {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<PublicKey>>> {
+        Box::pin(async move {
+            match self.0.get() {
+                Some(service) => service.fetch().await,
+                None => Err(Error::Unavailable("the service is starting".into())),
+            }
+        })
+    }
+}
+
 struct CachedKey {
     issuer: usize,
     key: VerifyingKey,

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use assist_proto::identity::v1::IssueServiceTokenRequest;
 use assist_proto::identity::v1::identity_client::IdentityClient;
-use tonic::transport::{Channel, Endpoint};
+pub use tonic::transport::Channel;
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
 use crate::error::{Error, Result};

@@ -174,19 +174,20 @@ impl Database {
                 .postgres
                 .run(&self.pool)
                 .await
-                .map_err(Error::internal),
+                .map_err(migration_error),
             Backend::Sqlite => {
                 let _turn = self.write_turn().await;
                 let mut attempt = 0;
                 loop {
                     match migrations.sqlite.run(&self.pool).await {
                         Ok(()) => return Ok(()),
+                        Err(error) if is_permanent(&error) => return Err(migration_error(error)),
                         Err(error) if attempt < 5 => {
                             attempt += 1;
                             tracing::debug!(error = %error, attempt, "migration raced another process; retrying");
                             tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
                         }
-                        Err(error) => return Err(Error::internal(error)),
+                        Err(error) => return Err(migration_error(error)),
                     }
                 }
             }
@@ -254,6 +255,8 @@ impl Database {
             .await;
             match attempt {
                 Ok(db) => return Ok(db),
+                // Retrying cannot mend a schema this binary does not know: the start fails.
+                Err(error @ Error::FailedPrecondition(_)) => return Err(error),
                 Err(error) if *shutdown.borrow() => return Err(error),
                 Err(error) => {
                     tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "database not ready");
@@ -262,6 +265,30 @@ impl Database {
                 }
             }
         }
+    }
+}
+
+/// A migration failure that no retry mends: the database holds migrations this binary does not know
+/// (a newer release ran on it) or one that differs from this binary's.
+fn is_permanent(error: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError;
+    matches!(
+        error,
+        MigrateError::VersionMissing(_)
+            | MigrateError::VersionMismatch(_)
+            | MigrateError::VersionTooOld(..)
+            | MigrateError::VersionTooNew(..)
+            | MigrateError::Dirty(_)
+    )
+}
+
+fn migration_error(error: sqlx::migrate::MigrateError) -> Error {
+    if is_permanent(&error) {
+        Error::FailedPrecondition(format!(
+            "the database schema does not match this release: {error}"
+        ))
+    } else {
+        Error::internal(error)
     }
 }
 

@@ -12,7 +12,9 @@ pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod sessions;
+pub mod settings;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -39,31 +39,31 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Runs an HTTP server's `serving` future until it ends, until `grace` after `shutdown` trips (requests
-/// still in flight are then abandoned), or until `failed` reports that the server could not start
-/// (`what` names it in that error).
+/// Runs an HTTP server's `serving` future until it ends, or until `grace` after `shutdown` trips
+/// (requests still in flight are then abandoned), with the start-up failure policy of
+/// [`until_failed`](crate::startup::until_failed): a `started` task that fails ends the server.
 pub async fn serve_until_drained(
     serving: impl std::future::Future<Output = std::io::Result<()>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     grace: std::time::Duration,
-    failed: tokio::sync::oneshot::Receiver<anyhow::Error>,
+    started: tokio::task::JoinHandle<anyhow::Result<()>>,
     what: &str,
 ) -> anyhow::Result<()> {
-    let drain_deadline = async move {
-        crate::shutdown::tripped(shutdown).await;
-        tokio::time::sleep(grace).await;
+    let stop = shutdown.clone();
+    let drained = async move {
+        let drain_deadline = async move {
+            crate::shutdown::tripped(stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serving => Ok(result?),
+            () = drain_deadline => {
+                tracing::warn!("shutdown grace elapsed with requests in flight");
+                Ok(())
+            }
+        }
     };
-    tokio::select! {
-        result = serving => Ok(result?),
-        () = drain_deadline => {
-            tracing::warn!("shutdown grace elapsed with requests in flight");
-            Ok(())
-        }
-        Ok(error) = failed => {
-            tracing::error!(error = format!("{error:#}"), "{what} did not start");
-            Err(error.context(format!("{what} did not start")))
-        }
-    }
+    crate::startup::until_failed(what, drained, started, shutdown).await
 }
 
 /// Whether two secrets are equal, in time that does not depend on where they differ.

@@ -10,7 +10,7 @@ use assist_runtime::notify::Notifier;
 use assist_runtime::validate::Page;
 use assist_runtime::{Error, Result};
 
-use crate::console::{Membership, Presence, PresenceCounts, Seats, Status};
+use crate::domain::console::{Membership, Presence, PresenceCounts, Seats, Status};
 use crate::domain::{Agent, AgentChange, Capability, NewAgent, sort_name};
 
 mod rows;
@@ -595,7 +595,7 @@ async fn create_agent(
         membership.seats.take_one()?;
         membership.seats.occupied += 1;
     }
-    if new.status == Status::Active && new.role == crate::console::Role::Administrator {
+    if new.status == Status::Active && new.role == crate::domain::console::Role::Administrator {
         membership.administrators += 1;
     }
     sqlx::query(

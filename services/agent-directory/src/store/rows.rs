@@ -2,7 +2,7 @@
 
 use assist_runtime::{Error, Result};
 
-use crate::console::{Presence, Role, Status};
+use crate::domain::console::{Presence, Role, Status};
 use crate::domain::{Agent, AgentChange, Capability};
 
 /// An agent joined with one of its capabilities (none when it holds none): one row per capability.

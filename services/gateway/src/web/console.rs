@@ -23,9 +23,7 @@ use serde_json::json;
 use super::customer::credentials;
 use super::{cookies, csrf, csrf_matches, html, redirect, same_origin, signed_in, with_cookies};
 use crate::AppState;
-use crate::console::{
-    self, Caller, effective_role, grantable, own_profile, presence_word, role_word, status_word,
-};
+use crate::console::{self, Caller, presence_word, role_word, status_word};
 use crate::routes::{client_address, page_of, sign_in, upstreams};
 
 type Shared = State<Arc<AppState>>;
@@ -287,24 +285,17 @@ fn role_options(roles: &[dir::Role], selected: i32) -> String {
         .collect()
 }
 
-/// What the caller may do on `agent`'s row: nothing on their own row, on removed agents, or (for
-/// supervisors) on administrators; the service refuses anything else regardless.
-fn may_manage(role: Option<dir::Role>, caller_id: &str, agent: &dir::Agent) -> bool {
-    let target = dir::Role::try_from(agent.role).unwrap_or(dir::Role::Unspecified);
-    role.is_some_and(|role| role.manages(target))
-        && agent.id != caller_id
-        && agent.status != dir::AgentStatus::Removed as i32
-}
-
-fn row(agent: &dir::Agent, role: Option<dir::Role>, caller_id: &str) -> String {
+/// One member's row; the actions only where agent-directory says the caller may manage the member
+/// (`grantable`: the roles the caller may give).
+fn row(agent: &dir::Agent, grantable: &[dir::Role]) -> String {
     let email = escape(&agent.email);
     let name = escape(&name_of(agent));
     let mut actions = String::new();
-    if may_manage(role, caller_id, agent) {
+    if agent.caller_may_manage {
         actions.push_str(&format!(
             "<select class=\"role-select\" aria-label=\"Role of {email}\">{}</select> \
              <button type=\"button\" class=\"update-access\">Update access</button> ",
-            role_options(grantable(role), agent.role)
+            role_options(grantable, agent.role)
         ));
         if agent.status == dir::AgentStatus::Invited as i32 {
             actions.push_str(
@@ -396,20 +387,19 @@ async fn agents_page(
     let page_number = params.page.unwrap_or(1).clamp(1, 10_000);
     let mut agents = upstreams.agents_as_caller.clone();
     let loaded = async {
-        let own = own_profile(&mut agents, &caller).await?;
+        let rights = console::rights(&mut agents, &caller).await?;
         let window = page_of(
             Some((page_number - 1) * u64::from(TABLE_PAGE)),
             Some(TABLE_PAGE),
         )?;
         let listed = console::list(&mut agents, &caller.token, &q, status, window).await?;
-        Ok::<_, crate::jsonapi::ApiError>((own, listed))
+        Ok::<_, crate::jsonapi::ApiError>((rights, listed))
     }
     .await;
-    let (own, listed) = match loaded {
+    let (rights, listed) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => return with_cookies(console_error(error.status, &error.detail), set),
     };
-    let role = effective_role(&caller, &own);
     let status_text = if status == dir::AgentStatus::Unspecified {
         ""
     } else {
@@ -417,8 +407,9 @@ async fn agents_page(
     };
     let body = page_body(&Page {
         caller: &caller,
-        own: &own,
-        role,
+        own: &rights.own,
+        role: rights.role,
+        grantable: &rights.grantable,
         listed: &listed,
         q: &q,
         status: status_text,
@@ -555,6 +546,7 @@ struct Page<'a> {
     caller: &'a Caller,
     own: &'a dir::Agent,
     role: Option<dir::Role>,
+    grantable: &'a [dir::Role],
     listed: &'a dir::ListAgentsResponse,
     q: &'a str,
     status: &'a str,
@@ -566,7 +558,7 @@ fn page_body(p: &Page) -> String {
     let seats = p.listed.seats.unwrap_or_default();
     let counts = p.listed.presence.unwrap_or_default();
     let total = p.listed.page.unwrap_or_default().total;
-    let manages = !grantable(p.role).is_empty();
+    let manages = !p.grantable.is_empty();
     let mut out = format!(
         "{header}<h1>Agents</h1>\
          <section id=\"summary\">\
@@ -598,7 +590,7 @@ fn page_body(p: &Page) -> String {
              <label>Email <input id=\"invite-email\" name=\"email\" type=\"email\" maxlength=\"254\" required></label>\
              <label>Role <select id=\"invite-role\" name=\"role\">{}</select></label>\
              <button type=\"submit\">Add agent</button></form>",
-            role_options(grantable(p.role), dir::Role::Agent as i32)
+            role_options(p.grantable, dir::Role::Agent as i32)
         ));
     }
     let status_option = |value: &str, label: &str| {
@@ -620,7 +612,7 @@ fn page_body(p: &Page) -> String {
         removed = status_option("removed", "Removed"),
     ));
     for agent in &p.listed.agents {
-        out.push_str(&row(agent, p.role, &p.caller.claims.sub));
+        out.push_str(&row(agent, p.grantable));
     }
     out.push_str("</tbody></table>");
     out.push_str(&pager(p.q, p.status, p.page, total));
@@ -812,46 +804,21 @@ mod tests {
     }
 
     #[test]
-    fn rows_offer_only_what_the_caller_may_do() {
-        use dir::AgentStatus::{Active, Invited, Removed};
-        use dir::Role::{Administrator, Agent, Supervisor};
-        let supervisor = Some(Supervisor);
-        assert!(may_manage(supervisor, "me", &agent("a", Agent, Active)));
-        assert!(may_manage(
-            supervisor,
-            "me",
-            &agent("s", Supervisor, Active)
-        ));
-        assert!(!may_manage(
-            supervisor,
-            "me",
-            &agent("x", Administrator, Active)
-        ));
-        assert!(!may_manage(
-            supervisor,
-            "me",
-            &agent("me", Supervisor, Active)
-        ));
-        assert!(!may_manage(Some(Agent), "me", &agent("a", Agent, Active)));
-        assert!(!may_manage(None, "me", &agent("a", Agent, Active)));
-        assert!(may_manage(
-            Some(Administrator),
-            "me",
-            &agent("x", Administrator, Active)
-        ));
-        assert!(!may_manage(
-            Some(Administrator),
-            "me",
-            &agent("r", Agent, Removed)
-        ));
-
-        let html = row(&agent("a", Agent, Active), supervisor, "me");
+    fn rows_offer_what_agent_directory_allows() {
+        use dir::AgentStatus::{Active, Invited};
+        use dir::Role::{Agent, Supervisor};
+        let grantable = [Agent, Supervisor];
+        let manageable = |agent: dir::Agent| dir::Agent {
+            caller_may_manage: true,
+            ..agent
+        };
+        let html = row(&manageable(agent("a", Agent, Active)), &grantable);
         assert!(html.contains("&lt;Ann&gt;"), "{html}");
         assert!(html.contains("Update access") && html.contains("Remove user"));
         assert!(!html.contains("value=\"administrator\""), "{html}");
-        let invited = row(&agent("i", Agent, Invited), supervisor, "me");
+        let invited = row(&manageable(agent("i", Agent, Invited)), &grantable);
         assert!(invited.contains("Resend invitation") && !invited.contains("Remove user"));
-        let read_only = row(&agent("a", Agent, Active), Some(Agent), "me");
+        let read_only = row(&agent("a", Agent, Active), &grantable);
         assert!(!read_only.contains("<button"), "{read_only}");
     }
 }

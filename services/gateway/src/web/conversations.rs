@@ -23,7 +23,7 @@ use super::console::{
     starting, utc_text,
 };
 use super::{csrf, csrf_matches, html, redirect, same_origin, with_cookies};
-use crate::console::{Caller, effective_role, own_profile};
+use crate::console::Caller;
 use crate::conversations::{
     BODY_MAX, conversation_id, parse_scope, routed, status_filter, status_word,
 };
@@ -141,7 +141,7 @@ async fn member(
     let Some(caller) = signed_in_caller(state, upstreams, headers, set).await else {
         return Err(Box::new(with_cookies(redirect(LOGIN), std::mem::take(set))));
     };
-    let own = own_profile(&mut upstreams.agents_as_caller.clone(), &caller)
+    let rights = crate::console::rights(&mut upstreams.agents_as_caller.clone(), &caller)
         .await
         .map_err(|error| {
             Box::new(with_cookies(
@@ -149,8 +149,11 @@ async fn member(
                 std::mem::take(set),
             ))
         })?;
-    let role = effective_role(&caller, &own);
-    Ok(Member { caller, own, role })
+    Ok(Member {
+        caller,
+        own: rights.own,
+        role: rights.role,
+    })
 }
 
 /// Active console members by id (the first 100 active; enough for names and the assign control).

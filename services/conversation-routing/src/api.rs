@@ -12,8 +12,9 @@ use tokio::sync::{OnceCell, watch};
 use tonic::{Request, Response, Status};
 
 use crate::domain::Status as ConversationStatus;
+use crate::domain::access::Caller;
 use crate::domain::{AuthorKind, Channel, Conversation, Event, EventKind, Message, Priority};
-use crate::service::{Caller, CreateRequest, Routing};
+use crate::service::{CreateRequest, Routing};
 use crate::store::ListFilter;
 
 /// Every method needs a token; only health and reflection are open.

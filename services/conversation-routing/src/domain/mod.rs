@@ -1,6 +1,8 @@
 //! Conversations as plain types: statuses and their transitions, priorities, messages, events, and the
 //! input checks of a new conversation or message. No I/O here.
 
+pub mod access;
+
 use assist_runtime::{Error, Result, validate};
 
 pub use assist_proto::routing::v1::{BODY_MAX, SUBJECT_MAX};

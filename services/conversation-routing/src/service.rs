@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use assist_proto::agentdirectory::v1 as dir;
 use assist_proto::impersonation::v1 as imp;
-use assist_runtime::auth::{ADMIN_SCOPE, Claims, Realm, permission};
+use assist_runtime::auth::Claims;
 use assist_runtime::time::now_us;
 use assist_runtime::validate::{self, Page, Paged};
 use assist_runtime::{Error, Result};
 
 use crate::Sessions;
+use crate::domain::access::{self, Caller, Role};
 use crate::domain::{
     AuthorKind, Channel, Conversation, Event, EventKind, Message, NewConversation, Priority,
     Status, message_body, status_change,
@@ -21,53 +22,6 @@ use crate::store::{Decision, ListFilter, Notice, QueueFigures, Store};
 
 /// The longest assist session id accepted.
 const SESSION_ID_MAX: usize = 100;
-
-/// What the caller is to routing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Customer,
-    Agent,
-    Supervisor,
-    /// A console administrator or a platform administrator.
-    Administrator,
-    /// A service account granted `conversations:write` (an integration).
-    Service,
-}
-
-/// Who calls: a principal id and its role here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub id: String,
-    pub role: Role,
-}
-
-impl Caller {
-    /// Sees and watches every conversation, writes notes anywhere, assigns.
-    pub fn oversees(&self) -> bool {
-        matches!(
-            self.role,
-            Role::Supervisor | Role::Administrator | Role::Service
-        )
-    }
-
-    fn is_member(&self) -> bool {
-        !matches!(self.role, Role::Customer)
-    }
-
-    /// May read `conversation`: the customer its own, an agent what is assigned to them, overseers all.
-    /// Customers get NOT_FOUND for others' conversations (they learn nothing of them).
-    pub fn may_read(&self, conversation: &Conversation) -> Result<()> {
-        match self.role {
-            Role::Customer if conversation.customer_id == self.id => Ok(()),
-            Role::Customer => Err(Error::NotFound("conversation")),
-            Role::Agent if conversation.is_assigned_to(&self.id) => Ok(()),
-            Role::Agent => Err(Error::denied(
-                "this conversation is not assigned to you; a supervisor can assign it",
-            )),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// Which events a watcher gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,45 +119,19 @@ impl Routing {
         &self.engine
     }
 
-    /// The caller's role: customers by realm; back-office users by their active console profile
-    /// (platform administrators are administrators); services as services. Impersonation tokens are
-    /// refused: an agent acting as a customer is neither here.
+    /// The caller as routing sees it ([`access::caller`]), its console role from the roster (the
+    /// current state of agent-directory).
     pub fn caller(&self, claims: &Claims) -> Result<Caller> {
-        if claims.is_delegated() {
-            return Err(Error::denied(
-                "impersonation tokens are not accepted by conversation routing",
-            ));
-        }
-        let role = match claims.realm {
-            Realm::Customer => Role::Customer,
-            Realm::Service if claims.service_may(permission::CONVERSATIONS_WRITE) => Role::Service,
-            Realm::Service => {
-                return Err(Error::denied(
-                    "a service needs the conversations:write permission here",
-                ));
-            }
-            Realm::BackOffice if claims.has_scope(ADMIN_SCOPE) => Role::Administrator,
-            Realm::BackOffice => match self.roster.get(&claims.sub) {
-                Some(member) if member.active => match member.role {
-                    dir::Role::Agent => Role::Agent,
-                    dir::Role::Supervisor => Role::Supervisor,
-                    dir::Role::Administrator => Role::Administrator,
-                    dir::Role::Unspecified => {
-                        return Err(Error::denied("only active console members can do this"));
-                    }
-                },
-                _ => return Err(Error::denied("only active console members can do this")),
-            },
-            Realm::MerchantUser => {
-                return Err(Error::denied(
-                    "customers, console members and services use conversations",
-                ));
-            }
-        };
-        Ok(Caller {
-            id: claims.sub.clone(),
-            role,
-        })
+        let member = self.roster.get(&claims.sub).and_then(|member| {
+            let role = match member.role {
+                dir::Role::Agent => Role::Agent,
+                dir::Role::Supervisor => Role::Supervisor,
+                dir::Role::Administrator => Role::Administrator,
+                dir::Role::Unspecified => return None,
+            };
+            member.active.then_some(role)
+        });
+        access::caller(claims, member)
     }
 
     pub async fn create(&self, caller: &Caller, request: CreateRequest) -> Result<Conversation> {

@@ -1,12 +1,14 @@
 //! The agent-directory rules as plain types and functions: agents and their capabilities, what each kind
 //! of change does to an agent and how it is recorded, and which principals may be agents. The console's
-//! roles, seats and authorization matrix are in [`crate::console`]. No I/O here.
+//! roles, seats and authorization matrix are in [`console`]. No I/O here.
+
+pub mod console;
 
 use assist_runtime::auth::Realm;
 use assist_runtime::{Error, Result};
 use serde_json::{Map, Value};
 
-use crate::console::{Presence, Role, RoutingUpdate, Status};
+use self::console::{Presence, Role, RoutingUpdate, Status};
 
 /// Longest display name, in characters.
 pub const DISPLAY_NAME_MAX: usize = 200;
@@ -83,7 +85,7 @@ impl Agent {
             email: String::new(),
             role: Role::Agent,
             status: None,
-            capacity: crate::console::DEFAULT_CAPACITY,
+            capacity: crate::domain::console::DEFAULT_CAPACITY,
             skills: Vec::new(),
             presence: Presence::Offline,
             last_seen_at_us: 0,

@@ -2,10 +2,9 @@
 //! authorization matrix of DESIGN.md section 4 (who may invite, remove, change the role of, reset the
 //! password of, and set the routing of whom). No I/O here.
 
-use assist_proto::agentdirectory::v1 as pb;
 use assist_runtime::{Error, Result, validate};
 
-use crate::domain::Agent;
+use super::Agent;
 
 /// The capacity of a new agent: the most conversations open at once.
 pub const DEFAULT_CAPACITY: u32 = 5;
@@ -38,14 +37,23 @@ impl Role {
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == value)
     }
-}
 
-impl From<Role> for pb::Role {
-    fn from(role: Role) -> Self {
-        match role {
-            Role::Agent => pb::Role::Agent,
-            Role::Supervisor => pb::Role::Supervisor,
-            Role::Administrator => pb::Role::Administrator,
+    /// Whether this role manages (invites, removes, changes the role of, resets the password of)
+    /// members of role `target`: DESIGN.md section 4.
+    pub fn manages(self, target: Role) -> bool {
+        match self {
+            Role::Administrator => true,
+            Role::Supervisor => matches!(target, Role::Agent | Role::Supervisor),
+            Role::Agent => false,
+        }
+    }
+
+    /// The roles this role may give (by invitation or role change), least powerful first.
+    pub fn grantable(self) -> &'static [Role] {
+        match self {
+            Role::Administrator => &Role::ALL,
+            Role::Supervisor => &[Role::Agent, Role::Supervisor],
+            Role::Agent => &[],
         }
     }
 }
@@ -165,9 +173,9 @@ pub struct Caller {
 
 impl Caller {
     /// Supervisors manage agents and supervisors; administrators everyone; agents no one (DESIGN.md
-    /// section 4; the rule is [`pb::Role::manages`], shared with the gateway's pages).
+    /// section 4; the rule is [`Role::manages`]).
     pub fn may_manage(&self, role: Role) -> bool {
-        pb::Role::from(self.role).manages(role.into())
+        self.role.manages(role)
     }
 
     pub fn require_manager(&self) -> Result<()> {
@@ -195,6 +203,19 @@ impl Caller {
             )));
         }
         Ok(())
+    }
+
+    /// Whether the console offers the caller to manage `agent`: a member (invited or active) of a
+    /// role it manages, not itself. Each change checks its own rules again.
+    pub fn may_manage_member(&self, agent: &Agent) -> bool {
+        matches!(agent.status, Some(Status::Invited | Status::Active))
+            && agent.id != self.id
+            && self.may_manage(agent.role)
+    }
+
+    /// The roles the caller may give, least powerful first.
+    pub fn grantable(&self) -> &'static [Role] {
+        self.role.grantable()
     }
 
     /// May act on `agent` (remove, reset its password, set its routing, its invitation).
@@ -376,6 +397,28 @@ mod tests {
             },
             administrators,
         }
+    }
+
+    #[test]
+    fn the_console_offers_only_what_the_caller_may_do() {
+        use Role::*;
+        let supervisor = caller(Supervisor);
+        assert!(supervisor.may_manage_member(&member("a", Agent, Status::Active)));
+        assert!(supervisor.may_manage_member(&member("s", Supervisor, Status::Invited)));
+        assert!(!supervisor.may_manage_member(&member("x", Administrator, Status::Active)));
+        assert!(!supervisor.may_manage_member(&member("me", Supervisor, Status::Active)));
+        assert!(!caller(Agent).may_manage_member(&member("a", Agent, Status::Active)));
+        let administrator = caller(Administrator);
+        assert!(administrator.may_manage_member(&member("x", Administrator, Status::Active)));
+        assert!(!administrator.may_manage_member(&member("r", Agent, Status::Removed)));
+        assert!(!administrator.may_manage_member(&super::Agent::unstored("n", "n")));
+
+        assert_eq!(caller(Agent).grantable(), &[] as &[Role]);
+        assert_eq!(supervisor.grantable(), &[Agent, Supervisor]);
+        assert_eq!(
+            administrator.grantable(),
+            &[Agent, Supervisor, Administrator]
+        );
     }
 
     /// DESIGN.md section 4, "invite / remove / change role / reset password": no / for agents and

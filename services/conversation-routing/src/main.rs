@@ -1,6 +1,6 @@
 //! The conversation-routing service binary: configuration, telemetry, listen, serve until SIGTERM.
 
-use assist_routing::Config;
+use assist_conversation_routing::Config;
 use assist_runtime::config;
 
 #[tokio::main]
@@ -10,9 +10,9 @@ async fn main() -> anyhow::Result<()> {
         config::exit(&error.to_string());
     }
     let telemetry = assist_runtime::telemetry::init("conversation-routing");
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
     let (_trigger, shutdown) = assist_runtime::shutdown::on_signal();
-    let result = assist_routing::serve(config, listener, shutdown).await;
+    let result = assist_conversation_routing::serve(config, listener, shutdown).await;
     telemetry.shutdown();
     result
 }
