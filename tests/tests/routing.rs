@@ -1094,11 +1094,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
 /// Runs a churn over `replicas` replicas on `backend` (offline grace one second, so that requeues race
 /// with assignments) and fails on any violation or loss.
-async fn churn_checked(
-    backend: TestBackend,
-    replicas: usize,
-    spec: assist_tests::routing_load::Churn,
-) {
+async fn churn_checked(backend: TestBackend, replicas: usize, spec: assist_tests::churn::Churn) {
     let mut platform = Platform::start(backend, 1, &[]).await;
     platform.stop_routing().await;
     for _ in 0..replicas {
@@ -1106,7 +1102,7 @@ async fn churn_checked(
             .add_routing_replica(&["--offline-grace-secs=1", "--sweep-ms=200"])
             .await;
     }
-    let report = assist_tests::routing_load::churn(&platform, spec).await;
+    let report = assist_tests::churn::churn(&platform, spec).await;
     eprintln!("{report}");
     let first: Vec<_> = report.violations.iter().take(10).collect();
     assert!(first.is_empty(), "{first:#?}");
@@ -1126,7 +1122,7 @@ async fn three_replicas_never_double_assign_nor_exceed_capacity() {
         eprintln!("skipped: no PostgreSQL");
         return;
     };
-    let spec = assist_tests::routing_load::Churn {
+    let spec = assist_tests::churn::Churn {
         agents: 20,
         capacity: 3,
         conversations: 600,
@@ -1138,7 +1134,7 @@ async fn three_replicas_never_double_assign_nor_exceed_capacity() {
 /// The embedded mode: one replica on SQLite (one writer at a time) under the same churn.
 #[tokio::test]
 async fn the_embedded_mode_never_double_assigns_nor_exceeds_capacity() {
-    let spec = assist_tests::routing_load::Churn {
+    let spec = assist_tests::churn::Churn {
         agents: 10,
         capacity: 3,
         conversations: 500,

@@ -12,8 +12,8 @@ use assist_runtime::auth::{Claims, Realm};
 use assist_runtime::keys::{self, KeyEncryptionKey};
 use assist_runtime::testing::TestBackend;
 
-use crate::Latencies;
-use crate::platform::{Platform, authed};
+use crate::latencies::Latencies;
+use assist_tests::platform::{Platform, authed};
 
 /// Stores `agents` active console profiles straight in agent-directory's database (one statement;
 /// every third online), with enough seats; their ids, by id.

@@ -12,8 +12,8 @@ use assist_runtime::testing::TestBackend;
 
 use assist_runtime::testing::TestDb;
 
-use crate::platform::{Platform, Signed, authed, http};
-use crate::{Latencies, SEARCH_PREFIXES};
+use crate::latencies::{Latencies, SEARCH_PREFIXES};
+use assist_tests::platform::{Platform, Signed, authed, http};
 
 /// Closed loop: `concurrency` agents each start sessions back to back (each start replaces the
 /// agent's previous session) for `seconds`, after `warmup` seconds.
@@ -404,7 +404,7 @@ pub async fn sign_in(backend: TestBackend, concurrency: usize, seconds: u64) -> 
     let gateway = platform.start_gateway().await;
     let addr = gateway.addr;
     let body = serde_json::json!({ "data": { "type": "access-tokens", "attributes": {
-        "username": customer.email, "password": crate::platform::PASSWORD } } })
+        "username": customer.email, "password": assist_tests::platform::PASSWORD } } })
     .to_string();
     let sign_in = move || {
         let body = body.clone();

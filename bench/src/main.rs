@@ -18,9 +18,15 @@
 //!   while 100 agents come and go; fails on any double assignment, capacity violation or loss.
 //! - `load routing-messages --admin-url postgres://…`: customer message to the assignee's watch stream.
 
+mod assist_load;
+mod console_load;
+mod latencies;
+mod routing_load;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::latencies::Latencies;
 use anyhow::Context;
 use assist_identity::domain::keys::KeyEncryptionKey;
 use assist_identity::service::{Actor, Identity, PrincipalInput};
@@ -28,7 +34,6 @@ use assist_identity::store::Store;
 use assist_proto::identity::v1 as pb;
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_runtime::db::{Database, PoolSize};
-use assist_tests::Latencies;
 use clap::{Parser, Subcommand};
 use tonic::transport::Channel;
 
@@ -210,13 +215,8 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             warmup_seconds,
         } => {
-            assist_tests::assist_load::start_assist(
-                &admin_url,
-                concurrency as usize,
-                seconds,
-                warmup_seconds,
-            )
-            .await
+            assist_load::start_assist(&admin_url, concurrency as usize, seconds, warmup_seconds)
+                .await
         }
         Command::GatewaySearch {
             admin_url,
@@ -224,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
             queries,
             concurrency,
         } => {
-            assist_tests::assist_load::gateway_search(
+            assist_load::gateway_search(
                 &admin_url,
                 &identity_database_url,
                 &bench_kek(&identity_database_url),
@@ -242,35 +242,22 @@ async fn main() -> anyhow::Result<()> {
                 Some(url) => assist_runtime::testing::TestBackend::Postgres(url),
                 None => assist_runtime::testing::TestBackend::Sqlite,
             };
-            assist_tests::assist_load::sign_in(backend, concurrency as usize, seconds).await
+            assist_load::sign_in(backend, concurrency as usize, seconds).await
         }
         Command::GatewayOverhead {
             admin_url,
             rate,
             seconds,
             sessions,
-        } => {
-            assist_tests::assist_load::gateway_overhead(
-                &admin_url,
-                rate,
-                seconds,
-                sessions as usize,
-            )
-            .await
-        }
+        } => assist_load::gateway_overhead(&admin_url, rate, seconds, sessions as usize).await,
         Command::ConsoleList {
             admin_url,
             agents,
             requests,
             concurrency,
         } => {
-            assist_tests::console_load::list_agents(
-                &admin_url,
-                agents,
-                requests as usize,
-                concurrency as usize,
-            )
-            .await
+            console_load::list_agents(&admin_url, agents, requests as usize, concurrency as usize)
+                .await
         }
         Command::Heartbeats {
             admin_url,
@@ -278,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
             period_seconds,
             rounds,
         } => {
-            assist_tests::console_load::heartbeats(
+            console_load::heartbeats(
                 &admin_url,
                 agents,
                 Duration::from_secs(period_seconds),
@@ -294,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
             backlog,
             replicas,
         } => {
-            assist_tests::routing_load::throughput(
+            routing_load::throughput(
                 &admin_url,
                 agents,
                 steady as usize,
@@ -311,9 +298,9 @@ async fn main() -> anyhow::Result<()> {
             conversations,
             concurrency,
         } => {
-            assist_tests::routing_load::churn_run(
+            routing_load::churn_run(
                 &admin_url,
-                assist_tests::routing_load::Churn {
+                assist_tests::churn::Churn {
                     agents: agents as usize,
                     capacity,
                     conversations: conversations as usize,
@@ -326,11 +313,11 @@ async fn main() -> anyhow::Result<()> {
             admin_url,
             messages,
             rate,
-        } => assist_tests::routing_load::messages(&admin_url, messages as usize, rate).await,
+        } => routing_load::messages(&admin_url, messages as usize, rate).await,
         Command::Revocation {
             admin_url,
             sessions,
-        } => assist_tests::assist_load::revocation(&admin_url, sessions as usize).await,
+        } => assist_load::revocation(&admin_url, sessions as usize).await,
     }
 }
 
@@ -566,7 +553,7 @@ impl TokenReceiver {
 }
 
 /// Three-letter prefixes people type: starts of common first and last names and of emails.
-use assist_tests::SEARCH_PREFIXES as PREFIXES;
+use crate::latencies::SEARCH_PREFIXES as PREFIXES;
 
 async fn search(database_url: &str, queries: u64, concurrency: u64) -> anyhow::Result<()> {
     let running = start_identity(database_url, &[]).await?;
