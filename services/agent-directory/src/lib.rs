@@ -119,21 +119,12 @@ pub async fn serve(
     ));
     service
         .serve(listener, api, auth, shutdown, |ready| async move {
-            let db = ready
-                .database(
-                    &config.database.database_url,
-                    config.database.pool_size(),
-                    &store::MIGRATIONS,
-                )
-                .await?;
+            let db = config.database.open(&ready, &store::MIGRATIONS).await?;
             let store = Store::new(db);
             store.changes().listen(ready.shutdown().clone());
-            let token = ready
-                .service_token(
-                    identity.clone(),
-                    &config.caller.client_id,
-                    &config.caller.client_secret,
-                )
+            let token = config
+                .caller
+                .service_token(&ready, identity.clone())
                 .await?;
             let identity =
                 IdentityClient::with_interceptor(identity, Outgoing { token: Some(token) });

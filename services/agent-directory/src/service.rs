@@ -168,23 +168,13 @@ impl Agents {
     /// when it is no active member).
     pub async fn console_rights(&self, actor: Actor<'_>) -> Result<ConsoleRights> {
         actor.refuse_delegated()?;
-        actor.require_back_office()?;
-        let Actor::Token(claims) = actor else {
-            return Err(Error::denied("a back-office user's token is required"));
+        let claims = match actor {
+            Actor::Token(claims) if claims.realm == Realm::BackOffice => claims,
+            _ => return Err(Error::denied("a back-office user's token is required")),
         };
         let profile = self.get_agent(actor, &claims.sub).await?;
         let platform_administrator = self.is_platform_administrator(claims).await?;
-        let caller = if platform_administrator {
-            Some(Caller {
-                id: claims.sub.clone(),
-                role: Role::Administrator,
-            })
-        } else {
-            (profile.status == Some(Status::Active)).then(|| Caller {
-                id: profile.id.clone(),
-                role: profile.role,
-            })
-        };
+        let caller = console::caller_now(&claims.sub, platform_administrator, Some(&profile));
         Ok(ConsoleRights {
             profile,
             caller,
@@ -333,19 +323,14 @@ impl Agents {
             Realm::BackOffice => {}
             _ => return Err(Error::denied("a back-office user's token is required")),
         }
-        if self.is_platform_administrator(claims).await? {
-            return Ok(Caller {
-                id: claims.sub.clone(),
-                role: Role::Administrator,
-            });
-        }
-        match self.store.get_agent(&claims.sub).await? {
-            Some(agent) if agent.status == Some(Status::Active) => Ok(Caller {
-                id: agent.id,
-                role: agent.role,
-            }),
-            _ => Err(Error::denied("only active console members can do this")),
-        }
+        let platform_administrator = self.is_platform_administrator(claims).await?;
+        let profile = if platform_administrator {
+            None
+        } else {
+            self.store.get_agent(&claims.sub).await?
+        };
+        console::caller_now(&claims.sub, platform_administrator, profile.as_ref())
+            .ok_or_else(|| Error::denied("only active console members can do this"))
     }
 
     /// Whether identity lists the token's back-office user as an active platform administrator now

@@ -341,6 +341,88 @@ async fn the_authorization_matrix_holds_cell_by_cell() {
     }
 }
 
+async fn rights(platform: &Platform, token: &str) -> dir::ConsoleRights {
+    platform
+        .client()
+        .get_console_rights(authed(token, dir::GetConsoleRightsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Whom `token`'s caller is offered to manage, by id, as `ListAgents` marks it.
+async fn manageable(platform: &Platform, token: &str) -> Vec<(String, bool)> {
+    let listed = platform
+        .client()
+        .list_agents(authed(token, dir::ListAgentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    listed
+        .agents
+        .into_iter()
+        .map(|agent| (agent.id, agent.caller_may_manage))
+        .collect()
+}
+
+/// What the pages offer comes from agent-directory, from the current state: a demoted member's next
+/// page offers nothing more.
+#[tokio::test]
+async fn the_directory_tells_each_caller_its_rights_now() {
+    use dir::Role::{Administrator, Agent, Supervisor};
+    for platform in Platform::all().await {
+        let backend = platform.backend();
+        let supervisor = member(&platform, "rights-sup@example.com", Supervisor).await;
+        let agent = member(&platform, "rights-agent@example.com", Agent).await;
+        let administrator = member(&platform, "rights-admin@example.com", Administrator).await;
+
+        let own = rights(&platform, &supervisor.token).await;
+        assert_eq!(own.role, Supervisor as i32, "{backend}");
+        assert_eq!(
+            own.grantable_roles,
+            [Agent as i32, Supervisor as i32],
+            "{backend}"
+        );
+        assert!(!own.platform_administrator, "{backend}");
+        assert_eq!(own.profile.unwrap().id, supervisor.id, "{backend}");
+        let offered = manageable(&platform, &supervisor.token).await;
+        let may = |id: &str| offered.iter().any(|(listed, may)| listed == id && *may);
+        assert!(may(&agent.id), "{backend}: a supervisor manages agents");
+        assert!(!may(&administrator.id), "{backend}: not administrators");
+        assert!(!may(&supervisor.id), "{backend}: nor itself");
+
+        let platform_admin = rights(&platform, &platform.admin.token).await;
+        assert_eq!(platform_admin.role, Administrator as i32, "{backend}");
+        assert!(platform_admin.platform_administrator, "{backend}");
+        assert_eq!(platform_admin.grantable_roles.len(), 3, "{backend}");
+
+        change_role(&platform, &platform.admin.token, &supervisor.id, Agent)
+            .await
+            .unwrap();
+        let demoted = rights(&platform, &supervisor.token).await;
+        assert_eq!(demoted.role, Agent as i32, "{backend}");
+        assert!(demoted.grantable_roles.is_empty(), "{backend}");
+        let offered = manageable(&platform, &supervisor.token).await;
+        assert!(
+            offered.iter().all(|(_, may)| !may),
+            "{backend}: {offered:?}"
+        );
+
+        remove(
+            &platform,
+            &platform.admin.token,
+            &supervisor.id,
+            "rights-sup@example.com",
+        )
+        .await
+        .unwrap();
+        let removed = rights(&platform, &supervisor.token).await;
+        assert_eq!(removed.role, dir::Role::Unspecified as i32, "{backend}");
+        assert!(removed.grantable_roles.is_empty(), "{backend}");
+        platform.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn supervisors_grant_no_administrator_role_and_the_last_administrator_stays() {
     for platform in Platform::all().await {

@@ -215,6 +215,15 @@ async fn every_rpc(platform: &Platform, token: &str, agent_id: &str) -> Vec<(&'s
                     .map(drop),
             ),
         ),
+        (
+            "GetConsoleRights",
+            outcome(
+                client
+                    .get_console_rights(authed(token, dir::GetConsoleRightsRequest {}))
+                    .await
+                    .map(drop),
+            ),
+        ),
     ]
 }
 
@@ -257,6 +266,7 @@ async fn realms_scopes_and_delegation_decide_who_may_call_what() {
             "UpdateAgentProfile",
             "ListAgentHistory",
             "WatchAgents",
+            "GetConsoleRights",
         ];
         expect(
             &platform,
@@ -276,14 +286,20 @@ async fn realms_scopes_and_delegation_decide_who_may_call_what() {
             &platform,
             "another back-office user, not a console member",
             every_rpc(&platform, &bob.token, &ann.id).await,
-            &[],
+            // Its own rights: none.
+            &["GetConsoleRights"],
             Code::PermissionDenied,
         );
         expect(
             &platform,
             "the agent itself, a member of the directory",
             every_rpc(&platform, &ann.token, &ann.id).await,
-            &["GetAgent", "ListAgents", "UpdateAgentProfile"],
+            &[
+                "GetAgent",
+                "ListAgents",
+                "UpdateAgentProfile",
+                "GetConsoleRights",
+            ],
             Code::PermissionDenied,
         );
         expect(

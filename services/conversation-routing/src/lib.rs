@@ -192,23 +192,11 @@ async fn start(
     identity: Channel,
     ready: Ready<Routing>,
 ) -> anyhow::Result<()> {
-    let db = ready
-        .database(
-            &config.database.database_url,
-            config.database.pool_size(),
-            &store::MIGRATIONS,
-        )
-        .await?;
+    let db = config.database.open(&ready, &store::MIGRATIONS).await?;
     let shutdown = ready.shutdown().clone();
     let store = Store::new(db);
     store.events().listen(shutdown.clone());
-    let token = ready
-        .service_token(
-            identity,
-            &config.caller.client_id,
-            &config.caller.client_secret,
-        )
-        .await?;
+    let token = config.caller.service_token(&ready, identity).await?;
     let timeout = checked.server.request_timeout;
     let outgoing = Outgoing { token: Some(token) };
     let sessions = ImpersonationClient::with_interceptor(

@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use assist_proto::identity::v1::identity_client::IdentityClient;
 use assist_proto::impersonation::v1::impersonation_client::ImpersonationClient;
-use assist_runtime::auth::{
-    AuthPolicy, IdentityJwks, ImpersonationJwks, TokenVerifier, TrustedIssuer,
-};
+use assist_runtime::auth::{AuthPolicy, ImpersonationJwks, TokenVerifier, TrustedIssuer};
 use assist_runtime::client::{Outgoing, ServiceToken, channel};
 use assist_runtime::config::{ConfigError, http_url};
 use assist_runtime::sessions::SessionLiveness;
@@ -133,10 +131,7 @@ impl AppState {
 
 /// A verifier that trusts identity's tokens and the impersonation service's.
 fn verifier(config: &Config) -> anyhow::Result<Arc<TokenVerifier>> {
-    let identity = IdentityJwks(IdentityClient::new(channel(
-        &config.caller.identity_url,
-        GRPC_TIMEOUT,
-    )?));
+    let identity = channel(&config.caller.identity_url, GRPC_TIMEOUT)?;
     let impersonation = ImpersonationJwks(ImpersonationClient::new(channel(
         &config.impersonation_url,
         GRPC_TIMEOUT,
@@ -144,10 +139,7 @@ fn verifier(config: &Config) -> anyhow::Result<Arc<TokenVerifier>> {
     Ok(Arc::new(TokenVerifier::new(
         &config.caller.audience,
         vec![
-            TrustedIssuer {
-                issuer: config.caller.identity_issuer.clone(),
-                keys: Arc::new(identity),
-            },
+            config.caller.identity_issuer(identity),
             TrustedIssuer {
                 issuer: config.impersonation_issuer.clone(),
                 keys: Arc::new(impersonation),

@@ -189,13 +189,7 @@ pub async fn open(
     checked: &Checked,
     ready: &Ready<Identity>,
 ) -> anyhow::Result<Identity> {
-    let db = ready
-        .database(
-            &config.database.database_url,
-            config.database.pool_size(),
-            &store::MIGRATIONS,
-        )
-        .await?;
+    let db = config.database.open(ready, &store::MIGRATIONS).await?;
     Ok(Identity::new(
         Store::new(db),
         checked.settings.clone(),

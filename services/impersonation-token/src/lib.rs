@@ -157,21 +157,12 @@ pub async fn open(
     checked: &Checked,
     ready: &Ready<Impersonation>,
 ) -> anyhow::Result<Impersonation> {
-    let db = ready
-        .database(
-            &config.database.database_url,
-            config.database.pool_size(),
-            &store::MIGRATIONS,
-        )
-        .await?;
+    let db = config.database.open(ready, &store::MIGRATIONS).await?;
     let timeout = checked.server.request_timeout;
     let identity_channel = channel(&config.caller.identity_url, timeout)?;
-    let token = ready
-        .service_token(
-            identity_channel.clone(),
-            &config.caller.client_id,
-            &config.caller.client_secret,
-        )
+    let token = config
+        .caller
+        .service_token(ready, identity_channel.clone())
         .await?;
     let outgoing = Outgoing { token: Some(token) };
     let directory = Directory {

@@ -75,8 +75,19 @@ macro_rules! database_settings {
                 Ok(())
             }
 
-            pub fn pool_size(&self) -> $crate::db::PoolSize {
-                $crate::db::PoolSize(self.database_pool_size)
+            /// The database, migrated with `migrations` (retried while it is unreachable).
+            pub async fn open<T>(
+                &self,
+                ready: &$crate::startup::Ready<T>,
+                migrations: &$crate::db::Migrations,
+            ) -> Result<$crate::db::Database, $crate::startup::StartError> {
+                ready
+                    .database(
+                        &self.database_url,
+                        $crate::db::PoolSize(self.database_pool_size),
+                        migrations,
+                    )
+                    .await
             }
         }
     };
@@ -131,6 +142,18 @@ macro_rules! caller_settings {
                     }
                 }
                 Ok(())
+            }
+
+            /// This service's token from identity over `identity` (retried while identity is
+            /// unreachable).
+            pub async fn service_token<T>(
+                &self,
+                ready: &$crate::startup::Ready<T>,
+                identity: $crate::client::Channel,
+            ) -> Result<$crate::client::ServiceToken, $crate::startup::StartError> {
+                ready
+                    .service_token(identity, &self.client_id, &self.client_secret)
+                    .await
             }
 
             /// Identity as a trusted issuer, its keys fetched over `identity`.

@@ -17,6 +17,9 @@ use crate::client::{Channel, ServiceToken};
 use crate::db::{Database, Migrations, PoolSize};
 use crate::server::{GrpcServer, Health, ServerSettings};
 
+/// Why a start failed (a shutdown that came first counts too; [`until_failed`] ignores it then).
+pub type StartError = anyhow::Error;
+
 /// The service's use cases once start-up has opened them; the API answers UNAVAILABLE until then.
 pub type State<T> = Arc<OnceCell<Arc<T>>>;
 

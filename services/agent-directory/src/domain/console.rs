@@ -156,6 +156,27 @@ impl Seats {
     }
 }
 
+/// The console caller a back-office user is now: an administrator when identity lists it as an active
+/// platform administrator, otherwise the role of its active profile; `None` for anyone else.
+pub fn caller_now(
+    id: &str,
+    platform_administrator: bool,
+    profile: Option<&Agent>,
+) -> Option<Caller> {
+    if platform_administrator {
+        return Some(Caller {
+            id: id.to_owned(),
+            role: Role::Administrator,
+        });
+    }
+    profile
+        .filter(|agent| agent.status == Some(Status::Active))
+        .map(|agent| Caller {
+            id: agent.id.clone(),
+            role: agent.role,
+        })
+}
+
 /// What a membership change sees, read under the membership lock (so it cannot change meanwhile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Membership {
@@ -397,6 +418,32 @@ mod tests {
             },
             administrators,
         }
+    }
+
+    #[test]
+    fn the_caller_now_is_a_platform_administrator_or_an_active_member() {
+        let active = member("me", Role::Supervisor, Status::Active);
+        assert_eq!(
+            caller_now("me", false, Some(&active)),
+            Some(caller(Role::Supervisor))
+        );
+        assert_eq!(
+            caller_now("me", true, Some(&active)),
+            Some(caller(Role::Administrator))
+        );
+        assert_eq!(
+            caller_now("me", true, None),
+            Some(caller(Role::Administrator))
+        );
+        for status in [Status::Invited, Status::Removed] {
+            let agent = member("me", Role::Administrator, status);
+            assert_eq!(caller_now("me", false, Some(&agent)), None);
+        }
+        assert_eq!(
+            caller_now("me", false, Some(&super::Agent::unstored("me", "Me"))),
+            None
+        );
+        assert_eq!(caller_now("me", false, None), None);
     }
 
     #[test]
